@@ -1,0 +1,1 @@
+"""One module per `seqbench` subcommand; each exposes `command`."""

@@ -1,0 +1,91 @@
+"""`seqbench check`: every available implementation against its family reference."""
+
+from __future__ import annotations
+
+import json
+import math
+
+import click
+
+from harness import registry
+from harness.commands.options import resolve_device
+from harness.config import MixerConfig
+from harness.errors import UserError
+from harness.interface import dtype_name, parse_dtype
+
+
+@click.command("check")
+@click.option("--device", default="auto", show_default=True, help="auto, cpu or cuda.")
+@click.option("--name", "names", multiple=True, help="Only these implementations (repeatable).")
+@click.option("--family", "families", multiple=True, help="Only these families (repeatable).")
+@click.option("--dtype", "dtypes", multiple=True,
+              help="dtype(s) to test (default: float64 on CPU, bfloat16 on GPU, else the best supported).")
+@click.option("--seq-len", type=int, default=None, help="Sequence length (default 64 on CPU, 256 on GPU).")
+@click.option("--batch", type=int, default=2, show_default=True)
+@click.option("--d-model", type=int, default=None, help="Model width (default 64 on CPU, 256 on GPU).")
+@click.option("--n-heads", type=int, default=None, help="Heads (default 4).")
+@click.option("--seed", type=int, default=0, show_default=True)
+@click.option("--json", "as_json", is_flag=True, help="Print the rows as JSON.")
+def command(
+    device: str, names: tuple[str, ...], families: tuple[str, ...], dtypes: tuple[str, ...],
+    seq_len: int | None, batch: int, d_model: int | None, n_heads: int | None, seed: int, as_json: bool,
+) -> None:
+    """Compare implementations with their family reference (parallel, recurrent and prefill forms).
+
+    Exits with status 1 if any check fails."""
+    from harness.check import DEFAULT_CONFIG, run_checks
+
+    device = resolve_device(device)
+    kind = device.split(":")[0]
+    if seq_len is not None and seq_len < 2:
+        raise UserError(f"--seq-len must be at least 2, got {seq_len}")
+    if batch < 1:
+        raise UserError(f"--batch must be positive, got {batch}")
+    base = DEFAULT_CONFIG[kind]
+    config = MixerConfig(d_model=d_model or base.d_model, n_heads=n_heads or base.n_heads)
+    parsed = tuple(parse_dtype(d) for d in dtypes)
+    impls = registry.select(names, families)
+    for impl in registry.select(names):  # explicitly named: an impossible request is an error
+        for dtype in parsed:
+            availability = impl.availability(device, dtype)
+            if not availability:
+                raise UserError(f"{impl.name} cannot run {dtype_name(dtype)} on {device}: {availability.reason}")
+
+    def progress(impl, dtype) -> None:
+        if not as_json:
+            click.echo(f"checking {impl.name} ({dtype_name(dtype)}, {device}) ...", err=True)
+
+    rows, skipped = run_checks(impls, device, parsed, config, batch, seq_len, seed, progress)
+    failed = [r for r in rows if not r.passed]
+    if as_json:
+        click.echo(json.dumps(
+            {"rows": [r.to_dict() for r in rows],
+             "skipped": [{"name": i.name, "reason": reason} for i, reason in skipped]},
+            indent=2, default=str,
+        ))
+    else:
+        _print_table(rows, skipped, device)
+    if failed:
+        raise SystemExit(1)
+
+
+def _print_table(rows, skipped, device: str) -> None:
+    from rich.console import Console
+    from rich.table import Table
+
+    table = Table(title=f"seqbench check (device: {device}; error = RMS(ref - impl) / RMS(ref))")
+    for column in ("implementation", "dtype", "test", "error", "tolerance", "result"):
+        table.add_column(column, overflow="fold", no_wrap=column in ("name", "implementation", "family"))
+    for r in rows:
+        error = "-" if math.isnan(r.rms_ratio) else f"{r.rms_ratio:.2e}"
+        limit = "-" if math.isnan(r.tolerance) else f"{r.tolerance:.0e}"
+        result = "[green]pass[/green]" if r.passed else f"[red]{r.status}[/red] {r.reason}"
+        table.add_row(r.implementation, r.dtype, r.test, error, limit, result)
+    console = Console()
+    console.print(table)
+    if skipped:
+        console.print(f"skipped {len(skipped)} implementation(s) that cannot run here:")
+        for impl, reason in skipped:
+            console.print(f"  {impl.name}: {reason}")
+    passed = sum(r.passed for r in rows)
+    console.print(f"{passed} passed, {len(rows) - passed} failed")
