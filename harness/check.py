@@ -111,8 +111,17 @@ def compare_with_reference(
                 error, status, reason = float("nan"), "error", f"{type(exc).__name__}: {exc}".splitlines()[0]
             rows.append(
                 CheckRow(
-                    impl.name, impl.family, impl.backend, device, dtype, test,
-                    error, limit, status == "ok", status, reason,
+                    impl.name,
+                    impl.family,
+                    impl.backend,
+                    device,
+                    dtype,
+                    test,
+                    error,
+                    limit,
+                    status == "ok",
+                    status,
+                    reason,
                 ).to_dict()
             )
     return rows
@@ -120,8 +129,9 @@ def compare_with_reference(
 
 def _failed_rows(impl: Implementation, device: str, dtype: str, status: str, reason: str) -> list[CheckRow]:
     return [
-        CheckRow(impl.name, impl.family, impl.backend, device, dtype, test, float("nan"),
-                 float("nan"), False, status, reason)
+        CheckRow(
+            impl.name, impl.family, impl.backend, device, dtype, test, float("nan"), float("nan"), False, status, reason
+        )
         for test in TESTS
     ]
 
@@ -154,8 +164,15 @@ def run_checks(
                     progress(impl, dtype)
                 outcome = worker.call(
                     "harness.check:compare_with_reference",
-                    {"name": impl.name, "device": device, "dtype": dtype_name(dtype),
-                     "config": {**config.__dict__}, "batch": batch, "seq_len": seq_len, "seed": seed},
+                    {
+                        "name": impl.name,
+                        "device": device,
+                        "dtype": dtype_name(dtype),
+                        "config": {**config.__dict__},
+                        "batch": batch,
+                        "seq_len": seq_len,
+                        "seed": seed,
+                    },
                     CHECK_TIMEOUTS_S,
                 )
                 if outcome.status == "ok":

@@ -74,7 +74,9 @@ def get(name: str) -> Implementation:
     raise UserError(f"unknown implementation {name!r}{hint}")
 
 
-def select(names: tuple[str, ...] | list[str] = (), families_: tuple[str, ...] | list[str] = ()) -> list[Implementation]:
+def select(
+    names: tuple[str, ...] | list[str] = (), families_: tuple[str, ...] | list[str] = ()
+) -> list[Implementation]:
     """Implementations by exact name and/or family; both empty means all. Unknown names are errors."""
     chosen = [get(n) for n in names]
     if families_:

@@ -18,8 +18,12 @@ from harness.interface import dtype_name, parse_dtype
 @click.option("--device", default="auto", show_default=True, help="auto, cpu or cuda.")
 @click.option("--name", "names", multiple=True, help="Only these implementations (repeatable).")
 @click.option("--family", "families", multiple=True, help="Only these families (repeatable).")
-@click.option("--dtype", "dtypes", multiple=True,
-              help="dtype(s) to test (default: float64 on CPU, bfloat16 on GPU, else the best supported).")
+@click.option(
+    "--dtype",
+    "dtypes",
+    multiple=True,
+    help="dtype(s) to test (default: float64 on CPU, bfloat16 on GPU, else the best supported).",
+)
 @click.option("--seq-len", type=int, default=None, help="Sequence length (default 64 on CPU, 256 on GPU).")
 @click.option("--batch", type=int, default=2, show_default=True)
 @click.option("--d-model", type=int, default=None, help="Model width (default 64 on CPU, 256 on GPU).")
@@ -27,8 +31,16 @@ from harness.interface import dtype_name, parse_dtype
 @click.option("--seed", type=int, default=0, show_default=True)
 @click.option("--json", "as_json", is_flag=True, help="Print the rows as JSON.")
 def command(
-    device: str, names: tuple[str, ...], families: tuple[str, ...], dtypes: tuple[str, ...],
-    seq_len: int | None, batch: int, d_model: int | None, n_heads: int | None, seed: int, as_json: bool,
+    device: str,
+    names: tuple[str, ...],
+    families: tuple[str, ...],
+    dtypes: tuple[str, ...],
+    seq_len: int | None,
+    batch: int,
+    d_model: int | None,
+    n_heads: int | None,
+    seed: int,
+    as_json: bool,
 ) -> None:
     """Compare implementations with their family reference (parallel, recurrent and prefill forms).
 
@@ -58,11 +70,16 @@ def command(
     rows, skipped = run_checks(impls, device, parsed, config, batch, seq_len, seed, progress)
     failed = [r for r in rows if not r.passed]
     if as_json:
-        click.echo(json.dumps(
-            {"rows": [r.to_dict() for r in rows],
-             "skipped": [{"name": i.name, "reason": reason} for i, reason in skipped]},
-            indent=2, default=str,
-        ))
+        click.echo(
+            json.dumps(
+                {
+                    "rows": [r.to_dict() for r in rows],
+                    "skipped": [{"name": i.name, "reason": reason} for i, reason in skipped],
+                },
+                indent=2,
+                default=str,
+            )
+        )
     else:
         _print_table(rows, skipped, device)
     if failed:

@@ -20,7 +20,6 @@ import torch
 from torch import nn
 
 from harness.config import MixerConfig
-from harness.errors import ConfigError
 from harness.interface import Mixer, part
 
 KNOWN_OPTIONS: set[str] = set()

@@ -36,7 +36,7 @@ def efficient(device: str, dtype: torch.dtype | None) -> str | None:
 
 def flex(device: str, dtype: torch.dtype | None) -> str | None:
     try:
-        import torch.nn.attention.flex_attention  # noqa: F401  (part of torch itself)
+        import torch.nn.attention.flex_attention
     except ImportError:
         return f"torch {torch.__version__} has no FlexAttention (needs torch >= 2.5)"
     return None
