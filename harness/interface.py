@@ -33,6 +33,18 @@ def part(name: str) -> Iterator[None]:
         yield
 
 
+@dataclass
+class CoreCall:
+    """A core op and its prepared inputs: `fn(*args, **kwargs)`."""
+
+    fn: Callable[..., Any]
+    args: tuple[Any, ...]
+    kwargs: dict[str, Any] = field(default_factory=dict)
+
+    def run(self) -> Any:
+        return self.fn(*self.args, **self.kwargs)
+
+
 class Mixer(nn.Module):
     """Base class of every implementation. Subclasses define the three entry points."""
 
@@ -56,6 +68,12 @@ class Mixer(nn.Module):
             y_t, state = self.step(x[:, t], state)
             ys.append(y_t)
         return torch.stack(ys, dim=1), state
+
+    def core_call(self, x: torch.Tensor) -> CoreCall:
+        """The mixer's core op (attention, selective scan, SSD, ...) with its inputs computed from x,
+        so suites can time and profile the bare kernel apart from projections and convolutions.
+        `call.run()` must compute exactly what `forward` computes in its core part."""
+        raise NotImplementedError(f"{type(self).__name__} does not expose its core op")
 
     def load_reference_weights(self, reference: Mixer) -> None:
         """Copy the weights of the family reference so both compute the same function.
@@ -165,6 +183,9 @@ class Implementation:
     flops_model: FlopsModel = field(default=_no_model, repr=False)
     bytes_model: BytesModel = field(default=_no_model, repr=False)
     state_bytes_model: StateBytesModel = field(default=_no_model, repr=False)
+    # The same models for the core op alone (what `Mixer.core_call` runs), for op-level rooflines.
+    core_flops_model: FlopsModel = field(default=_no_model, repr=False)
+    core_bytes_model: BytesModel = field(default=_no_model, repr=False)
 
     @property
     def is_reference(self) -> bool:
@@ -199,11 +220,15 @@ class Implementation:
     def create(self, config: MixerConfig) -> Mixer:
         return resolve(self.build)(config)
 
-    def flops(self, config: MixerConfig, batch: int, seq_len: int, mode: str) -> float:
-        return float(self.flops_model(config, batch, seq_len, mode))
+    def flops(self, config: MixerConfig, batch: int, seq_len: int, mode: str, core: bool = False) -> float:
+        model = self.core_flops_model if core else self.flops_model
+        return float(model(config, batch, seq_len, mode))
 
-    def min_bytes(self, config: MixerConfig, batch: int, seq_len: int, mode: str, dtype: torch.dtype) -> float:
-        return float(self.bytes_model(config, batch, seq_len, mode, dtype))
+    def min_bytes(
+        self, config: MixerConfig, batch: int, seq_len: int, mode: str, dtype: torch.dtype, core: bool = False
+    ) -> float:
+        model = self.core_bytes_model if core else self.bytes_model
+        return float(model(config, batch, seq_len, mode, dtype))
 
     def state_bytes(self, config: MixerConfig, batch: int, seq_len: int, dtype: torch.dtype) -> float:
         return float(self.state_bytes_model(config, batch, seq_len, dtype))

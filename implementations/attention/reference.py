@@ -20,7 +20,7 @@ import torch
 from torch import nn
 
 from harness.config import MixerConfig
-from harness.interface import Mixer, part
+from harness.interface import CoreCall, Mixer, part
 
 KNOWN_OPTIONS: set[str] = set()
 
@@ -129,6 +129,10 @@ class CausalSelfAttention(Mixer):
         with part("core"):
             y = self.attention_core(q, k, v)
         return self._output(y)
+
+    def core_call(self, x: torch.Tensor) -> CoreCall:
+        q, k, v = self._project(x, start=0)
+        return CoreCall(self.attention_core, (q, k, v))
 
     def init_state(self, batch: int, device: torch.device | str, dtype: torch.dtype) -> KVCache:
         empty = torch.zeros(batch, self.n_heads, 0, self.head_dim, device=device, dtype=dtype)

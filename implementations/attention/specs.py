@@ -47,6 +47,23 @@ def attention_min_bytes(config: MixerConfig, batch: int, seq_len: int, mode: str
     return elements * dtype.itemsize
 
 
+def attention_core_flops(config: MixerConfig, batch: int, seq_len: int, mode: str) -> float:
+    """softmax(QK^T)V alone (what `core_call` runs): 4·B·L²·H·d/2 forward, 3.5× that fwd+bwd."""
+    inner = config.n_heads * config.resolved_head_dim
+    if mode == "decode":
+        return 4.0 * batch * seq_len * inner
+    core = 2.0 * batch * seq_len * seq_len * inner
+    return core if mode in ("fwd", "prefill") else 3.5 * core
+
+
+def attention_core_min_bytes(config: MixerConfig, batch: int, seq_len: int, mode: str, dtype: torch.dtype) -> float:
+    """q, k, v read and o written once (4 tensors of B·L·H·d); fwd+bwd also dO in, dQ/dK/dV out."""
+    tensor = batch * seq_len * config.n_heads * config.resolved_head_dim
+    if mode == "decode":
+        return (2 * tensor + 2 * batch * config.n_heads * config.resolved_head_dim) * dtype.itemsize
+    return (4 if mode in ("fwd", "prefill") else 9) * tensor * dtype.itemsize
+
+
 def kv_cache_bytes(config: MixerConfig, batch: int, seq_len: int, dtype: torch.dtype) -> float:
     """Keys and values of every past token: grows linearly with the context."""
     return 2.0 * batch * seq_len * config.n_heads * config.resolved_head_dim * dtype.itemsize
@@ -56,6 +73,8 @@ _MODELS = {
     "flops_model": attention_flops,
     "bytes_model": attention_min_bytes,
     "state_bytes_model": kv_cache_bytes,
+    "core_flops_model": attention_core_flops,
+    "core_bytes_model": attention_core_min_bytes,
 }
 
 IMPLEMENTATIONS = [
