@@ -21,6 +21,8 @@ def _causal(batch: Any, head: Any, q_index: torch.Tensor, kv_index: torch.Tensor
     return q_index >= kv_index
 
 
+FLEX_BLOCK_SIZE = 128  # create_block_mask's default tile
+
 _compiled_flex: Callable[..., torch.Tensor] | None = None
 
 
@@ -48,8 +50,15 @@ class FlexAttention(CausalSelfAttention):
         return self._block_masks[key]
 
     def attention_core(self, q: torch.Tensor, k: torch.Tensor, v: torch.Tensor) -> torch.Tensor:
-        block_mask = self._block_mask(q.shape[-2], q.device)
-        return compiled_flex_attention()(q, k, v, block_mask=block_mask)
+        # Pad L to a whole number of mask blocks. With torch 2.13's compiled CPU kernel, lengths that
+        # end inside a block (e.g. L = 24 or 40) gave wrong values or NaN from run to run; padding is
+        # exact here because the padded keys lie in the future of every real query (causal mask).
+        seq_len = q.shape[-2]
+        padded = -(-seq_len // FLEX_BLOCK_SIZE) * FLEX_BLOCK_SIZE
+        if padded != seq_len:
+            q, k, v = (F.pad(t, (0, 0, 0, padded - seq_len)) for t in (q, k, v))
+        block_mask = self._block_mask(padded, q.device)
+        return compiled_flex_attention()(q, k, v, block_mask=block_mask)[..., :seq_len, :]
 
     def decode_core(self, q_t: torch.Tensor, k: torch.Tensor, v: torch.Tensor) -> torch.Tensor:
         return F.scaled_dot_product_attention(q_t, k, v)

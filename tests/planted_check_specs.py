@@ -1,0 +1,52 @@
+"""Planted implementations for tests of `seqbench check` (registered via SEQBENCH_EXTRA_SPECS).
+
+- `planted/abort` calls os.abort() while building: the worker dies with SIGABRT.
+- `planted/wrong` computes a different function than its reference: the check must fail it.
+"""
+
+from __future__ import annotations
+
+import os
+
+import torch
+
+from harness.config import MixerConfig
+from harness.interface import Implementation
+from implementations.attention.reference import AttentionReference
+
+
+class WrongAttention(AttentionReference):
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return super().forward(x) * 1.01  # 1% off: far above any tolerance
+
+
+def build_abort(config: MixerConfig) -> AttentionReference:
+    os.abort()
+
+
+def build_wrong(config: MixerConfig) -> WrongAttention:
+    return WrongAttention(config)
+
+
+IMPLEMENTATIONS = [
+    Implementation(
+        family="planted",
+        name="planted/reference",
+        backend="reference",
+        build="implementations.attention.reference:build_reference",
+    ),
+    Implementation(
+        family="planted",
+        name="planted/abort",
+        backend="test",
+        reference="planted/reference",
+        build="tests.planted_check_specs:build_abort",
+    ),
+    Implementation(
+        family="planted",
+        name="planted/wrong",
+        backend="test",
+        reference="planted/reference",
+        build="tests.planted_check_specs:build_wrong",
+    ),
+]

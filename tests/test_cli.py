@@ -1,0 +1,65 @@
+"""The CLI: machine-readable listing, and bad input as one line (exit 2), never a traceback."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+from click.testing import CliRunner
+
+from harness.cli import cli
+
+
+def run(*args: str) -> tuple[int, str, str]:
+    result = CliRunner().invoke(cli, list(args))
+    return result.exit_code, result.stdout, result.stderr
+
+
+def test_list_json_parses() -> None:
+    code, out, _ = run("list", "--json", "--device", "cpu")
+    assert code == 0
+    records = json.loads(out)
+    names = {r["name"] for r in records}
+    assert {"attention/reference", "attention/sdpa_flash"} <= names
+    for r in records:
+        assert {"family", "name", "backend", "available", "reason"} <= set(r)
+        assert r["available"] == (r["reason"] == "")
+    flash = next(r for r in records if r["name"] == "attention/sdpa_flash")
+    assert flash["available"] is False and flash["reason"] == "runs on cuda only, not cpu"
+
+
+def test_list_table() -> None:
+    code, out, _ = run("list", "--device", "cpu", "--family", "attention")
+    assert code == 0 and "attention/sdpa_cudnn" in out
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (
+            ("check", "--name", "attention/referenc"),
+            "Error: unknown implementation 'attention/referenc'; did you mean attention/reference",
+        ),
+        (
+            ("check", "--name", "attention/flex", "--dtype", "float64", "--device", "cpu"),
+            "Error: attention/flex cannot run float64 on cpu: float64 not supported",
+        ),
+        (("check", "--dtype", "float8"), "Error: unknown dtype 'float8'"),
+        (("check", "--n-heads", "3", "--device", "cpu"), "Error: n_heads: d_model=64 is not divisible by n_heads=3"),
+        (("check", "--seq-len", "0"), "Error: --seq-len must be at least 2"),
+        (("list", "--device", "tpu"), "Error: unknown device 'tpu'"),
+        (("list", "--family", "atention"), "Error: unknown family 'atention'; did you mean attention?"),
+    ],
+)
+def test_bad_input_is_one_line(args: tuple[str, ...], message: str) -> None:
+    code, _, err = run(*args)
+    assert code == 2
+    assert err.startswith(message), err
+    assert err.strip().count("\n") == 0 and "Traceback" not in err
+
+
+def test_check_passes_on_reference(tmp_path) -> None:
+    code, out, _ = run("check", "--device", "cpu", "--name", "attention/sdpa_math", "--seq-len", "8", "--json")
+    assert code == 0
+    rows = json.loads(out)["rows"]
+    assert len(rows) == 3 and all(r["passed"] for r in rows)
