@@ -5,6 +5,9 @@ A worker is a spawned (never forked: CUDA does not survive fork) Python process 
 dotted path, so it can be reused for consecutive jobs (Triton compiles once per process) and restarted
 after a failure. A call may announce phases (`report_phase("measure")`) so that warm-up (compilation,
 autotuning: slow, generous timeout) and measurement (tight timeout) have their own time limits.
+
+Workers share on-disk compilation caches (Triton kernels and autotuning results, TorchInductor) in the
+user's cache directory, so a second worker, or a second run, does not compile again.
 """
 
 from __future__ import annotations
@@ -18,6 +21,7 @@ from collections.abc import Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass
 from multiprocessing.connection import Connection
+from pathlib import Path
 from typing import Any
 
 STATUSES = ("ok", "oom", "error", "crash", "timeout", "unavailable")
@@ -29,8 +33,13 @@ _phase_connection: Connection | None = None  # set inside a worker process only
 class Outcome:
     status: str  # one of STATUSES
     reason: str = ""  # one line; empty when ok
-    value: Any = None
+    value: Any = None  # the call's return value when ok; the traceback text when it raised
     elapsed_s: float = 0.0
+
+
+class Unavailable(Exception):
+    """Raised inside a job when what it asks cannot run here (e.g. a mixer without a core op):
+    the job's row gets status `unavailable`, not `error`."""
 
 
 def one_line(text: str, limit: int = 300) -> str:
@@ -54,6 +63,8 @@ def is_out_of_memory(exc: BaseException) -> bool:
 
 def classify_exception(exc: BaseException) -> Outcome:
     message = one_line(f"{type(exc).__name__}: {exc}")
+    if isinstance(exc, Unavailable):
+        return Outcome("unavailable", one_line(str(exc)))
     return Outcome("oom" if is_out_of_memory(exc) else "error", message)
 
 
@@ -63,9 +74,54 @@ def report_phase(name: str) -> None:
         _phase_connection.send(("phase", name))
 
 
-def _worker_main(connection: Connection) -> None:
+# ---------------------------------------------------------------------------------------------
+# compilation caches
+
+
+def cache_home() -> Path:
+    """$XDG_CACHE_HOME/seqbench, or ~/.cache/seqbench."""
+    base = os.environ.get("XDG_CACHE_HOME") or os.path.join(os.path.expanduser("~"), ".cache")
+    return Path(base) / "seqbench"
+
+
+def cache_environment() -> dict[str, str]:
+    """Environment for workers: shared on-disk caches, unless the user chose their own.
+
+    TRITON_CACHE_DIR     compiled Triton kernels (every Triton version);
+    TRITON_CACHE_AUTOTUNING=1  autotuning results on disk too (Triton >= 3.3 reads it; older ones ignore it,
+                         and fla passes cache_results=True itself where triton.autotune accepts it);
+    TORCHINDUCTOR_CACHE_DIR    torch.compile's kernels and FX graph cache (FlexAttention)."""
+    home = cache_home()
+    wanted = {
+        "TRITON_CACHE_DIR": str(home / "triton"),
+        "TRITON_CACHE_AUTOTUNING": "1",
+        "TORCHINDUCTOR_CACHE_DIR": str(home / "inductor"),
+    }
+    return {key: value for key, value in wanted.items() if key not in os.environ}
+
+
+# ---------------------------------------------------------------------------------------------
+# the child
+
+
+def _redirect_output(log_path: str | None) -> None:
+    """Kernel libraries print (compiler warnings, autotuning logs): send the child's stdout and stderr,
+    down to the file descriptors, to a log file so they do not break the parent's progress display."""
+    if not log_path:
+        return
+    Path(log_path).parent.mkdir(parents=True, exist_ok=True)
+    fd = os.open(log_path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o644)
+    os.dup2(fd, 1)
+    os.dup2(fd, 2)
+    os.close(fd)
+
+
+def _worker_main(connection: Connection, log_path: str | None = None) -> None:
     global _phase_connection
     _phase_connection = connection
+    # Ctrl-C reaches the whole process group: let the parent decide (it kills us and saves its rows).
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    _redirect_output(log_path)
     from harness.interface import resolve
 
     while True:
@@ -77,19 +133,27 @@ def _worker_main(connection: Connection) -> None:
             return
         target, kwargs = message
         try:
-            value = resolve(target)(**kwargs)
-            connection.send(("result", Outcome("ok", "", value)))
+            outcome = Outcome("ok", "", resolve(target)(**kwargs))
         except BaseException as exc:  # report everything; the parent decides
             outcome = classify_exception(exc)
             outcome.value = traceback.format_exc(limit=8)
-            try:
-                import torch
-
-                if torch.cuda.is_available():
-                    torch.cuda.empty_cache()
-            except Exception:
-                pass
+        if outcome.status != "ok":
+            # Outside the except block, the traceback's frames (and the tensors they held) are gone.
+            _release_device_memory()
+        try:
             connection.send(("result", outcome))
+        except Exception as exc:  # e.g. a return value that cannot be pickled
+            connection.send(("result", Outcome("error", one_line(f"could not return the result: {exc}"))))
+
+
+def _release_device_memory() -> None:
+    try:
+        import torch
+
+        if torch.cuda.is_available() and torch.cuda.is_initialized():
+            torch.cuda.empty_cache()
+    except Exception:
+        pass
 
 
 @contextmanager
@@ -106,11 +170,19 @@ def _environment(overrides: Mapping[str, str]):
                 os.environ[key] = value
 
 
-class Worker:
-    """One reusable child process. `call` never raises for what happens inside the child."""
+# ---------------------------------------------------------------------------------------------
+# the parent's handle
 
-    def __init__(self, env: Mapping[str, str] | None = None) -> None:
-        self.env = dict(env or {})
+
+class Worker:
+    """One reusable child process. `call` never raises for what happens inside the child.
+
+    env: extra environment variables for the child (on top of the shared compilation caches);
+    log_path: where the child's stdout/stderr go (None: inherited from the parent)."""
+
+    def __init__(self, env: Mapping[str, str] | None = None, log_path: str | Path | None = None) -> None:
+        self.env = cache_environment() | dict(env or {})
+        self.log_path = str(log_path) if log_path else None
         self._process: mp.process.BaseProcess | None = None
         self._connection: Connection | None = None
         self.starts = 0
@@ -119,11 +191,15 @@ class Worker:
     def alive(self) -> bool:
         return self._process is not None and self._process.is_alive()
 
+    @property
+    def pid(self) -> int | None:
+        return self._process.pid if self._process is not None else None
+
     def start(self) -> None:
         context = mp.get_context("spawn")
         parent_end, child_end = context.Pipe()
         with _environment(self.env):  # spawn copies os.environ at start: set the worker's env then
-            process = context.Process(target=_worker_main, args=(child_end,), daemon=True)
+            process = context.Process(target=_worker_main, args=(child_end, self.log_path), daemon=True)
             process.start()
         child_end.close()
         self._process, self._connection = process, parent_end
@@ -131,9 +207,11 @@ class Worker:
 
     def call(self, target: str, kwargs: dict[str, Any], timeout_s: float | Mapping[str, float]) -> Outcome:
         """Run `target(**kwargs)` in the worker. `timeout_s` is one limit, or a limit per phase
-        ({"warmup": 600, "measure": 60}; the call starts in phase "start", or the first key)."""
+        ({"warmup": 600, "measure": 60}; the call starts in phase "start" if given, else the first key;
+        a phase without a limit of its own gets the first phase's)."""
         limits = {"start": float(timeout_s)} if isinstance(timeout_s, int | float) else dict(timeout_s)
         phase = "start" if "start" in limits else next(iter(limits))
+        default_limit = limits[phase]
         if not self.alive:
             self.start()
         assert self._connection is not None and self._process is not None
@@ -144,10 +222,10 @@ class Worker:
         except (BrokenPipeError, OSError) as exc:
             return self._died(f"could not send the job: {exc}", began)
         while True:
-            remaining = limits.get(phase, limits.get("start", 60.0)) - (time.monotonic() - phase_began)
+            limit = limits.get(phase, default_limit)
+            remaining = limit - (time.monotonic() - phase_began)
             if remaining <= 0:
                 self.kill()
-                limit = limits.get(phase, limits.get("start", 60.0))
                 return Outcome("timeout", f"exceeded {limit:g} s in phase {phase}", None, time.monotonic() - began)
             if self._connection.poll(min(remaining, 0.5)):
                 try:

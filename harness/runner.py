@@ -1,0 +1,432 @@
+"""The runner: a sweep is a list of `Job`s; each runs in an isolated worker and leaves rows in Parquet.
+
+    jobs = [Job("throughput", "attention/reference", "suites.throughput:measure", {...}), ...]
+    summary = run_jobs(jobs, "results/", command="seqbench run throughput --preset cpu")
+
+A job names a function by dotted path (`target`), called in the worker as `target(**params)`; it returns
+a row dict or a list of them (the measurements). The runner adds to every row the job's columns (the
+params that are result columns, the config flattened), the provenance of the run and the identity
+columns, and writes exactly one row per job that failed: status oom | error | crash | timeout |
+unavailable with a one-line reason.
+
+Workers: consecutive jobs of one implementation share a worker (compilation and autotuning happen once
+per process); the worker is restarted after any failure (a CUDA error or an OOM can leave the process in
+a bad state) and for each new implementation (one library's state never leaks into another's numbers).
+
+Skipping: a job whose id already has a row (status other than `unavailable`) from this machine in the
+results directory is skipped unless `redo`; `resume` continues the latest run of the suite under its
+run id. Rows are written in batches (one file per implementation, and at least every
+`flush_interval_s`), so an interrupted run loses at most the batch in flight.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import math
+import os
+import time
+from collections import Counter
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from functools import cached_property
+from pathlib import Path
+from typing import Any
+
+from harness import results
+from harness.errors import UserError
+from harness.worker import Outcome, Worker, one_line
+
+# Warm-up compiles and autotunes (over 110 s for some fwd+bwd kernels on a cold cache); measurement
+# is bounded by the timing budget, so its limit can be tight.
+DEFAULT_TIMEOUTS_S: dict[str, float] = {"warmup": 900.0, "measure": 120.0}
+PROVENANCE_TIMEOUT_S = 300.0
+FAILED = ("oom", "error", "crash", "timeout")
+
+
+@dataclass
+class Job:
+    """One measurement to make: `target(**params)` run in a worker, for one implementation.
+
+    params must be JSON-serialisable; they define the job, and `job_id` hashes them with the suite and
+    the implementation (not the target, not the timeouts): the same preset gives the same ids wherever
+    it runs. Params named like result columns (mode, dtype, batch, seq_len, device, level, task, ...)
+    become columns of every row, and `params["config"]` (a MixerConfig as a dict) is flattened."""
+
+    suite: str
+    implementation: str
+    target: str  # "module:function"
+    params: dict[str, Any]
+    timeouts_s: dict[str, float] = field(default_factory=lambda: dict(DEFAULT_TIMEOUTS_S))
+
+    @cached_property
+    def job_id(self) -> str:
+        definition = {"suite": self.suite, "implementation": self.implementation, "params": self.params}
+        text = json.dumps(definition, sort_keys=True, default=str, separators=(",", ":"))
+        return hashlib.sha256(text.encode()).hexdigest()[:16]
+
+    @property
+    def label(self) -> str:
+        """Short human name: implementation and the params that vary in sweeps."""
+        keys = ("level", "mode", "dtype", "batch", "seq_len", "task")
+        short = {"batch": "B", "seq_len": "L"}
+        bits = [f"{short[k]}={self.params[k]}" if k in short else str(self.params[k]) for k in keys if k in self.params]
+        return f"{self.implementation} {' '.join(bits)}".strip()
+
+    def columns(self) -> dict[str, Any]:
+        """The row columns known before running: family, backend, the job's params, the config."""
+        from harness import registry
+        from harness.config import MixerConfig
+
+        out: dict[str, Any] = {}
+        try:
+            impl = registry.get(self.implementation)
+            out.update(family=impl.family, backend=impl.backend)
+        except UserError:
+            pass
+        for key, value in self.params.items():
+            if key in results.KNOWN_COLUMNS and key not in results.IDENTITY_COLUMNS and _is_scalar(value):
+                out[key] = value
+        if isinstance(self.params.get("config"), dict):
+            out.update(MixerConfig.from_dict(self.params["config"]).to_dict())
+        return out
+
+    def unavailable_reason(self) -> str | None:
+        """Why this job cannot run here (unknown implementation, device, dtype, missing package), or None."""
+        from harness import registry
+        from harness.interface import parse_dtype
+
+        try:
+            impl = registry.get(self.implementation)
+            dtype = parse_dtype(self.params["dtype"]) if "dtype" in self.params else None
+        except UserError as exc:
+            return str(exc)
+        availability = impl.availability(self.params.get("device", "cpu"), dtype)
+        return None if availability else availability.reason
+
+
+def _is_scalar(value: Any) -> bool:
+    return value is None or isinstance(value, str | int | float | bool)
+
+
+@dataclass
+class RunSummary:
+    suite: str
+    run_id: str
+    results_dir: Path
+    rows: list[dict[str, Any]] = field(default_factory=list)
+    paths: list[Path] = field(default_factory=list)
+    skipped: int = 0  # jobs already done (not rerun)
+    total: int = 0  # jobs asked for
+    interrupted: bool = False
+    log_path: Path | None = None
+    notes: list[str] = field(default_factory=list)
+
+    @property
+    def run_dir(self) -> Path:
+        return self.results_dir / self.suite / self.run_id
+
+    def job_statuses(self) -> dict[str, str]:
+        """job_id -> status of its job: the failure if any row failed, else ok."""
+        statuses: dict[str, str] = {}
+        for row in self.rows:
+            if statuses.get(row["job_id"], "ok") == "ok":
+                statuses[row["job_id"]] = row["status"]
+        return statuses
+
+    def counts(self) -> Counter:
+        """Jobs by status."""
+        return Counter(self.job_statuses().values())
+
+
+# ---------------------------------------------------------------------------------------------
+# checks before any job starts
+
+
+def prepare_results_dir(results_dir: str | Path) -> Path:
+    """Create `results_dir` if needed, prove it writable and hold only files of our schema. One-line
+    UserErrors otherwise, before any job runs."""
+    results_dir = Path(results_dir)
+    if results_dir.exists() and not results_dir.is_dir():
+        raise UserError(f"results directory {results_dir} exists and is not a directory")
+    try:
+        results_dir.mkdir(parents=True, exist_ok=True)
+        probe = results_dir / f"{results.TEMP_PREFIX}probe-{os.getpid()}"
+        probe.write_bytes(b"")
+        probe.unlink()
+    except OSError as exc:
+        raise UserError(f"results directory {results_dir} is not writable ({exc.strerror or exc})") from exc
+    results.check_results_dir(results_dir)
+    return results_dir
+
+
+# ---------------------------------------------------------------------------------------------
+# rows
+
+
+def _base_row(job: Job, run_id: str, command: str, provenance: dict[str, Any]) -> dict[str, Any]:
+    return {
+        "schema_version": results.SCHEMA_VERSION,
+        "run_id": run_id,
+        "job_id": job.job_id,
+        "timestamp": results.utc_now(),
+        "suite": job.suite,
+        "implementation": job.implementation,
+        **job.columns(),
+        "status": "ok",
+        "reason": "",
+        "command": command,
+        **provenance,
+    }
+
+
+_PROTECTED = ("schema_version", "run_id", "job_id", "suite", "implementation")
+
+
+def _rows_from_outcome(job: Job, outcome: Outcome, base: dict[str, Any]) -> list[dict[str, Any]]:
+    if outcome.status != "ok":
+        return [{**base, "status": outcome.status, "reason": outcome.reason, "job_wall_s": outcome.elapsed_s}]
+    value = outcome.value
+    measured = [value] if isinstance(value, dict) else list(value or [])
+    if not measured or not all(isinstance(r, dict) for r in measured):
+        reason = f"{job.target} returned {type(value).__name__}, not a row dict or a list of them"
+        return [{**base, "status": "error", "reason": reason, "job_wall_s": outcome.elapsed_s}]
+    rows = []
+    for measurement in measured:
+        row = {**base, **{k: v for k, v in measurement.items() if k not in _PROTECTED}, "job_wall_s": outcome.elapsed_s}
+        if row["status"] not in results.STATUSES:
+            row["reason"] = f"job reported unknown status {row['status']!r}"
+            row["status"] = "error"
+        row["reason"] = one_line(row.get("reason") or "")
+        _derive_fractions(row)
+        rows.append(row)
+    return rows
+
+
+def _derive_fractions(row: dict[str, Any]) -> None:
+    """Achieved rates as fractions of this run's measured device ceilings."""
+    for achieved, peak, fraction in (
+        ("achieved_tflops", "peak_matmul_tflops", "frac_peak_tflops"),
+        ("achieved_gbps", "peak_copy_gbps", "frac_peak_gbps"),
+    ):
+        if achieved in row and fraction not in row:
+            a, p = row.get(achieved), row.get(peak)
+            ok = a is not None and p is not None and not math.isnan(a) and not math.isnan(p) and p > 0
+            row[fraction] = a / p if ok else float("nan")
+
+
+# ---------------------------------------------------------------------------------------------
+# the run
+
+
+class _Display:
+    """A rich progress bar over jobs: the current job and the ok / failed counts so far."""
+
+    def __init__(self, enabled: bool, total: int, title: str) -> None:
+        self.progress = None
+        self.ok = self.failed = 0
+        if not enabled:
+            return
+        from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+
+        self.progress = Progress(
+            TextColumn("[bold]{task.fields[title]}"),
+            BarColumn(),
+            MofNCompleteColumn(),
+            TextColumn("[green]{task.fields[ok]} ok[/green] [red]{task.fields[failed]} failed[/red]"),
+            TimeElapsedColumn(),
+            TextColumn("{task.description}"),
+        )
+        self.task = self.progress.add_task("", total=total, title=title, ok=0, failed=0)
+        self.progress.start()
+
+    def current(self, label: str) -> None:
+        if self.progress is not None:
+            self.progress.update(self.task, description=label)
+
+    def done(self, status: str) -> None:
+        if status in ("ok", "unavailable"):
+            self.ok += status == "ok"
+        else:
+            self.failed += 1
+        if self.progress is not None:
+            self.progress.update(self.task, advance=1, ok=self.ok, failed=self.failed)
+
+    def stop(self) -> None:
+        if self.progress is not None:
+            self.progress.update(self.task, description="")
+            self.progress.stop()
+
+
+def _group_by_implementation(jobs: Sequence[Job]) -> list[Job]:
+    """Jobs of one implementation next to each other (first-appearance order), duplicates dropped."""
+    seen: set[str] = set()
+    order: dict[str, list[Job]] = {}
+    for job in jobs:
+        if job.job_id not in seen:
+            seen.add(job.job_id)
+            order.setdefault(job.implementation, []).append(job)
+    return [job for group in order.values() for job in group]
+
+
+def _log(log_path: Path, text: str) -> None:
+    with open(log_path, "a") as handle:
+        handle.write(text if text.endswith("\n") else text + "\n")
+
+
+def run_jobs(
+    jobs: Sequence[Job],
+    results_dir: str | Path = "results",
+    *,
+    run_id: str | None = None,
+    redo: bool = False,
+    resume: bool = False,
+    command: str = "",
+    device: str | None = None,
+    progress: bool = False,
+    flush_interval_s: float = 30.0,
+    measure_ceilings: bool = True,
+    worker_env: dict[str, str] | None = None,
+    on_row: Callable[[dict[str, Any]], None] | None = None,
+) -> RunSummary:
+    """Run `jobs` (all of one suite) and write their rows under `results_dir`. Never raises for what a
+    job does; raises UserError for bad input (results directory, mixed suites) before any job runs.
+    Ctrl-C stops the run, writes the rows finished so far and returns with `interrupted` set."""
+    suites = {job.suite for job in jobs}
+    if len(suites) > 1:
+        raise UserError(f"one run holds one suite; got {', '.join(sorted(suites))}")
+    results_dir = prepare_results_dir(results_dir)
+    suite = suites.pop() if suites else "unknown"
+    if resume and run_id is None:
+        run_id = results.latest_run_id(results_dir, suite)
+    run_id = run_id or results.new_run_id()
+    ordered = _group_by_implementation(jobs)
+    summary = RunSummary(suite, run_id, results_dir, total=len(ordered))
+    if not ordered:
+        return summary
+
+    run_dir = results_dir / suite / run_id
+    run_dir.mkdir(parents=True, exist_ok=True)
+    summary.log_path = log_path = run_dir / "worker.log"
+    device = device or ordered[0].params.get("device", "cpu")
+
+    worker = Worker(env=worker_env, log_path=log_path)
+    provenance = _provenance(worker, device, measure_ceilings, summary)
+
+    done: set[str] = set()
+    if resume:
+        done |= results.done_job_ids(results_dir, suite, run_id=run_id)
+    if not redo:
+        done |= results.done_job_ids(results_dir, suite, host_fingerprint=provenance.get("host_fingerprint"))
+    todo = [job for job in ordered if job.job_id not in done]
+    summary.skipped = len(ordered) - len(todo)
+
+    display = _Display(progress, len(todo), f"{suite} {run_id}")
+    pending: list[dict[str, Any]] = []
+    last_flush = time.monotonic()
+
+    def flush() -> None:
+        nonlocal pending, last_flush
+        if pending:
+            summary.paths.append(results.write_rows(pending, results_dir, run_id, suite=suite))
+            pending = []
+        last_flush = time.monotonic()
+
+    current_implementation = None
+    try:
+        for job in todo:
+            if current_implementation is not None and job.implementation != current_implementation:
+                flush()  # one file per implementation at least
+                worker.close()  # a fresh process per implementation (the provenance worker serves the first)
+            current_implementation = job.implementation
+            display.current(job.label)
+            base = _base_row(job, run_id, command, provenance)
+            reason = job.unavailable_reason()
+            if reason is not None:
+                outcome = Outcome("unavailable", one_line(reason))
+            else:
+                _log(log_path, f"=== {results.utc_now()} job {job.job_id} {job.label}")
+                outcome = worker.call(job.target, dict(job.params), job.timeouts_s)
+                if outcome.status != "ok":
+                    _log(log_path, f"--- {outcome.status}: {outcome.reason}\n{outcome.value or ''}")
+                    worker.kill()  # restart after any failure
+            rows = _rows_from_outcome(job, outcome, base)
+            for row in rows:
+                if on_row is not None:
+                    on_row(row)
+            pending += rows
+            summary.rows += rows
+            display.done(summary.job_statuses()[job.job_id])
+            if time.monotonic() - last_flush >= flush_interval_s:
+                flush()
+    except KeyboardInterrupt:
+        summary.interrupted = True
+    finally:
+        worker.kill()
+        flush()
+        display.stop()
+    return summary
+
+
+def _provenance(worker: Worker, device: str, measure_ceilings: bool, summary: RunSummary) -> dict[str, Any]:
+    """Static provenance (parent) + device provenance and ceilings (measured once, in a worker)."""
+    from harness.provenance import static_provenance
+
+    info = static_provenance()
+    outcome = worker.call(
+        "harness.provenance:device_provenance",
+        {"device": device, "measure_ceilings": measure_ceilings},
+        PROVENANCE_TIMEOUT_S,
+    )
+    if outcome.status == "ok":
+        info.update(outcome.value)
+    else:
+        worker.kill()
+        summary.notes.append(f"device provenance not collected ({outcome.status}: {outcome.reason})")
+        info.update(peak_matmul_tflops=float("nan"), peak_copy_gbps=float("nan"))
+    return info
+
+
+# ---------------------------------------------------------------------------------------------
+# summary
+
+
+def print_summary(summary: RunSummary, console: Any = None) -> None:
+    """A table of jobs by implementation and status, then the distinct failure reasons."""
+    from rich.console import Console
+    from rich.table import Table
+
+    console = console or Console()
+    statuses = summary.job_statuses()
+    implementation_of = {row["job_id"]: row["implementation"] for row in summary.rows}
+    per_impl: dict[str, Counter] = {}
+    for job_id, status in statuses.items():
+        per_impl.setdefault(implementation_of[job_id], Counter())[status] += 1
+    table = Table(title=f"{summary.suite} run {summary.run_id}")
+    table.add_column("implementation", no_wrap=True)
+    for status in results.STATUSES:
+        table.add_column(status, justify="right")
+    for name, counts in per_impl.items():
+        table.add_row(name, *[str(counts.get(s, 0) or "") for s in results.STATUSES])
+    console.print(table)
+    reasons = Counter(
+        (row["implementation"], row["status"], row["reason"]) for row in summary.rows if row["status"] != "ok"
+    )
+    for (name, status, reason), n in sorted(reasons.items()):
+        console.print(f"  {name}: {status} ×{n}: {reason}", markup=False, highlight=False)
+    totals = summary.counts()
+    done = ", ".join(f"{totals[s]} {s}" for s in results.STATUSES if totals.get(s))
+    console.print(
+        f"{len(statuses)} job(s) run ({done or 'none'}), {summary.skipped} skipped as already done"
+        + (" (use --redo to rerun them)" if summary.skipped else "")
+    )
+    for note in summary.notes:
+        console.print(f"note: {note}", markup=False, highlight=False)
+    if summary.paths:
+        console.print(f"results: {summary.run_dir}", markup=False, highlight=False)
+    if summary.log_path is not None and any(s in FAILED for s in statuses.values()):
+        console.print(f"worker log (tracebacks): {summary.log_path}", markup=False, highlight=False)
+    if summary.interrupted:
+        console.print(
+            f"interrupted after {len(statuses)} of {summary.total - summary.skipped} job(s); continue with --resume"
+        )
