@@ -63,3 +63,13 @@ def test_check_passes_on_reference(tmp_path) -> None:
     assert code == 0
     rows = json.loads(out)["rows"]
     assert len(rows) == 3 and all(r["passed"] for r in rows)
+
+
+def test_family_with_dtype_checks_only_that_family() -> None:
+    # Regression: --family with --dtype used to validate the dtype against every implementation.
+    code, out, err = run(
+        "check", "--device", "cpu", "--family", "attention", "--dtype", "float32", "--seq-len", "8", "--json"
+    )
+    assert code == 0, err
+    rows = json.loads(out)["rows"]
+    assert {r["implementation"] for r in rows} == {"attention/reference", "attention/sdpa_math", "attention/flex"}

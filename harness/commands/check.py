@@ -8,7 +8,7 @@ import math
 import click
 
 from harness import registry
-from harness.commands.options import resolve_device
+from harness.commands.options import make_console, resolve_device
 from harness.config import MixerConfig
 from harness.errors import UserError
 from harness.interface import dtype_name, parse_dtype
@@ -57,7 +57,7 @@ def command(
     config = MixerConfig(d_model=d_model or base.d_model, n_heads=n_heads or base.n_heads)
     parsed = tuple(parse_dtype(d) for d in dtypes)
     impls = registry.select(names, families)
-    for impl in registry.select(names):  # explicitly named: an impossible request is an error
+    for impl in [registry.get(n) for n in names]:  # explicitly named: an impossible request is an error
         for dtype in parsed:
             availability = impl.availability(device, dtype)
             if not availability:
@@ -87,7 +87,6 @@ def command(
 
 
 def _print_table(rows, skipped, device: str) -> None:
-    from rich.console import Console
     from rich.table import Table
 
     table = Table(title=f"seqbench check (device: {device}; error = RMS(ref - impl) / RMS(ref))")
@@ -98,7 +97,7 @@ def _print_table(rows, skipped, device: str) -> None:
         limit = "-" if math.isnan(r.tolerance) else f"{r.tolerance:.0e}"
         result = "[green]pass[/green]" if r.passed else f"[red]{r.status}[/red] {r.reason}"
         table.add_row(r.implementation, r.dtype, r.test, error, limit, result)
-    console = Console()
+    console = make_console()
     console.print(table)
     if skipped:
         console.print(f"skipped {len(skipped)} implementation(s) that cannot run here:")

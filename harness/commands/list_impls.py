@@ -7,7 +7,7 @@ import json
 import click
 
 from harness import registry
-from harness.commands.options import resolve_device
+from harness.commands.options import make_console, resolve_device
 
 
 @click.command("list")
@@ -40,7 +40,6 @@ def command(as_json: bool, device: str, families: tuple[str, ...]) -> None:
     if as_json:
         click.echo(json.dumps(records, indent=2))
         return
-    from rich.console import Console
     from rich.table import Table
 
     table = Table(title=f"seqbench implementations (device: {device})")
@@ -49,4 +48,4 @@ def command(as_json: bool, device: str, families: tuple[str, ...]) -> None:
     for r in records:
         mark = "[green]yes[/green]" if r["available"] else "[red]no[/red]"
         table.add_row(r["family"], r["name"], r["backend"], mark, r["reason"])
-    Console().print(table)
+    make_console().print(table)

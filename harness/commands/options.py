@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import sys
+from typing import Any
+
 import torch
 
 from harness.errors import UserError
@@ -18,3 +21,12 @@ def resolve_device(device: str) -> str:
     if kind not in ("cpu", "cuda"):
         raise UserError(f"unsupported device {device!r}; use auto, cpu or cuda")
     return device
+
+
+def make_console(**kwargs: Any) -> Any:
+    """A rich console; wide when writing to a file or pipe (logs, CI), where rich would assume 80 columns."""
+    from rich.console import Console
+
+    if not sys.stdout.isatty():
+        kwargs.setdefault("width", 200)
+    return Console(**kwargs)

@@ -34,6 +34,10 @@ class SDPAAttention(CausalSelfAttention):
     def decode_core(self, q_t: torch.Tensor, k: torch.Tensor, v: torch.Tensor) -> torch.Tensor:
         # One query at the end of the sequence sees every cached key: no mask (torch's is_causal
         # aligns the mask top-left, which would hide all but the first key).
+        if k.shape[-2] == 1:
+            # Softmax over a single key is 1: the output is that key's value, exactly. (cuDNN's SDPA
+            # rejects a key/value length of 1, seen with torch 2.11 / cuDNN 9.19 on an H100.)
+            return v.clone()
         with sdpa_kernel(self.sdp_backend):
             return F.scaled_dot_product_attention(q_t, k, v)
 
