@@ -1,0 +1,84 @@
+"""Discretization: from the continuous SSM x'(t) = A x(t) + B u(t) to the recurrence x_k = A-bar x_{k-1} + B-bar u_k.
+
+With step size Delta (S4, arXiv 2111.00396, Sec. 2.3; the LSSL / HiPPO papers' generalized bilinear transform):
+
+    zero-order hold (u constant over each step, exact for such inputs):
+        A-bar = exp(Delta A),     B-bar = (Delta A)^{-1} (exp(Delta A) - I) Delta B
+
+    generalized bilinear transform (GBT), alpha in [0, 1]:
+        A-bar = (I - alpha Delta A)^{-1} (I + (1 - alpha) Delta A),     B-bar = (I - alpha Delta A)^{-1} Delta B
+        alpha = 0: forward Euler,  alpha = 1: backward Euler,  alpha = 1/2: the bilinear (Tustin) transform,
+        the one S4 uses (S4 eq. 3) because it keeps the DPLR structure within reach of the Cauchy kernel.
+
+Both functions take a dense A (..., N, N), or with `diagonal=True` the diagonal of a diagonal A (..., N)
+(S4D), and B (..., N); Delta broadcasts over the leading dimensions (one step size per channel).
+"""
+
+from __future__ import annotations
+
+import torch
+
+from harness.errors import ConfigError
+
+
+def check_step_size(dt: torch.Tensor | float) -> None:
+    if isinstance(dt, torch.Tensor) and dt.device.type != "cpu":
+        return  # reading a GPU tensor would stall the stream; the layers make Delta = exp(log Delta) > 0 anyway
+    values = torch.as_tensor(dt)
+    if values.is_complex() or not bool((values > 0).all()):
+        raise ConfigError("dt", f"the step size Delta must be real and > 0, got {_describe(values)}")
+
+
+def check_alpha(alpha: float) -> None:
+    if not 0.0 <= alpha <= 1.0:
+        raise ConfigError("alpha", f"the generalized bilinear transform needs alpha in [0, 1], got {alpha!r}")
+
+
+def _describe(values: torch.Tensor) -> str:
+    return f"{values.item()!r}" if values.numel() == 1 else f"min {values.real.min().item()!r}"
+
+
+def _as_column(dt: torch.Tensor | float, like: torch.Tensor, dims: int) -> torch.Tensor:
+    """Delta with `dims` trailing singleton dimensions so it broadcasts against A's last dimensions."""
+    dt = torch.as_tensor(dt, dtype=like.real.dtype, device=like.device)
+    return dt.reshape(*dt.shape, *([1] * dims))
+
+
+def zoh(
+    A: torch.Tensor, B: torch.Tensor, dt: torch.Tensor | float, *, diagonal: bool = False
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """Zero-order hold: A-bar = exp(Delta A), B-bar = (Delta A)^{-1} (exp(Delta A) - I) Delta B.
+
+    The closed form for B-bar needs an invertible A (true of every HiPPO matrix and S4D init)."""
+    check_step_size(dt)
+    if diagonal:
+        dtA = _as_column(dt, A, 1) * A
+        A_bar = torch.exp(dtA)
+        return A_bar, (A_bar - 1) / dtA * _as_column(dt, A, 1) * B
+    dtA = _as_column(dt, A, 2) * A
+    A_bar = torch.linalg.matrix_exp(dtA)
+    identity = torch.eye(A.shape[-1], dtype=A.dtype, device=A.device)
+    dtB = _as_column(dt, B, 1) * B
+    B_bar = torch.linalg.solve(dtA, ((A_bar - identity) @ dtB.unsqueeze(-1))).squeeze(-1)
+    return A_bar, B_bar
+
+
+def bilinear(
+    A: torch.Tensor, B: torch.Tensor, dt: torch.Tensor | float, alpha: float = 0.5, *, diagonal: bool = False
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """Generalized bilinear transform with dA = Delta A:
+
+    A-bar = (I - alpha dA)^{-1} (I + (1 - alpha) dA),     B-bar = (I - alpha dA)^{-1} Delta B."""
+    check_step_size(dt)
+    check_alpha(alpha)
+    if diagonal:
+        dtA = _as_column(dt, A, 1) * A
+        inverse = 1 / (1 - alpha * dtA)
+        return inverse * (1 + (1 - alpha) * dtA), inverse * _as_column(dt, A, 1) * B
+    dtA = _as_column(dt, A, 2) * A
+    identity = torch.eye(A.shape[-1], dtype=A.dtype, device=A.device)
+    dtB = _as_column(dt, B, 1) * B
+    left = identity - alpha * dtA
+    A_bar = torch.linalg.solve(left, identity + (1 - alpha) * dtA)
+    B_bar = torch.linalg.solve(left, dtB.unsqueeze(-1)).squeeze(-1)
+    return A_bar, B_bar
