@@ -1,4 +1,4 @@
-"""nox sessions: `nox -s tests` (pytest on CPU), `nox -s lint` (ruff).
+"""nox sessions: `nox -s bench` (the main job), `nox -s report`, `nox -s tests` (pytest on CPU), `nox -s lint`.
 
 torch is pinned to a CPU-friendly release: on this project's CPU machines `pip install torch==2.13.0`
 takes a CPU build from the local wheel cache. Elsewhere set SEQBENCH_TORCH to another requirement
@@ -8,10 +8,22 @@ takes a CPU build from the local wheel cache. Elsewhere set SEQBENCH_TORCH to an
 from __future__ import annotations
 
 import os
+import shutil
+import time
 
 import nox
 
 nox.options.sessions = ["tests", "lint"]
+# Where `--wheels DIR` (or this variable) points, GPU dependencies come from that folder only (air-gapped nodes).
+WHEELS_ENV = "SEQBENCH_WHEELS"
+# mamba-ssm and causal-conv1d are sdists: install their Python code only (no download of a prebuilt wheel, no
+# compilation for ~9 architectures); `seqbench kernels build` compiles what is needed for the local GPU.
+SDIST_ENV = {
+    "MAMBA_SKIP_CUDA_BUILD": "TRUE",
+    "MAMBA_FORCE_BUILD": "TRUE",
+    "CAUSAL_CONV1D_SKIP_CUDA_BUILD": "TRUE",
+    "CAUSAL_CONV1D_FORCE_BUILD": "TRUE",
+}
 nox.options.reuse_existing_virtualenvs = True
 
 TORCH = os.environ.get("SEQBENCH_TORCH", "torch==2.13.0")
@@ -31,3 +43,81 @@ def lint(session: nox.Session) -> None:
     session.install("ruff>=0.6,<1")
     session.run("ruff", "check", ".")
     session.run("ruff", "format", "--check", ".")
+
+
+def _pop_option(args: list[str], name: str) -> str | None:
+    """Remove `name VALUE` (or `name=VALUE`) from args and return VALUE."""
+    for i, arg in enumerate(args):
+        if arg == name and i + 1 < len(args):
+            value = args[i + 1]
+            del args[i : i + 2]
+            return value
+        if arg.startswith(name + "="):
+            del args[i]
+            return arg.split("=", 1)[1]
+    return None
+
+
+def _has_cuda(session: nox.Session) -> bool:
+    code = (
+        "try:\n    import torch\n    print('has-cuda' if torch.cuda.is_available() else 'no-cuda')\n"
+        "except ImportError:\n    print('no-torch')"
+    )
+    return "has-cuda" in str(session.run("python", "-c", code, silent=True, log=False))
+
+
+# Reuse an already-installed CUDA torch: the session's virtualenv sees the system site-packages, so pip finds
+# torch satisfied there and never downloads another. Without one, the CPU pin below is installed.
+@nox.session(venv_params=["--system-site-packages"])
+def bench(session: nox.Session) -> None:
+    """The main job: check, then the throughput, memory, profile and recall suites, then the report.
+
+    With CUDA: the `quick` presets (override with `-- --preset full`). Without: the `cpu` presets.
+    `-- --wheels DIR` installs GPU dependencies from DIR only (no network). Other arguments after `--`
+    pass through to every `seqbench run` command."""
+    args = list(session.posargs)
+    wheels = _pop_option(args, "--wheels") or os.environ.get(WHEELS_ENV)
+    preset = _pop_option(args, "--preset")
+    results_dir = _pop_option(args, "--results") or "results"
+    offline = ["--no-index", "--find-links", wheels] if wheels else []
+    timings: list[tuple[str, float]] = []
+
+    def stage(name: str, *command: str, required: bool = True) -> None:
+        began = time.monotonic()
+        session.run(*command, success_codes=None if required else [0, 1], env={"PYTHONUNBUFFERED": "1"})
+        timings.append((name, time.monotonic() - began))
+
+    began = time.monotonic()
+    if not shutil.which("nvidia-smi") and not wheels:
+        session.install(TORCH)  # no GPU driver here: never let pip pull a CUDA build
+    if _has_cuda(session):
+        session.install(*offline, "--no-build-isolation", "-e", ".[gpu]", env=SDIST_ENV)
+        cuda = True
+    else:
+        session.install(*offline, "-e", ".")
+        cuda = False
+    timings.append(("install", time.monotonic() - began))
+    preset = preset or ("quick" if cuda else "cpu")
+    recall_preset = "recall-quick" if cuda else "recall-cpu"
+    if not cuda:
+        session.log("No CUDA device: running the cpu presets of the reference implementations.")
+    else:
+        stage("kernels build", "seqbench", "kernels", "build")
+    common = ["--results", results_dir, *args]
+    stage("check", "seqbench", "check", "--results", results_dir, required=False)
+    for suite in ("throughput", "memory", "profile"):
+        stage(suite, "seqbench", "run", suite, "--preset", preset, *common)
+    stage("recall", "seqbench", "run", "recall", "--preset", recall_preset, *common)
+    report_dir = os.path.join("reports", "gpu" if cuda else "cpu")
+    stage("report", "seqbench", "report", results_dir, "-o", report_dir)
+    session.log("time per stage: " + ", ".join(f"{name} {seconds:.0f} s" for name, seconds in timings))
+    session.log(f"report: {os.path.abspath(os.path.join(report_dir, 'index.html'))}")
+
+
+@nox.session
+def report(session: nox.Session) -> None:
+    """`seqbench report` over the given results (default: results/ into reports/latest/)."""
+    session.install(TORCH)
+    session.install("-e", ".")
+    args = list(session.posargs) or ["results", "-o", os.path.join("reports", "latest")]
+    session.run("seqbench", "report", *args)
