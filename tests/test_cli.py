@@ -73,3 +73,16 @@ def test_family_with_dtype_checks_only_that_family() -> None:
     assert code == 0, err
     rows = json.loads(out)["rows"]
     assert {r["implementation"] for r in rows} == {"attention/reference", "attention/sdpa_math", "attention/flex"}
+
+
+def test_check_writes_result_rows(tmp_path) -> None:
+    from harness import results
+
+    code, _, err = run(
+        "check", "--device", "cpu", "--name", "attention/reference", "--seq-len", "8", "--results", str(tmp_path)
+    )
+    assert code == 0, err
+    frame = results.read_results(tmp_path)
+    assert len(frame) == 3 and set(frame["suite"]) == {"check"}
+    assert frame["passed"].all() and (frame["rms_ratio"] < 1e-10).all()
+    assert set(frame["test"]) == {"parallel", "recurrent", "prefill"}

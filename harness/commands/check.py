@@ -30,6 +30,12 @@ from harness.interface import dtype_name, parse_dtype
 @click.option("--n-heads", type=int, default=None, help="Heads (default 4).")
 @click.option("--seed", type=int, default=0, show_default=True)
 @click.option("--json", "as_json", is_flag=True, help="Print the rows as JSON.")
+@click.option(
+    "--results",
+    "results_dir",
+    default=None,
+    help="Also write the rows to this Parquet results directory (suite `check`), for the report.",
+)
 def command(
     device: str,
     names: tuple[str, ...],
@@ -41,6 +47,7 @@ def command(
     n_heads: int | None,
     seed: int,
     as_json: bool,
+    results_dir: str | None,
 ) -> None:
     """Compare implementations with their family reference (parallel, recurrent and prefill forms).
 
@@ -56,6 +63,10 @@ def command(
     base = DEFAULT_CONFIG[kind]
     config = MixerConfig(d_model=d_model or base.d_model, n_heads=n_heads or base.n_heads)
     parsed = tuple(parse_dtype(d) for d in dtypes)
+    if results_dir is not None:
+        from harness import results
+
+        results.check_results_dir(results_dir)  # unwritable or foreign: one line, before any check
     impls = registry.select(names, families)
     for impl in [registry.get(n) for n in names]:  # explicitly named: an impossible request is an error
         for dtype in parsed:
@@ -69,6 +80,10 @@ def command(
 
     rows, skipped = run_checks(impls, device, parsed, config, batch, seq_len, seed, progress)
     failed = [r for r in rows if not r.passed]
+    if results_dir is not None and rows:
+        path = write_check_rows(rows, results_dir, config, batch, seq_len, device)
+        if not as_json:
+            click.echo(f"wrote {len(rows)} rows to {path}", err=True)
     if as_json:
         click.echo(
             json.dumps(
@@ -84,6 +99,53 @@ def command(
         _print_table(rows, skipped, device)
     if failed:
         raise SystemExit(1)
+
+
+def write_check_rows(rows, results_dir: str, config: MixerConfig, batch: int, seq_len: int | None, device: str):
+    """Check rows as result rows (suite `check`), so the report can mark implementations that failed."""
+    import hashlib
+    import shlex
+    import sys
+
+    from harness import provenance, results
+    from harness.check import DEFAULT_SEQ_LEN
+
+    run_id = results.new_run_id()
+    common = {
+        **provenance.static_provenance(),
+        **provenance.device_provenance(device, measure_ceilings=False),
+        **config.to_dict(),
+        "schema_version": results.SCHEMA_VERSION,
+        "run_id": run_id,
+        "timestamp": results.utc_now(),
+        "suite": "check",
+        "device": device,
+        "batch": batch,
+        "seq_len": seq_len or DEFAULT_SEQ_LEN[device.split(":")[0]],
+        "mode": "fwd",
+        "command": shlex.join(["seqbench", *sys.argv[1:]]),
+    }
+    out = []
+    for row in rows:
+        key = f"check|{row.implementation}|{row.dtype}|{device}|{row.test}"
+        status = "ok" if row.status in ("ok", "failed") else row.status
+        out.append(
+            {
+                **common,
+                "job_id": hashlib.sha256(key.encode()).hexdigest()[:16],
+                "implementation": row.implementation,
+                "family": row.family,
+                "backend": row.backend,
+                "dtype": row.dtype,
+                "status": status,  # the job ran; whether it passed is its own column
+                "reason": row.reason,
+                "test": row.test,
+                "rms_ratio": row.rms_ratio,
+                "tolerance": row.tolerance,
+                "passed": row.passed,
+            }
+        )
+    return results.write_rows(out, results_dir, run_id, suite="check")
 
 
 def _print_table(rows, skipped, device: str) -> None:
