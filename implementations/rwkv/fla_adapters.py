@@ -133,11 +133,31 @@ class FlaChunkRWKV7(RWKV7TimeMix):
         check_fla_config(config, chunked=True)
         super().__init__(config)
 
-    def core(self, r, w, k, v, a, b, initial_state=None, output_final_state=False):  # type: ignore[override]
+    def core(
+        self,
+        r: torch.Tensor,
+        w: torch.Tensor,
+        k: torch.Tensor,
+        v: torch.Tensor,
+        a: torch.Tensor,
+        b: torch.Tensor,
+        initial_state: torch.Tensor | None = None,
+        output_final_state: bool = False,
+    ) -> tuple[torch.Tensor, torch.Tensor | None]:
         return fla_chunk_rwkv7(r, w, k, v, a, b, 1.0, initial_state, output_final_state, chunk_size=self.chunk_size)
 
-    def core_step(self, r, w, k, v, a, b, state):  # type: ignore[override]
+    def core_step(
+        self,
+        r: torch.Tensor,
+        w: torch.Tensor,
+        k: torch.Tensor,
+        v: torch.Tensor,
+        a: torch.Tensor,
+        b: torch.Tensor,
+        state: torch.Tensor,
+    ) -> tuple[torch.Tensor, torch.Tensor]:
         o, new_state = fla_fused_recurrent_rwkv7(r, w, k, v, a, b, 1.0, state, True)
+        assert new_state is not None
         return o, new_state
 
 
@@ -148,11 +168,31 @@ class FlaFusedRecurrentRWKV7(RWKV7TimeMix):
         check_fla_config(config, chunked=False)
         super().__init__(config)
 
-    def core(self, r, w, k, v, a, b, initial_state=None, output_final_state=False):  # type: ignore[override]
+    def core(
+        self,
+        r: torch.Tensor,
+        w: torch.Tensor,
+        k: torch.Tensor,
+        v: torch.Tensor,
+        a: torch.Tensor,
+        b: torch.Tensor,
+        initial_state: torch.Tensor | None = None,
+        output_final_state: bool = False,
+    ) -> tuple[torch.Tensor, torch.Tensor | None]:
         return fla_fused_recurrent_rwkv7(r, w, k, v, a, b, 1.0, initial_state, output_final_state)
 
-    def core_step(self, r, w, k, v, a, b, state):  # type: ignore[override]
+    def core_step(
+        self,
+        r: torch.Tensor,
+        w: torch.Tensor,
+        k: torch.Tensor,
+        v: torch.Tensor,
+        a: torch.Tensor,
+        b: torch.Tensor,
+        state: torch.Tensor,
+    ) -> tuple[torch.Tensor, torch.Tensor]:
         o, new_state = fla_fused_recurrent_rwkv7(r, w, k, v, a, b, 1.0, state, True)
+        assert new_state is not None
         return o, new_state
 
 
