@@ -1,0 +1,113 @@
+"""`seqbench compare A B`: per job, B/A of the median time, significant or not; exit 1 on regressions if asked."""
+
+from __future__ import annotations
+
+import math
+from pathlib import Path
+
+import click
+
+from harness.errors import UserError
+
+
+def format_table(records: list[dict[str, str]], columns: list[str]) -> list[str]:
+    """Plain aligned text (greppable in CI logs), a header line then one line per record."""
+    widths = {c: max(len(c), *(len(r[c]) for r in records)) for c in columns}
+    lines = ["  ".join(c.ljust(widths[c]) for c in columns).rstrip()]
+    lines += ["  ".join(r[c].ljust(widths[c]) for c in columns).rstrip() for r in records]
+    return lines
+
+
+def _ms(value: float) -> str:
+    return "" if math.isnan(value) else f"{value:.4g}"
+
+
+@click.command("compare")
+@click.argument("baseline", metavar="A", type=click.Path(path_type=Path))
+@click.argument("results", metavar="B", type=click.Path(path_type=Path))
+@click.option(
+    "--fail-on-regression",
+    "fail_percent",
+    type=float,
+    default=None,
+    metavar="PCT",
+    help="Exit with status 1 if a job is significantly slower by more than PCT percent, or newly failing.",
+)
+@click.option(
+    "--factor",
+    type=float,
+    default=1.10,
+    show_default=True,
+    help="Changes smaller than this ratio either way are reported as unchanged (asv's --factor).",
+)
+@click.option(
+    "--match-by",
+    type=click.Choice(["auto", "job_id", "config"]),
+    default="auto",
+    show_default=True,
+    help="Pair jobs by job id, or by their definition (implementation, config, sizes); auto: job id if any match.",
+)
+@click.option("--only-changed", is_flag=True, help="List only jobs marked + - ~ ! or * (the summary counts all).")
+def command(
+    baseline: Path, results: Path, fail_percent: float | None, factor: float, match_by: str, only_changed: bool
+) -> None:
+    """Compare the throughput of results B against baseline A (Parquet files or directories).
+
+    \b
+    Marks: + slower, - faster (significant and beyond --factor), ~ beyond --factor but within the noise,
+    ! newly failing, * fixed. Significance: Mann-Whitney U on the per-rep samples when there are enough,
+    else non-overlapping 99% confidence intervals of the medians (as asv compare does).
+    """
+    from harness.report.compare import compare_results, summary_lines
+    from harness.results import read_results
+
+    if factor < 1:
+        raise UserError(f"--factor must be at least 1, got {factor:g}")
+    if fail_percent is not None and fail_percent < 0:
+        raise UserError(f"--fail-on-regression must be a non-negative percentage, got {fail_percent:g}")
+    frame_a, frame_b = read_results(baseline), read_results(results)
+    for name, path, frame in (("A", baseline, frame_a), ("B", results, frame_b)):
+        if frame.empty:
+            raise UserError(f"no result rows in {name} ({path})")
+    comparison = compare_results(frame_a, frame_b, factor=factor, match_by=match_by)
+    if not comparison.jobs:
+        raise UserError("no throughput rows to compare in A or B")
+
+    records = []
+    for job in comparison.jobs:
+        if only_changed and not job.mark:
+            continue
+        label = job.label
+        records.append(
+            {
+                "": job.mark,
+                "implementation": label.get("implementation", ""),
+                "mode": label.get("mode", ""),
+                "dtype": label.get("dtype", ""),
+                "batch": label.get("batch", ""),
+                "seq_len": label.get("seq_len", ""),
+                "A ms": _ms(job.median_a_ms) or job.status_a,
+                "B ms": _ms(job.median_b_ms) or job.status_b,
+                "B/A": "" if math.isnan(job.ratio) else f"{job.ratio:.3f}",
+                "p": "" if math.isnan(job.p_value) else f"{job.p_value:.1g}",
+                "change": job.change,
+            }
+        )
+    if records:
+        for line in format_table(records, list(records[0])):
+            click.echo(line)
+        click.echo("")
+    for line in summary_lines(comparison):
+        click.echo(line)
+
+    if fail_percent is not None:
+        regressions = comparison.regressions(fail_percent)
+        if regressions:
+            click.echo(
+                f"FAIL: {len(regressions)} job(s) regressed beyond {fail_percent:g}% or newly failing:", err=True
+            )
+            for job in regressions:
+                what = job.change if math.isnan(job.ratio) else f"x{job.ratio:.3f}"
+                click.echo(f"  {what}  {job.key}", err=True)
+            click.get_current_context().exit(1)
+        click.echo(f"No regression beyond {fail_percent:g}%.")

@@ -1,0 +1,208 @@
+"""HTML tables: every row, sortable by a click on a header, filterable through a text box.
+
+All text from results goes through `html.escape` here and nowhere else builds cells, so a config, a
+reason or a version string containing markup renders as text. Each cell carries its raw value in
+`data-v` so that numbers sort as numbers while showing in a readable format.
+"""
+
+from __future__ import annotations
+
+import html
+import math
+import os
+from collections.abc import Sequence
+from pathlib import Path
+from urllib.parse import quote
+
+import numpy as np
+import pandas as pd
+
+from harness.report.data import has_cell_value, is_missing, key_text, package_versions_text, samples_list
+
+PERCENT_COLUMNS = {"frac_peak_tflops", "frac_peak_gbps", "share"}
+CODE_COLUMNS = {"command", "kernel_name", "job_id", "run_id", "seqbench_commit", "host_fingerprint", "key"}
+FILTER_FROM_ROWS = 10
+WIDE_COLUMNS = {"reason", "reason_b", "command", "kernel_name", "package_versions"}
+
+# The inline script of every page: sorting and filtering, nothing else. Plain ES2017, no library.
+TABLE_SCRIPT = """
+(function () {
+  "use strict";
+  function cellValue(row, index) {
+    var cell = row.cells[index];
+    if (!cell) return "";
+    var v = cell.getAttribute("data-v");
+    return v === null ? cell.textContent.trim() : v;
+  }
+  function sortBy(table, th, index) {
+    var ascending = th.getAttribute("aria-sort") !== "ascending";
+    Array.prototype.forEach.call(th.parentNode.cells, function (h) { h.removeAttribute("aria-sort"); });
+    th.setAttribute("aria-sort", ascending ? "ascending" : "descending");
+    var numeric = th.getAttribute("data-type") === "num";
+    var body = table.tBodies[0];
+    var rows = Array.prototype.slice.call(body.rows);
+    rows.sort(function (a, b) {
+      var x = cellValue(a, index), y = cellValue(b, index);
+      if (x === y) return 0;
+      if (x === "") return 1;   /* missing values last, whatever the direction */
+      if (y === "") return -1;
+      var order = numeric ? parseFloat(x) - parseFloat(y) : x.localeCompare(y, undefined, {numeric: true});
+      return ascending ? order : -order;
+    });
+    var fragment = document.createDocumentFragment();
+    rows.forEach(function (row) { fragment.appendChild(row); });
+    body.appendChild(fragment);
+  }
+  function filterRows(table, text, counter) {
+    var terms = text.toLowerCase().split(/\\s+/).filter(Boolean);
+    var shown = 0, rows = table.tBodies[0].rows;
+    for (var i = 0; i < rows.length; i++) {
+      var content = rows[i].textContent.toLowerCase();
+      var keep = terms.every(function (t) { return content.indexOf(t) !== -1; });
+      rows[i].hidden = !keep;
+      if (keep) shown++;
+    }
+    if (counter) counter.textContent = shown + " of " + rows.length + " rows";
+  }
+  document.querySelectorAll("table.rows").forEach(function (table) {
+    Array.prototype.forEach.call(table.tHead.rows[0].cells, function (th, index) {
+      th.addEventListener("click", function () { sortBy(table, th, index); });
+      th.title = "click to sort";
+    });
+  });
+  document.querySelectorAll("input.filter").forEach(function (input) {
+    var table = document.getElementById(input.getAttribute("data-table"));
+    var counter = document.getElementById(input.getAttribute("data-table") + "-count");
+    if (!table) return;
+    input.addEventListener("input", function () { filterRows(table, input.value, counter); });
+  });
+})();
+"""
+
+
+def format_bytes(value: float) -> str:
+    for unit, size in (("GiB", 2**30), ("MiB", 2**20), ("KiB", 2**10)):
+        if abs(value) >= size:
+            return f"{value / size:.3g} {unit}"
+    return f"{value:.0f} B"
+
+
+def _is_number(value: object) -> bool:
+    return isinstance(value, int | float | np.integer | np.floating) and not isinstance(value, bool | np.bool_)
+
+
+def format_cell(column: str, value: object, link_base: Path | None = None) -> tuple[str, str]:
+    """(inner HTML, sort value) of one cell. Every piece of text is escaped."""
+    if column == "samples_ms":
+        samples = samples_list(value)
+        return (f"{len(samples)} samples" if samples else ""), str(len(samples))
+    if is_missing(value):
+        return "", ""
+    if column == "package_versions":
+        text = package_versions_text(value)
+        return html.escape(text), text
+    if column == "trace_path" and str(value):
+        return _trace_link(str(value), link_base), str(value)
+    if isinstance(value, bool | np.bool_):
+        return ("yes" if value else "no"), str(int(bool(value)))
+    if _is_number(value):
+        number = float(value)  # type: ignore[arg-type]
+        if math.isnan(number):
+            return "", ""
+        if column in PERCENT_COLUMNS:
+            shown = f"{number:.1%}"
+        elif column.endswith("_bytes"):
+            shown = format_bytes(number)
+        elif column == "p_value":
+            shown = f"{number:.2g}"
+        elif number.is_integer() and abs(number) < 1e15:
+            shown = str(int(number))
+        else:
+            shown = f"{number:.4g}"
+        return html.escape(shown), repr(number)
+    text = key_text(value)
+    escaped = html.escape(text)
+    if column in CODE_COLUMNS:
+        escaped = f"<code>{escaped}</code>"
+    return escaped, text
+
+
+def _trace_link(path: str, link_base: Path | None) -> str:
+    """A link to a profiler trace, relative to the page when the trace is on this machine."""
+    target = Path(path)
+    shown = html.escape(target.name or path)
+    if link_base is not None and target.exists():
+        href = os.path.relpath(target.resolve(), link_base.resolve())
+        return f'<a href="{html.escape(quote(Path(href).as_posix()))}" title="{html.escape(path)}">{shown}</a>'
+    return f'<span title="{html.escape(path)} (not found when the report was written)">{shown}</span>'
+
+
+def _is_numeric_column(series: pd.Series, column: str) -> bool:
+    if column == "samples_ms":
+        return True
+    if pd.api.types.is_bool_dtype(series):
+        return False
+    if pd.api.types.is_numeric_dtype(series):
+        return True
+    values = series.dropna()
+    return not values.empty and all(_is_number(v) for v in values)
+
+
+def shown_columns(frame: pd.DataFrame, preferred: Sequence[str], keep_always: Sequence[str] = ()) -> list[str]:
+    """The preferred columns that the frame has and that hold at least one value (plus `keep_always`)."""
+    columns = []
+    for column in preferred:
+        if column not in frame.columns or column in columns:
+            continue
+        if column in keep_always or frame[column].map(has_cell_value).any():
+            columns.append(column)
+    return columns
+
+
+def render_table(
+    frame: pd.DataFrame,
+    columns: Sequence[str],
+    table_id: str,
+    *,
+    caption: str = "",
+    empty_text: str = "No rows.",
+    link_base: Path | None = None,
+    row_class_column: str | None = None,
+) -> str:
+    """A sortable, filterable table of `frame[columns]`, every row. `table_id` must be unique on its page."""
+    if frame.empty:
+        return f'<p class="empty">{html.escape(empty_text)}</p>'
+    columns = [c for c in columns if c in frame.columns]
+    safe_id = html.escape(table_id)
+    head = []
+    for column in columns:
+        kind = "num" if _is_numeric_column(frame[column], column) else "text"
+        head.append(f'<th data-type="{kind}" scope="col">{html.escape(column)}</th>')
+    body = []
+    for _, row in frame.iterrows():
+        cells = []
+        for column in columns:
+            inner, sort_value = format_cell(column, row[column], link_base)
+            css = ' class="wide"' if column in WIDE_COLUMNS else ""
+            cells.append(f'<td{css} data-v="{html.escape(sort_value)}">{inner}</td>')
+        row_class = ""
+        if row_class_column and row_class_column in row.index and not is_missing(row[row_class_column]):
+            row_class = f' class="{html.escape("row-" + _css_token(key_text(row[row_class_column])))}"'
+        body.append(f"<tr{row_class}>{''.join(cells)}</tr>")
+    caption_html = f"<caption>{html.escape(caption)}</caption>" if caption else ""
+    count = len(frame)
+    tools = ""
+    if count > FILTER_FROM_ROWS:  # a filter box over a handful of rows is only noise
+        tools = (
+            f'<div class="table-tools"><input class="filter" type="search" data-table="{safe_id}" '
+            f'placeholder="filter rows (all words must match)" aria-label="filter rows of {safe_id}">'
+            f' <span class="count" id="{safe_id}-count">{count} of {count} rows</span></div>'
+        )
+    return (
+        f'{tools}<div class="table-wrap"><table class="rows" id="{safe_id}">{caption_html}'
+        f"<thead><tr>{''.join(head)}</tr></thead><tbody>{''.join(body)}</tbody></table></div>"
+    )
+
+
+def _css_token(text: str) -> str:
+    return "".join(ch if ch.isalnum() or ch in "-_" else "_" for ch in text)[:40]

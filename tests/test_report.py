@@ -1,0 +1,188 @@
+"""Report generation on a small synthetic result set: every plot, failed jobs, escaping, provenance, links."""
+
+from __future__ import annotations
+
+import html
+import json
+import re
+from pathlib import Path
+from urllib.parse import unquote
+
+import numpy as np
+import pandas as pd
+import pytest
+from click.testing import CliRunner
+
+from harness.cli import cli
+from harness.report import build_report
+from harness.report.plots import fit_scaling_exponent
+from harness.report.references import recall_references
+from harness.results import write_rows
+from tests.test_report_synthetic import HOSTILE, REFERENCES, all_rows, throughput_rows
+
+PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
+EXPECTED_PLOTS = {
+    "throughput-throughput-fwd.png",
+    "throughput-throughput-fwd_bwd.png",
+    "throughput-roofline.png",
+    "throughput-decode_latency.png",
+    "memory-peak_memory.png",
+    "memory-state_bytes.png",
+    "profile-top_kernels-fwd_bwd.png",
+    "recall-recall-mqar.png",
+    "recall-recall_extrapolation.png",
+    "compare-compare_ratios.png",
+}
+
+
+@pytest.fixture(scope="module")
+def rows(tmp_path_factory: pytest.TempPathFactory) -> list[dict]:
+    return all_rows(tmp_path_factory.mktemp("traces"))
+
+
+@pytest.fixture(scope="module")
+def site(rows: list[dict], tmp_path_factory: pytest.TempPathFactory) -> Path:
+    out = tmp_path_factory.mktemp("site")
+    baseline = pd.DataFrame(throughput_rows("run-0", scale=0.8, seed=1))
+    index = build_report(pd.DataFrame(rows), out, baseline=baseline, references=pd.DataFrame(REFERENCES))
+    assert index == out / "index.html"
+    return out
+
+
+def _page(site: Path, name: str) -> str:
+    return (site / f"{name}.html").read_text(encoding="utf-8")
+
+
+def test_fit_scaling_exponent_closed_forms() -> None:
+    lengths = np.array([512, 1024, 2048, 4096, 8192, 16384])
+    assert fit_scaling_exponent(lengths, 3e-6 * lengths**2) == pytest.approx(2.0, abs=1e-9)
+    assert fit_scaling_exponent(lengths, 0.01 * lengths) == pytest.approx(1.0, abs=1e-9)
+    # A fixed cost flattens the short end; the fit on the three longest lengths still sees ~2.
+    with_overhead = 0.5 + 1e-6 * lengths**2
+    assert fit_scaling_exponent(lengths, with_overhead) == pytest.approx(2.0, abs=0.05)
+    assert fit_scaling_exponent(lengths, with_overhead, longest=len(lengths)) < 1.8  # why only the long end
+    assert fit_scaling_exponent(lengths[:1], lengths[:1]) is None
+
+
+def test_every_page_and_plot_is_written(site: Path) -> None:
+    pages = {p.name for p in site.glob("*.html")}
+    assert pages == {"index.html", "throughput.html", "memory.html", "profile.html", "recall.html", "compare.html"}
+    plots = {p.name for p in (site / "img").glob("*.png")}
+    assert plots == EXPECTED_PLOTS
+    for name in plots:
+        data = (site / "img" / name).read_bytes()
+        assert data.startswith(PNG_MAGIC) and len(data) > 10_000, name
+    for page in pages:
+        text = (site / page).read_text(encoding="utf-8")
+        for image in re.findall(r'<img src="([^"]+)"', text):
+            assert (site / image).is_file(), f"{page} shows a missing image {image}"
+
+
+def test_markup_from_results_renders_as_text(site: Path) -> None:
+    escaped = html.escape(HOSTILE)
+    for page in site.glob("*.html"):
+        text = page.read_text(encoding="utf-8")
+        assert HOSTILE not in text, page.name
+        assert text.count("<script") == 1, f"{page.name}: only the report's own script may be present"
+    assert escaped in _page(site, "throughput")  # the crash reason and the opt_variant value, shown as text
+    assert escaped in _page(site, "index")  # a package version in the provenance table
+    assert "Based &lt;i&gt;" in _page(site, "recall")  # a reference model name
+
+
+def test_failed_jobs_listed_with_status_reason_and_command(site: Path, rows: list[dict]) -> None:
+    index = _page(site, "index")
+    failed = [r for r in rows if r["status"] != "ok"]
+    section = index.split("<h2>Failed jobs</h2>")[1].split("<h2>")[0]
+    assert section.count("<tr") == len(failed) + 1  # + the header row
+    for row in failed:
+        assert html.escape(row["reason"]) in section
+        assert html.escape(row["command"]) in section
+    assert 'class="row-oom"' in section and 'class="row-crash"' in section and 'class="row-unavailable"' in section
+
+
+def test_provenance_and_reproducing_commands(site: Path, rows: list[dict]) -> None:
+    index = _page(site, "index")
+    for text in ("NVIDIA H100 80GB HBM3", "abc1234", "2.11.0+cu130", "3.6.0", "716", "3020", "fla 0.6.0"):
+        assert html.escape(text) in index, text
+    assert "seqbench run throughput --implementation mamba2/mamba_ssm --mode fwd --seq-len 8192" in index
+
+
+def test_every_row_is_in_its_suite_table(site: Path, rows: list[dict]) -> None:
+    for suite in ("throughput", "memory", "profile", "recall"):
+        page = _page(site, suite)
+        table = page.split(f'<table class="rows" id="{suite}-rows">')[1].split("</table>")[0]
+        assert table.count("<tr") == sum(r["suite"] == suite for r in rows) + 1
+        assert "data-type=" in table  # headers carry the sort type
+    # Numbers sort by their raw value, shown formatted: 64 GiB of peak memory sorts as bytes.
+    assert f'data-v="{float(64 * 2**30)!r}">64 GiB' in _page(site, "memory")
+
+
+def test_site_is_self_contained(site: Path) -> None:
+    for page in site.glob("*.html"):
+        text = page.read_text(encoding="utf-8")
+        links = re.findall(r'(?:src|href)="([^"]*)"', text)
+        assert links, page.name
+        for link in links:
+            assert not re.match(r"^[a-z]+://", link) or link.startswith("file:"), f"{page.name} links out: {link}"
+        assert "default-src 'none'" in text  # CSP: nothing may be fetched from elsewhere
+    assert (site / "data" / "throughput.csv").is_file()
+
+
+def test_profile_page_links_each_trace(site: Path, rows: list[dict]) -> None:
+    page = _page(site, "profile")
+    links = set(re.findall(r'<a href="([^"]+\.pt\.trace\.json)"', page))
+    traces = {r["trace_path"] for r in rows if r["suite"] == "profile"}
+    assert len(links) == len(traces) == 2
+    assert {str((site / unquote(link)).resolve()) for link in links} == {str(Path(t).resolve()) for t in traces}
+
+
+def test_compare_page_summarises_the_change(site: Path) -> None:
+    page = _page(site, "compare")
+    assert "Geometric mean of B/A median time over those: 1.250 (+25.0%)." in page
+    assert "A (baseline): run-0. B: run-a." in page
+    assert page.count('class="row-slower"') == 23
+
+
+def test_reference_loader_tolerates_absence_and_reads_percent(tmp_path: Path) -> None:
+    empty = recall_references(tmp_path)
+    assert list(empty.columns) == ["task", "model", "accuracy", "d_model", "seq_len", "source"]
+    (tmp_path / "references.json").write_text(
+        json.dumps({"points": [{"task": "selective_copying", "model": "Mamba", "accuracy": 99.8, "d_model": 64}]})
+    )
+    frame = recall_references(tmp_path)
+    assert frame.loc[0, "accuracy"] == pytest.approx(0.998)
+
+
+def test_cpu_run_without_ceilings_and_with_few_columns(tmp_path: Path) -> None:
+    """A CPU run has no GPU provenance and NaN ceilings: the report still builds and says so."""
+    lengths = [64, 128, 256]
+    frame = pd.DataFrame(
+        {
+            "suite": "throughput",
+            "implementation": "attention/reference",
+            "mode": "fwd",
+            "status": "ok",
+            "batch": 2,
+            "seq_len": lengths,
+            "median_ms": [0.1 * (length / 64) ** 2 for length in lengths],
+            "flops": [1e6 * length for length in lengths],
+            "min_bytes": [1e4 * length for length in lengths],
+            "achieved_tflops": [0.01, 0.02, 0.03],
+            "peak_matmul_tflops": float("nan"),
+        }
+    )
+    index = build_report(frame, tmp_path)
+    assert "No device ceilings were measured" in (tmp_path / "throughput.html").read_text()
+    assert index.read_text().count("<script") == 1
+
+
+def test_report_command_reads_parquet_and_prints_the_index(tmp_path: Path) -> None:
+    write_rows(throughput_rows("run-a")[:6], tmp_path / "results", "run-a")
+    result = CliRunner().invoke(cli, ["report", str(tmp_path / "results"), "-o", str(tmp_path / "out")])
+    assert result.exit_code == 0, result.output
+    assert result.output.strip() == str((tmp_path / "out" / "index.html").resolve())
+    assert (tmp_path / "out" / "throughput.html").is_file()
+    (tmp_path / "empty").mkdir()
+    empty = CliRunner().invoke(cli, ["report", str(tmp_path / "empty"), "-o", str(tmp_path / "out2")])
+    assert empty.exit_code == 2
+    assert "no result rows" in empty.output
