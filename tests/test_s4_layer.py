@@ -125,6 +125,7 @@ def test_s4d_initialisations() -> None:
         (S4, {"dt_min": 0.0}, 8, "dt_min"),
         (S4D, {"dt_min": 0.1, "dt_max": 0.01}, 8, "dt_max"),
         (S4D, {"alpha": 1.5, "discretization": "bilinear"}, 8, "alpha"),
+        (S4D, {"alpha": 0.0}, 8, "alpha"),  # alpha without the bilinear transform would be ignored
         (S4D, {"discretization": "euler"}, 8, "discretization"),
         (S4D, {"init": "random"}, 8, "init"),
         (S4, {"init": "lin"}, 8, "options"),  # S4 has no S4D options: a typo must not pass silently

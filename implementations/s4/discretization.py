@@ -1,6 +1,6 @@
 """Discretization: from the continuous SSM x'(t) = A x(t) + B u(t) to the recurrence x_k = A-bar x_{k-1} + B-bar u_k.
 
-With step size Delta (S4, arXiv 2111.00396, Sec. 2.3; the LSSL / HiPPO papers' generalized bilinear transform):
+With step size Delta (S4, arXiv 2111.00396, Sec. 2.3; the generalized bilinear transform of the HiPPO and LSSL papers):
 
     zero-order hold (u constant over each step, exact for such inputs):
         A-bar = exp(Delta A),     B-bar = (Delta A)^{-1} (exp(Delta A) - I) Delta B

@@ -5,17 +5,17 @@ c(t) of the best polynomial approximation of the input's history f(s), s <= t, u
 For each measure the answer is a pair (A, B). We write them in the HiPPO paper's sign convention,
 every matrix with positive diagonal, and the dynamics carry the minus sign:
 
-    LegS  (scaled Legendre, measure uniform on [0, t]):       dc/dt = -(1/t) A c + (1/t) B f      (HiPPO eq. 2)
-    LegT  (translated Legendre, uniform on [t - theta, t]):  dc/dt = -A c + B f
-    LagT  (translated Laguerre, weight e^-(t - s) on s <= t): dc/dt = -A c + B f
+    LegS  (scaled Legendre, measure uniform on [0, t]):       dc/dt = -(1/t) A c + (1/t) B f      (HiPPO Thm. 2)
+    LegT  (translated Legendre, uniform on [t - theta, t]):  dc/dt = -A c + B f                  (HiPPO Thm. 1)
+    LagT  (translated Laguerre, weight e^-(t - s) on s <= t): dc/dt = -A c + B f                 (HiPPO Thm. 1)
 
 The state space model that S4 builds on, x' = A x + B u (S4 eq. 1), uses A_ssm = -A. Dropping LegS's
 1/t gives the time-invariant system x' = -A x + B u, whose impulse response e^{-tA} B is the basis of
 exponentially warped Legendre polynomials sqrt(2n+1) P_n(2e^-t - 1) e^-t ("How to train your HiPPO",
-arXiv 2206.12037, Sec. 3); the tests check that closed form.
+arXiv 2206.12037); the tests check that closed form.
 
 HiPPO-LegS is not normal, and diagonalising it directly is numerically hopeless: its eigenvector matrix
-has entries growing like 2^N (S4, arXiv 2111.00396, Lemma 3.2). S4's Theorem 1 instead writes it as a
+has entries as large as 2^(4N/3) (S4, arXiv 2111.00396, Lemma 3.2). S4's Theorem 1 instead writes it as a
 normal matrix minus a low-rank one (NPLR),
 
     A_ssm = -A_LegS = V Lambda V* - P P^T,      P_n = sqrt(n + 1/2),
@@ -61,7 +61,7 @@ def hippo_legs(N: int) -> tuple[torch.Tensor, torch.Tensor]:
 
 
 def hippo_legt(N: int, theta: float = 1.0) -> tuple[torch.Tensor, torch.Tensor]:
-    """HiPPO-LegT (HiPPO Appendix D.1), a sliding window of length theta: for dc/dt = -A c + B f,
+    """HiPPO-LegT (HiPPO Thm. 1, derived in its appendix), a sliding window of length theta: for dc/dt = -A c + B f,
 
         A_nk = (1/theta) sqrt(2n+1) sqrt(2k+1) * (1 if k <= n, (-1)^(n-k) if k > n);     B_n = sqrt(2n+1) / theta.
 
@@ -146,7 +146,7 @@ class DPLR(NamedTuple):
 
 
 def legs_low_rank_term(N: int) -> torch.Tensor:
-    """P with P_n = sqrt(n + 1/2): -A_LegS + P P^T = -I/2 + S, S skew-symmetric (S4 Sec. 3.3)."""
+    """P with P_n = sqrt(n + 1/2): -A_LegS + P P^T = -I/2 + S, S skew-symmetric (S4 Sec. 3.2)."""
     _check_size(N)
     return torch.sqrt(torch.arange(N, dtype=F64) + 0.5)
 

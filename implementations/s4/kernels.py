@@ -1,7 +1,7 @@
 """The SSM convolution kernel and the convolution it defines.
 
 Unrolling the recurrence x_k = A-bar x_{k-1} + B-bar u_k, y_k = C x_k from x_{-1} = 0 gives a convolution
-(S4, arXiv 2111.00396, eqs. 4-5):
+(S4, arXiv 2111.00396, Sec. 2.4):
 
     y = K * u,      K = (C B-bar, C A-bar B-bar, ..., C A-bar^{L-1} B-bar)                       (S4 eq. 5)
 
@@ -10,7 +10,9 @@ Three ways to the same K live here:
     naive_kernel        the definition, by dense powers of A-bar: O(N^2 L). The tests' ground truth.
     s4_kernel           S4's Algorithm 1 for a DPLR state matrix A = Lambda - P Q* under the bilinear
                         transform: the generating function at the roots of unity, the Cauchy kernel, the
-                        Woodbury identity and an inverse FFT: O((N + L) log-ish), no power of A-bar but one.
+                        Woodbury identity and an inverse FFT. As written (a dense Cauchy product) it costs
+                        O(N L) per channel plus one dense power A-bar^L, O(N^3 log L); a fast Cauchy
+                        algorithm would give the paper's O~(N + L).
     vandermonde_kernel  S4D (arXiv 2206.11893): for a diagonal A-bar, K_l = sum_n C_n B-bar_n A-bar_n^l is a
                         Vandermonde matrix-vector product, computed through exp(l log A-bar_n).
 
@@ -136,8 +138,9 @@ def s4_kernel(
     # 2/(1+z) = 1 + i tan. This is the generating function K^(z) of the kernel at z = omega_k.
     K_hat = (1 + 1j * tan).to(C.dtype) * (k00 - k01 * k10 / (1 + k11))
 
-    # Step 4 - at z = -1 (L even) g is infinite and the limit is exact and simple: (I + A-bar)^{-1} B-bar = (Delta/2) B,
-    # so K^(-1) = (Delta/2) C~ B summed over both modes of each pair, and the Woodbury term vanishes.
+    # Step 4 - the generating function at every root of unity: a real kernel needs only the half spectrum
+    # computed above, plus z = -1 when L is even. There g is infinite and the limit is exact and simple,
+    # (I + A-bar)^{-1} B-bar = (Delta/2) B, so K^(-1) = (Delta/2) C~ B over both modes of each pair.
     if L % 2 == 0:
         nyquist = dt * (C_tilde * B).sum(-1).real  # (Delta/2) * 2 Re(sum_n C~_n B_n)
         K_hat = torch.cat([K_hat, nyquist.to(K_hat.dtype)[:, None]], dim=-1)
@@ -156,29 +159,29 @@ def s4_final_state(
 ) -> torch.Tensor:
     """The state x_{L-1} = sum_j A-bar^{L-1-j} B-bar u_j after an input u (batch, H, L), without a loop over time.
 
-    By the same generating function as `s4_kernel`: over the L-th roots of unity w_k = exp(-2 pi i k / L),
+    By the same generating function as `s4_kernel`: over the L-th roots of unity omega_k = exp(-2 pi i k / L),
 
-        A-bar^l = (1/L) sum_k w_k^{-l} (I - A-bar^L)(I - A-bar w_k)^{-1}      for 0 <= l < L
+        A-bar^l = (1/L) sum_k omega_k^{-l} (I - A-bar^L)(I - A-bar omega_k)^{-1}      for 0 <= l < L
 
-    (the right side is the inverse DFT of sum_{m<L} A-bar^m w^m, which equals (I - A-bar^L)(I - A-bar w)^{-1}), hence
+    (the right side is the inverse DFT of sum_{m<L} A-bar^m omega^m = (I - A-bar^L)(I - A-bar omega)^{-1}), hence
 
-        x = (I - A-bar^L) (1/L) sum_k w_k U_k (I - A-bar w_k)^{-1} B-bar,      U = FFT(u).
+        x = (I - A-bar^L) (1/L) sum_k omega_k U_k (I - A-bar omega_k)^{-1} B-bar,      U = FFT(u).
 
-    Each resolvent is Cauchy + Woodbury again: (I - A-bar w)^{-1} B-bar = 2/(1+w) R (B - P sigma) with
-    R = (g(w) - Lambda)^{-1} and sigma = (P* R B)/(1 + P* R P); the sum over k becomes two Cauchy products.
-    At w = -1 the resolvent is (Delta/2) B. A_bar_power_L: A-bar^L of the full system (H, N, N), from `dplr_power`.
+    Each resolvent is Cauchy + Woodbury again: (I - A-bar omega)^{-1} B-bar = 2/(1+omega) R (B - P sigma) with
+    R = (g(omega) - Lambda)^{-1} and sigma = (P* R B)/(1 + P* R P); the sum over k becomes two Cauchy products.
+    At omega = -1 the resolvent is (Delta/2) B. A_bar_power_L: A-bar^L of the full system (H, N, N).
     Returns the half state (batch, H, M).
     """
     L = u.shape[-1]
     check_length(L)
     M = Lambda.shape[-1]
-    U = torch.fft.fft(u.to(Lambda.dtype), n=L)  # U_k = sum_j u_j w_k^j
+    U = torch.fft.fft(u.to(Lambda.dtype), n=L)  # U_k = sum_j u_j omega_k^j
     k = torch.arange(L, dtype=torch.float64, device=u.device)
     omega = torch.polar(torch.ones_like(k), -2 * math.pi * k / L).to(Lambda.dtype)
-    weights = omega * U  # w_k U_k: (batch, H, L)
-    regular, tan = bilinear_nodes(L, u.device, all_nodes=True)  # every node but w = -1
+    weights = omega * U  # omega_k U_k: (batch, H, L)
+    regular, tan = bilinear_nodes(L, u.device, all_nodes=True)  # every node but omega = -1
     g = (2j / dt.to(torch.float64)[:, None] * tan).to(Lambda.dtype)  # (H, K)
-    weights_regular = weights[..., regular] * (1 + 1j * tan).to(Lambda.dtype)  # times 2/(1 + w_k)
+    weights_regular = weights[..., regular] * (1 + 1j * tan).to(Lambda.dtype)  # times 2/(1 + omega_k)
 
     k10, k11 = cauchy_conjugate_pairs(torch.stack([P.conj() * B, P.conj() * P], -1), g, Lambda).unbind(-1)
     sigma = k10 / (1 + k11)  # (H, K)
@@ -193,7 +196,7 @@ def s4_final_state(
         sum_weights_sigma = sum_weights_sigma + torch.einsum("...hk,hkm->...hm", w * sigma[..., start:stop], cauchy)
     y = B * sum_weights - P * sum_weights_sigma
     if L % 2 == 0:
-        y = y + weights[..., L // 2, None] * (dt[:, None] / 2) * B  # the node w = -1
+        y = y + weights[..., L // 2, None] * (dt[:, None] / 2) * B  # the node omega = -1
     y = y / L
 
     # x = (I - A-bar^L) y on the full conjugate-symmetric vector; keep the first half.
@@ -207,9 +210,10 @@ def s4_final_state(
 
 
 def vandermonde_kernel(log_A_bar: torch.Tensor, coefficients: torch.Tensor, L: int) -> torch.Tensor:
-    """K_l = 2 Re sum_n coefficients_n A-bar_n^l for l < L, with A-bar_n^l = exp(l log A-bar_n) (S4D eq. 6).
+    """K_l = 2 Re sum_n coefficients_n A-bar_n^l for l < L: S4D's Vandermonde matrix-vector product.
 
-    For S4D, coefficients = C * B-bar and, under zero-order hold, log A-bar = Delta A exactly.
+    A-bar_n^l is computed as exp(l log A-bar_n), accurate at every l (repeated multiplication would
+    accumulate rounding). For S4D, coefficients = C * B-bar and, under zero-order hold, log A-bar = Delta A exactly.
     log_A_bar, coefficients: (H, M) -> (H, L), real.
     """
     check_length(L)
@@ -243,7 +247,7 @@ def causal_fft_convolution(u: torch.Tensor, K: torch.Tensor) -> torch.Tensor:
     """y_t = sum_{s <= t} K_{t-s} u_s for u (..., H, L) and K (H, L), by FFT of length 2L.
 
     A length-L FFT would compute a circular convolution (the end of the sequence leaking into its start);
-    zero-padding both to 2L makes it the causal linear one (S4 Sec. 3.3, "FFT convolution").
+    zero-padding both to 2L makes it the causal linear one (S4 Sec. 2.4 and Thm. 3).
     """
     L = u.shape[-1]
     n = 2 * L

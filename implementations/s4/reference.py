@@ -1,7 +1,7 @@
 """The S4 and S4D layers as mixers, written to be read next to the papers.
 
 One layer maps x: (batch, L, H) to y: (batch, L, H), H = d_model, running H independent single-input
-single-output SSMs, one per channel ("S4 layer", S4 arXiv 2111.00396, Sec. 3.4):
+single-output SSMs, one per channel (S4 arXiv 2111.00396, Sec. 3.4, "architecture details"):
 
     u        = x, channel by channel                              (H channels; no input projection)
     y_ssm    = K * u + D u                                        K: each channel's SSM kernel (S4 eq. 5), D: skip
@@ -9,7 +9,7 @@ single-output SSMs, one per channel ("S4 layer", S4 arXiv 2111.00396, Sec. 3.4):
 
 Each channel's SSM has N = d_state states, stored as N/2 complex modes (one of each conjugate pair, as in
 the S4 code: d_state = 64 means 32 complex numbers of state per channel) and a learnable step size
-Delta = exp(log_dt), initialised log-uniformly in [dt_min, dt_max] (default [0.001, 0.1], S4 Sec. 4).
+Delta = exp(log_dt), initialised log-uniformly in [dt_min, dt_max] (default [0.001, 0.1], as in the S4 code).
 
     S4   A = Lambda - P P* in the DPLR form of HiPPO-LegS (`hippo.legs_dplr`), bilinear transform,
          kernel by Algorithm 1 (`kernels.s4_kernel`: generating function, Cauchy, Woodbury, iFFT).
@@ -22,6 +22,9 @@ The three forms compute one function:
     step      the recurrence x_k = A-bar x_{k-1} + B-bar u_k, y_k = 2 Re(C x_k) + D u_k (decoding),
     prefill   forward's output plus the state after the prompt, computed without a loop over time
               (S4: by the generating function; S4D: by a transposed Vandermonde product).
+Options (MixerConfig.options): dt_min, dt_max (both layers); S4D also init = lin | inv | legs,
+discretization = zoh | bilinear, and alpha (the GBT's alpha, default 1/2, with discretization = bilinear).
+
 Truncating the kernel at the sequence's own length L (C~ = C (I - A-bar^L), S4 Algorithm 1, step 1) is
 what makes forward equal a loop of step exactly, at every L.
 
@@ -99,7 +102,7 @@ class SSMLayer(Mixer):
             raise ConfigError("dt_min", f"the step size Delta must be > 0, got {dt_min!r}")
         if not dt_max >= dt_min:
             raise ConfigError("dt_max", f"must be >= dt_min={dt_min!r}, got {dt_max!r}")
-        # log Delta uniform in [log dt_min, log dt_max], one per channel (S4 Sec. 4).
+        # log Delta uniform in [log dt_min, log dt_max], one per channel.
         uniform = torch.rand(self.H, dtype=torch.float64)
         self.log_dt = nn.Parameter((math.log(dt_min) + uniform * (math.log(dt_max) - math.log(dt_min))).float())
         self.C = _complex_parameter(torch.randn(self.H, self.M, dtype=torch.complex128))  # E|C_n|^2 = 1
@@ -234,7 +237,7 @@ class S4(SSMLayer):
 
 
 def s4d_init(init: str, N: int) -> tuple[torch.Tensor, torch.Tensor]:
-    """(A, B) of S4D's initialisations for N states (N/2 modes), float64 complex (S4D Sec. 4):
+    """(A, B) of S4D's initialisations for N states (N/2 modes), float64 complex (the S4D paper's names):
     lin  A_n = -1/2 + i pi n,                    B_n = 1    (S4D-Lin: Fourier-like frequencies)
     inv  A_n = -1/2 + i (N/pi)(N/(2n+1) - 1),    B_n = 1    (S4D-Inv: approximates S4-LegS's imaginary parts)
     legs Lambda and V* B of HiPPO-LegS's DPLR form, the low-rank term dropped (S4D-LegS)."""
@@ -263,6 +266,8 @@ class S4D(SSMLayer):
                 "discretization", f"unknown {self.discretization!r}; known: {', '.join(S4D_DISCRETIZATIONS)}"
             )
         check_alpha(self.alpha)
+        if "alpha" in dict(config.options) and self.discretization != "bilinear":
+            raise ConfigError("alpha", "is the generalized bilinear transform's; set discretization=bilinear to use it")
         A, B = s4d_init(self.init, self.N)
         self.A_log_neg_real = nn.Parameter(torch.log(-A.real).float().repeat(self.H, 1))
         self.A_imag = nn.Parameter(A.imag.float().repeat(self.H, 1))
