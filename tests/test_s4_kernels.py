@@ -169,3 +169,11 @@ def test_bad_length_is_a_one_line_error() -> None:
             call()
     with pytest.raises(ConfigError, match=r"^dt: "):
         s4_kernel(Lambda, P, B, C, -dt, 8)
+
+
+def test_gradients_of_the_fast_kernels_match_finite_differences() -> None:
+    # Training differentiates through the Cauchy kernel, the Woodbury identity, A-bar^L and the iFFT.
+    Lambda, P, B, C, dt = (t[:1].clone().requires_grad_(True) for t in dplr_system(N=4))
+    assert torch.autograd.gradcheck(lambda *args: s4_kernel(*args, 8), (Lambda, P, B, C, dt))
+    log_A_bar = (dt[:, None] * Lambda).detach().requires_grad_(True)
+    assert torch.autograd.gradcheck(lambda a, c: vandermonde_kernel(a, c, 9), (log_A_bar, C))
