@@ -33,7 +33,7 @@ from torch import nn
 from harness.config import MixerConfig
 from harness.errors import ConfigError
 from harness.interface import CoreCall, Mixer, part
-from implementations.mamba.reference import init_dt_bias, last_steps
+from implementations.mamba.reference import causal_depthwise_conv1d, init_dt_bias, last_steps
 from implementations.mamba2.ssd import FORMS, compute_dtype, ssd, ssd_step
 
 KNOWN_OPTIONS = {"dt_min", "dt_max", "ssd"}
@@ -125,11 +125,11 @@ class Mamba2Block(Mixer):
 
     def _ssd_inputs(self, u: torch.Tensor) -> tuple[tuple[Any, ...], dict[str, Any], torch.Tensor, torch.Tensor]:
         """(x, dt, A, B, C, chunk_size), (D, dt_bias, dt_softplus), the gate z and the conv inputs xBC."""
-        seq_len = u.shape[1]
         with part("projection"):
             z, xBC, dt = self._split(self.in_proj(u))
         with part("convolution"):
-            conv_out = F.silu(self.conv1d(xBC.transpose(1, 2))[..., :seq_len].transpose(1, 2))
+            conv_out = F.silu(causal_depthwise_conv1d(xBC.transpose(1, 2), self.conv1d.weight, self.conv1d.bias))
+            conv_out = conv_out.transpose(1, 2)
         x, B, C = conv_out.split([self.d_inner, self.n_groups * self.d_state, self.n_groups * self.d_state], dim=-1)
         param_dtype = compute_dtype(u.dtype)  # the kernels want A (and take D, dt_bias) in float32
         args = (
