@@ -50,7 +50,7 @@ def hippo_legs(N: int) -> tuple[torch.Tensor, torch.Tensor]:
 
         A_nk = sqrt(2n+1) sqrt(2k+1)  if n > k,   n + 1  if n = k,   0  if n < k;     B_n = sqrt(2n+1).
 
-    c_n(t) are the coefficients of f on [0, t] in the orthonormal basis sqrt(2n+1) P_n(2s/t - 1)
+    c_n(t) are the coefficients of f on [0, t] in the basis sqrt(2n+1) P_n(2s/t - 1), orthonormal under ds/t
     (`legs_reconstruct` turns them back into a signal). Returns float64 A (N, N) and B (N,).
     """
     _check_size(N)
