@@ -66,7 +66,15 @@ def test_fit_scaling_exponent_closed_forms() -> None:
 
 def test_every_page_and_plot_is_written(site: Path) -> None:
     pages = {p.name for p in site.glob("*.html")}
-    assert pages == {"index.html", "throughput.html", "memory.html", "profile.html", "recall.html", "compare.html"}
+    assert pages == {
+        "index.html",
+        "throughput.html",
+        "memory.html",
+        "profile.html",
+        "recall.html",
+        "check.html",
+        "compare.html",
+    }
     plots = {p.name for p in (site / "img").glob("*.png")}
     assert plots == EXPECTED_PLOTS
     for name in plots:
@@ -100,6 +108,15 @@ def test_failed_jobs_listed_with_status_reason_and_command(site: Path, rows: lis
     assert 'class="row-oom"' in section and 'class="row-crash"' in section and 'class="row-unavailable"' in section
 
 
+def test_failed_correctness_checks_are_flagged(site: Path) -> None:
+    check = _page(site, "check")
+    assert "1 of 2 checks passed." in check
+    index = _page(site, "index")
+    section = index.split("<h2>Failed correctness checks</h2>")[1].split("<h2>")[0]
+    assert "mamba2/mamba_ssm" in section and "attention/sdpa_cudnn" not in section
+    assert html.escape(f"rms ratio 0.31 > 0.02 {HOSTILE}") in section
+
+
 def test_provenance_and_reproducing_commands(site: Path, rows: list[dict]) -> None:
     index = _page(site, "index")
     for text in ("NVIDIA H100 80GB HBM3", "abc1234", "2.11.0+cu130", "3.6.0", "716", "3020", "fla 0.6.0"):
@@ -108,7 +125,7 @@ def test_provenance_and_reproducing_commands(site: Path, rows: list[dict]) -> No
 
 
 def test_every_row_is_in_its_suite_table(site: Path, rows: list[dict]) -> None:
-    for suite in ("throughput", "memory", "profile", "recall"):
+    for suite in ("throughput", "memory", "profile", "recall", "check"):
         page = _page(site, suite)
         table = page.split(f'<table class="rows" id="{suite}-rows">')[1].split("</table>")[0]
         assert table.count("<tr") == sum(r["suite"] == suite for r in rows) + 1

@@ -25,11 +25,12 @@ import time
 import urllib.request
 from pathlib import Path
 
-import pandas as pd
 import pytest
+from click.testing import CliRunner
 
-from harness.report import build_report
-from tests.test_report_synthetic import HOSTILE, REFERENCES, all_rows, throughput_rows
+from harness.cli import cli
+from harness.results import write_rows
+from tests.test_report_synthetic import HOSTILE, all_rows, throughput_rows
 
 CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
 pytestmark = pytest.mark.skipif(CHROMIUM is None, reason="Chromium is not installed (apt-get install chromium)")
@@ -242,10 +243,18 @@ class Browser:
 
 @pytest.fixture(scope="module")
 def site(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The synthetic results written as Parquet and turned into a site by `seqbench report`, as a user would."""
     root = tmp_path_factory.mktemp("browser")
-    frame = pd.DataFrame(all_rows(root / "traces"))
-    baseline = pd.DataFrame(throughput_rows("run-0", scale=0.8, seed=1))
-    return build_report(frame, root / "site", baseline=baseline, references=pd.DataFrame(REFERENCES)).parent
+    by_suite: dict[str, list[dict]] = {}
+    for row in all_rows(root / "traces", run_id="run-b"):
+        by_suite.setdefault(row["suite"], []).append(row)
+    for rows in by_suite.values():
+        write_rows(rows, root / "results", "run-b")
+    write_rows(throughput_rows("run-a", scale=0.8, seed=1), root / "baseline", "run-a")
+    arguments = ["report", str(root / "results"), "-o", str(root / "site"), "--baseline", str(root / "baseline")]
+    result = CliRunner().invoke(cli, arguments)
+    assert result.exit_code == 0, result.output
+    return Path(result.output.strip()).parent
 
 
 @pytest.fixture(scope="module")
@@ -264,7 +273,8 @@ def _screenshot_dir(tmp_path: Path) -> Path:
     return directory
 
 
-PAGES = ["index", "throughput", "memory", "profile", "recall", "compare"]
+PAGES = ["index", "throughput", "memory", "profile", "recall", "check", "compare"]
+PAGES_WITHOUT_PLOTS = {"index", "check"}
 
 
 @pytest.mark.parametrize("page", PAGES)
@@ -273,7 +283,7 @@ def test_page_loads_clean_with_every_image(page: str, site: Path, browser: Brows
     images = browser.evaluate(
         "Array.from(document.images).map(i => ({src: i.src, complete: i.complete, width: i.naturalWidth}))"
     )
-    if page != "index":
+    if page not in PAGES_WITHOUT_PLOTS:
         assert images, f"{page}.html shows no plot"
     broken = [i["src"] for i in images if not (i["complete"] and i["width"] > 0)]
     assert not broken, f"images that did not load: {broken}"
@@ -323,3 +333,18 @@ def test_table_sorts_on_click_and_filters(site: Path, browser: Browser, tmp_path
     )
     browser.screenshot(_screenshot_dir(tmp_path) / "throughput-sorted-filtered.png")
     assert browser.problems() == []
+
+
+def test_the_checks_catch_a_broken_page(tmp_path: Path, browser: Browser) -> None:
+    """Negative control: the same checks flag a console error, a broken image and a request off the machine."""
+    page = tmp_path / "broken.html"
+    page.write_text(
+        '<!doctype html><html><body><img src="missing.png"><img src="http://127.0.0.1:9/x.png">'
+        '<script>console.error("deliberate")</script></body></html>'
+    )
+    browser.open(page.as_uri())
+    widths = browser.evaluate("Array.from(document.images).map(i => i.naturalWidth)")
+    assert widths == [0, 0]
+    problems = " | ".join(browser.problems())
+    assert "console.error" in problems and "deliberate" in problems
+    assert "request leaves the file system: http://127.0.0.1:9/x.png" in problems

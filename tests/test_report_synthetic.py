@@ -345,5 +345,42 @@ REFERENCES = [
 ]
 
 
+def check_rows(run_id: str = "run-a") -> list[dict]:
+    """Correctness checks: the job ran (status ok) and `passed` gives the verdict."""
+    return [
+        _row(
+            run_id,
+            "check",
+            "attention/sdpa_cudnn",
+            "fwd",
+            256,
+            2,
+            test="parallel",
+            rms_ratio=0.004,
+            tolerance=0.02,
+            passed=True,
+        ),
+        _row(
+            run_id,
+            "check",
+            "mamba2/mamba_ssm",
+            "fwd",
+            256,
+            2,
+            test="recurrent",
+            rms_ratio=0.31,
+            tolerance=0.02,
+            passed=False,
+            reason=f"rms ratio 0.31 > 0.02 {HOSTILE}",
+        ),
+    ]
+
+
 def all_rows(trace_dir: Path, run_id: str = "run-a") -> list[dict]:
-    return throughput_rows(run_id) + memory_rows(run_id) + profile_rows(trace_dir, run_id) + recall_rows(run_id)
+    return (
+        throughput_rows(run_id)
+        + memory_rows(run_id)
+        + profile_rows(trace_dir, run_id)
+        + recall_rows(run_id)
+        + check_rows(run_id)
+    )

@@ -16,18 +16,21 @@ from collections.abc import Callable, Sequence
 from datetime import UTC, datetime
 from pathlib import Path
 
+import numpy as np
 import pandas as pd
 
 from harness import __version__
 from harness.report import plots
 from harness.report.compare import Comparison, compare_results, summary_lines
 from harness.report.data import (
+    JOB_COLUMNS,
     PROVENANCE_COLUMNS,
     failed_rows,
     key_text,
     option_columns,
     package_versions_text,
     suites_present,
+    with_columns,
 )
 from harness.report.plots import Plot
 from harness.report.references import normalise as normalise_references
@@ -153,6 +156,7 @@ SUITE_COLUMNS = {
         "state_bytes_analytic",
     ],
 }
+SUITE_COLUMNS["check"] = ["test", "passed", "rms_ratio", "tolerance"]
 TAIL_COLUMNS = ["run_id", "timestamp", "job_id", "reason", "command"]
 FAILED_COLUMNS = ["suite", "status", "implementation", "mode", "dtype", "batch", "seq_len", "d_model", "task"]
 FAILED_COLUMNS += ["reason", "run_id", "command"]
@@ -311,6 +315,13 @@ def _overview(site: Site, frame: pd.DataFrame, suites: list[str], comparison: Co
         ),
         "Every job that did not produce a measurement: its status, the one-line reason, and the command to retry it.",
     )
+    checks = failed_checks(frame)
+    if not checks.empty:
+        body += _section(
+            "Failed correctness checks",
+            render_table(checks, shown_columns(checks, CHECK_FAILED_COLUMNS), "failed-checks"),
+            "These implementations ran but disagree with their family reference: treat their timings with care.",
+        )
     commands = commands_table(frame)
     body += _section(
         "Reproduce",
@@ -376,11 +387,36 @@ def _recall_body(site: Site, rows: pd.DataFrame, palette: plots.Palette) -> str:
     return body
 
 
+def failed_checks(frame: pd.DataFrame) -> pd.DataFrame:
+    """Correctness checks that ran and did not pass (their status is ok: the job ran; `passed` says the verdict)."""
+    if "passed" not in frame.columns or "suite" not in frame.columns:
+        return frame.iloc[0:0]
+    checks = frame[frame["suite"] == "check"]
+    return checks[checks["passed"].map(lambda v: v is False or v is np.False_)]
+
+
+CHECK_FAILED_COLUMNS = ["implementation", "dtype", "device", "test", "rms_ratio", "tolerance", "reason", "command"]
+
+
+def _check_body(site: Site, rows: pd.DataFrame, palette: plots.Palette) -> str:
+    failed = failed_checks(rows)
+    ran = int(rows["passed"].notna().sum()) if "passed" in rows.columns else 0
+    summary = f"<p>{ran - len(failed)} of {ran} checks passed.</p>"
+    if failed.empty:
+        return summary
+    return summary + _section(
+        "Failed checks",
+        render_table(failed, shown_columns(failed, CHECK_FAILED_COLUMNS), "check-failed"),
+        "Output differs from the family reference by more than the dtype's tolerance (RMS ratio).",
+    )
+
+
 SUITE_BODIES: dict[str, Callable[[Site, pd.DataFrame, plots.Palette], str]] = {
     "throughput": _throughput_body,
     "memory": _memory_body,
     "profile": _profile_body,
     "recall": _recall_body,
+    "check": _check_body,
 }
 
 
@@ -467,6 +503,14 @@ def _clean(out_dir: Path) -> None:
                 path.unlink()
 
 
+def _with_job_columns(frame: pd.DataFrame) -> pd.DataFrame:
+    """Every job column present (empty where unknown), so pages and plots can select on them freely.
+    A frame without any status column (hand-made, not from results files) counts as all ok."""
+    if "status" not in frame.columns:
+        frame = frame.assign(status="ok")
+    return with_columns(frame, [*JOB_COLUMNS, "reason", "command", "run_id", "timestamp"])
+
+
 def build_report(
     results: pd.DataFrame,
     out_dir: str | Path,
@@ -480,6 +524,7 @@ def build_report(
 
     `references`: published recall points in the normalised form of `harness.report.references`
     (default: whatever the recall suite provides)."""
+    results, baseline = _with_job_columns(results), None if baseline is None else _with_job_columns(baseline)
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     _clean(out_dir)
