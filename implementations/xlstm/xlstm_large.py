@@ -1,7 +1,8 @@
 """Layer-level adapter: the `xlstm` package's xLSTM 7B mLSTM layer (`xlstm.xlstm_large.model.mLSTMLayer`).
 
 The whole layer is the library's: projections, soft-capped gates, the mLSTM backend of mlstm_kernels,
-the multi-head layer norm, the output gate and the output projection. Its reference is our PyTorch
+the multi-head layer norm, the output gate and the output projection (profiler ranges come from hooks
+on its submodules). Its reference is our PyTorch
 `MLSTMLargeLayer` (blocks.py), whose weights map one to one (`WEIGHT_NAMES`), so `seqbench check`
 compares the same function.
 
@@ -51,6 +52,18 @@ KERNEL_SETS: dict[str, dict[str, str]] = {
     },
 }
 
+# The library layer's submodules, marked as parts for the profiler (forward hooks open and close the range).
+SUBMODULE_PARTS: dict[str, str] = {
+    "q": "projection",
+    "k": "projection",
+    "v": "projection",
+    "out_proj": "projection",
+    "ogate_preact": "gating",
+    "igate_preact": "gating",
+    "fgate_preact": "gating",
+    "multihead_norm": "norm",
+}
+
 # our MLSTMLargeLayer parameter -> the xlstm mLSTMLayer parameter (weight_mode="single")
 WEIGHT_NAMES: dict[str, str] = {
     "q_proj.weight": "q.weight",
@@ -64,6 +77,22 @@ WEIGHT_NAMES: dict[str, str] = {
     "norm.weight": "multihead_norm.weight",
     "out_proj.weight": "out_proj.weight",
 }
+
+
+def mark_part(module: torch.nn.Module, name: str) -> None:
+    """Wrap every forward of `module` in the profiler range of part `name` (hooks: the module is not ours)."""
+    open_ranges: list[Any] = []
+
+    def enter(_module: torch.nn.Module, _args: Any) -> None:
+        marker = part(name)
+        marker.__enter__()
+        open_ranges.append(marker)
+
+    def leave(_module: torch.nn.Module, _args: Any, _output: Any) -> None:
+        open_ranges.pop().__exit__(None, None, None)
+
+    module.register_forward_pre_hook(enter)
+    module.register_forward_hook(leave)
 
 
 class XLSTMLargeLayer(Mixer):
@@ -104,6 +133,8 @@ class XLSTMLargeLayer(Mixer):
                 weight_mode="single",
             )
         )
+        for submodule, name in SUBMODULE_PARTS.items():
+            mark_part(getattr(self.layer, submodule), name)
         if (self.layer.qk_dim, self.layer.v_dim) != (qk_dim, v_dim):  # int(d_model · factor) rounded down
             raise ConfigError(
                 "head_dim",
@@ -130,6 +161,7 @@ class XLSTMLargeLayer(Mixer):
         key = (mode, state_dtype)
         if key not in self._backends:
             self._backends[key] = self._backend_class(self._backend_config(mode, state_dtype))
+            mark_part(self._backends[key], "core")
         saved = self.layer.mlstm_backend
         self.layer.mlstm_backend = self._backends[key]
         # "force float32 reductions" would round a float64 check's norm to float32: at least float32 is meant.
@@ -141,7 +173,7 @@ class XLSTMLargeLayer(Mixer):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         mode = "train" if x.shape[1] % self.config.chunk_size == 0 else "inference"
-        with self._mode(mode, x.dtype), part("core"):  # the whole layer is the library's
+        with self._mode(mode, x.dtype):
             y, _ = self.layer(x)
         return y
 
@@ -180,7 +212,7 @@ class XLSTMLargeLayer(Mixer):
         whole = x.shape[1] - x.shape[1] % self.config.chunk_size
         outputs, state = [], None
         if whole:
-            with self._mode("train", x.dtype), part("core"):
+            with self._mode("train", x.dtype):
                 y, state = self.layer(x[:, :whole])
             outputs.append(y)
         if state is None:
@@ -191,7 +223,7 @@ class XLSTMLargeLayer(Mixer):
         return torch.cat(outputs, dim=1), state
 
     def step(self, x_t: torch.Tensor, state: Any) -> tuple[torch.Tensor, Any]:
-        with self._mode("inference", x_t.dtype), part("core"):
+        with self._mode("inference", x_t.dtype):
             y, state = self.layer(x_t[:, None], state)
         return y[:, 0], state
 
