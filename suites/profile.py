@@ -104,7 +104,7 @@ TIMING_KEYS = {
 # ---------------------------------------------------------------------------------------------
 # kernel names
 
-_SHORT_NAME_MAX = 64
+_SHORT_NAME_MAX = 72
 # Kernels whose own name says nothing: their first template argument names the real kernel.
 _WRAPPER_KERNELS = {"Kernel", "Kernel2", "device_kernel", "enable_sm80_to_sm89", "enable_sm90_or_later"}
 # Functor templates that wrap the functor worth naming (BinaryFunctor<..., MulFunctor<float>>).
