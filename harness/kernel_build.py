@@ -451,6 +451,8 @@ def build_extension(
         time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
     )
     (build_dir / "build.json").write_text(json.dumps(asdict(record), indent=2) + "\n")
+    for intermediate in build_dir.glob("*.o"):  # as large as the library itself; a rebuild starts afresh
+        intermediate.unlink()
     size_mb = destination.stat().st_size / 1e6
     echo(f"{extension.module}: built in {seconds:.0f} s: {destination} ({size_mb:.0f} MB)")
     return destination

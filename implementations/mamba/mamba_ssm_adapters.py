@@ -40,7 +40,7 @@ class MambaSsmScan(MambaBlock):
         return self._selective_scan_fn
 
     def extra_repr(self) -> str:
-        return f"core=mamba_ssm selective_scan_fn, {self.kernels.describe()}"
+        return f"core=mamba_ssm selective_scan_fn (selective_scan_cuda: {self.kernels.selective_scan}), conv: ours"
 
 
 @dataclass(frozen=True)

@@ -92,6 +92,8 @@ def causal_depthwise_conv1d(x: torch.Tensor, weight: torch.Tensor, bias: torch.T
 class MambaBlock(Mixer):
     """The Mamba block; `scan_function` is the core (reference: our PyTorch selective scan)."""
 
+    conv_backend = "torch conv1d"  # which causal conv runs (suites may record it); ours on every device
+
     def __init__(self, config: MixerConfig) -> None:
         super().__init__()
         validate_mamba_config(config)

@@ -41,7 +41,10 @@ class Mamba2SsmSsd(Mamba2Block):
         return self._mamba_chunk_scan_combined
 
     def extra_repr(self) -> str:
-        return f"core=mamba_ssm mamba_chunk_scan_combined (Triton), {self.kernels.describe()}"
+        return (
+            f"core=mamba_ssm mamba_chunk_scan_combined (Triton; selective_scan_cuda: {self.kernels.selective_scan}), "
+            "conv: ours"
+        )
 
 
 @dataclass(frozen=True)

@@ -96,6 +96,8 @@ class Mamba2State:
 class Mamba2Block(Mixer):
     """The Mamba-2 block; `ssd_function` is the core (reference: our PyTorch SSD)."""
 
+    conv_backend = "torch conv1d"  # which causal conv runs (suites may record it); ours on every device
+
     def __init__(self, config: MixerConfig) -> None:
         super().__init__()
         validate_mamba2_config(config)
