@@ -338,6 +338,16 @@ def print_tables(results: dict[str, Any]) -> None:
             f"  {row['implementation']:24s} {row['dtype']:9s} {row['test']:10s} {error:9.2e} {tol:7.0e}  "
             f"{row['status']} {row.get('reason', '')}"
         )
+    triton_fp32_failed = [
+        r
+        for r in results.get("check", [])
+        if r.get("dtype") == "float32" and r.get("status") == "failed" and r.get("backend") == "triton"
+    ]
+    if triton_fp32_failed:
+        print(
+            "  note: Triton's tl.dot runs fp32 inputs as TF32 unless told otherwise (mamba_ssm's SSD kernels do "
+            "not), ~1e-3 relative; rerun with TRITON_F32_DEFAULT=ieee to see IEEE fp32"
+        )
     print(f"\n=== op accuracy, bf16 inputs vs our reference in fp32 on the same inputs (L={ACCURACY_LEN}) ===")
     for row in results.get("accuracy", []):
         if row.get("status") == "ok":
