@@ -11,7 +11,8 @@ unavailable with a one-line reason.
 
 Workers: consecutive jobs of one implementation share a worker (compilation and autotuning happen once
 per process); the worker is restarted after any failure (a CUDA error or an OOM can leave the process in
-a bad state) and for each new implementation (one library's state never leaks into another's numbers).
+a bad state) and, on CUDA, for each new implementation (one library's state never leaks into another's
+numbers; `isolate_implementations` overrides).
 
 Skipping: a job whose id already has a row (status other than `unavailable`) from this machine in the
 results directory is skipped unless `redo`; `resume` continues the latest run of the suite under its
@@ -286,6 +287,7 @@ def run_jobs(
     progress: bool = False,
     flush_interval_s: float = 30.0,
     measure_ceilings: bool = True,
+    isolate_implementations: bool | None = None,
     worker_env: dict[str, str] | None = None,
     on_row: Callable[[dict[str, Any]], None] | None = None,
 ) -> RunSummary:
@@ -311,6 +313,10 @@ def run_jobs(
     device = device or ordered[0].params.get("device", "cpu")
 
     worker = Worker(env=worker_env, log_path=log_path)
+    # On a GPU each implementation gets its own process: one library's allocator cache, compiled kernels
+    # or CUDA state never shape another's numbers. On a CPU the references share one (a process start
+    # imports torch: seconds, more than a tiny CPU job takes).
+    isolate = isolate_implementations if isolate_implementations is not None else device.startswith("cuda")
     provenance = _provenance(worker, device, measure_ceilings, summary)
 
     done: set[str] = set()
@@ -337,7 +343,8 @@ def run_jobs(
         for job in todo:
             if current_implementation is not None and job.implementation != current_implementation:
                 flush()  # one file per implementation at least
-                worker.close()  # a fresh process per implementation (the provenance worker serves the first)
+                if isolate:
+                    worker.close()  # a fresh process per implementation (the provenance worker serves the first)
             current_implementation = job.implementation
             display.current(job.label)
             base = _base_row(job, run_id, command, provenance)

@@ -1,0 +1,242 @@
+"""`seqbench run SUITE`: run a suite's preset, write its rows under --results.
+
+The subcommands are discovered, not listed: every module or subpackage of `suites` that exposes
+`command` (a click command) is a suite, so a new suite never edits this file. A suite command takes the
+shared options with `@suite_options` (it then receives one `options: RunOptions`), builds its jobs and
+calls `execute`:
+
+    @click.command("throughput")
+    @suite_options
+    def command(options: RunOptions) -> None:
+        device, preset = resolve_suite_device("throughput", options)
+        execute("throughput", build_jobs(preset, options, device), options, device)
+
+Bad input (unknown preset, L <= 0, batch <= 0, unwritable or foreign results directory) is a one-line
+error before any job starts.
+"""
+
+from __future__ import annotations
+
+import functools
+import importlib
+import pkgutil
+import shlex
+import sys
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import click
+
+from harness.errors import UserError
+
+DEFAULT_PRESET = {"cpu": "cpu", "cuda": "quick"}
+
+
+@dataclass(frozen=True)
+class RunOptions:
+    """The options every suite command takes."""
+
+    preset: str | None
+    results: Path
+    redo: bool
+    resume: bool
+    device: str
+    names: tuple[str, ...]
+    families: tuple[str, ...]
+    seq_lens: tuple[int, ...]
+    batches: tuple[int, ...]
+    dtypes: tuple[str, ...]
+    modes: tuple[str, ...]
+    timeout_s: float | None
+
+    def timeouts(self, preset: dict[str, Any]) -> dict[str, float]:
+        """Per-phase job limits: the preset's [timeouts] (warmup_s, measure_s), --timeout for measure."""
+        from harness.runner import DEFAULT_TIMEOUTS_S
+
+        table = preset.get("timeouts", {})
+        unknown = sorted(set(table) - {"warmup_s", "measure_s"})
+        if unknown:
+            raise UserError(f"[timeouts]: unknown key(s) {', '.join(unknown)}; known: measure_s, warmup_s")
+        warmup = float(table.get("warmup_s", DEFAULT_TIMEOUTS_S["warmup"]))
+        measure = float(self.timeout_s or table.get("measure_s", DEFAULT_TIMEOUTS_S["measure"]))
+        return {"warmup": max(warmup, measure), "measure": measure}
+
+
+def _positive(what: str) -> Callable[[click.Context, click.Parameter, tuple[int, ...]], tuple[int, ...]]:
+    def check(ctx: click.Context, param: click.Parameter, values: tuple[int, ...]) -> tuple[int, ...]:
+        for value in values:
+            if value <= 0:
+                raise UserError(f"--{param.name.replace('_', '-')} must be a positive {what}, got {value}")
+        return values
+
+    return check
+
+
+def suite_options(function: Callable[..., Any]) -> Callable[..., Any]:
+    """Add the shared options to a suite command; it receives them as `options: RunOptions`."""
+
+    @functools.wraps(function)
+    def wrapper(**kwargs: Any) -> Any:
+        timeout = kwargs.pop("timeout")
+        if timeout is not None and timeout <= 0:
+            raise UserError(f"--timeout must be positive, got {timeout:g}")
+        options = RunOptions(
+            preset=kwargs.pop("preset"),
+            results=Path(kwargs.pop("results")),
+            redo=kwargs.pop("redo"),
+            resume=kwargs.pop("resume"),
+            device=kwargs.pop("device"),
+            names=kwargs.pop("names"),
+            families=kwargs.pop("families"),
+            seq_lens=kwargs.pop("seq_len"),
+            batches=kwargs.pop("batch"),
+            dtypes=kwargs.pop("dtypes"),
+            modes=kwargs.pop("modes"),
+            timeout_s=timeout,
+        )
+        return function(options=options, **kwargs)
+
+    decorators = [
+        click.option("--preset", default=None, help="Preset name (default: cpu without a GPU, quick with one)."),
+        click.option("--results", default="results", show_default=True, type=click.Path(), help="Results directory."),
+        click.option("--redo", is_flag=True, help="Rerun jobs that already have rows in the results directory."),
+        click.option("--resume", is_flag=True, help="Continue the last (interrupted) run of this suite, same run id."),
+        click.option("--device", default="auto", show_default=True, help="auto (the preset's), cpu or cuda[:i]."),
+        click.option("--name", "names", multiple=True, help="Only these implementations (repeatable)."),
+        click.option("--family", "families", multiple=True, help="Only these families (repeatable)."),
+        click.option(
+            "--seq-len", type=int, multiple=True, callback=_positive("integer"), help="Sequence lengths (repeatable)."
+        ),
+        click.option(
+            "--batch", type=int, multiple=True, callback=_positive("integer"), help="Batch sizes (repeatable)."
+        ),
+        click.option("--dtype", "dtypes", multiple=True, help="dtypes (repeatable): float32, bfloat16, ..."),
+        click.option("--mode", "modes", multiple=True, help="Modes (repeatable): fwd, fwd_bwd, prefill, decode, ..."),
+        click.option("--timeout", type=float, default=None, help="Seconds per job for the measurement phase."),
+    ]
+    for decorator in reversed(decorators):
+        wrapper = decorator(wrapper)
+    return wrapper
+
+
+def resolve_suite_device(suite: str, options: RunOptions) -> tuple[str, dict[str, Any]]:
+    """(device, preset): the preset named or the default for the machine; --device overrides the preset's
+    device; a CUDA preset without a visible GPU is a one-line error."""
+    import torch
+
+    from harness.commands.options import resolve_device
+    from suites import load_preset
+
+    has_cuda = torch.cuda.is_available()
+    if options.preset is None:
+        wanted = "cpu" if options.device == "auto" else options.device
+        kind = "cuda" if (wanted.startswith("cuda") or (options.device == "auto" and has_cuda)) else "cpu"
+        preset = load_preset(suite, DEFAULT_PRESET[kind])
+    else:
+        preset = load_preset(suite, options.preset)
+    device = preset.get("device", "cpu") if options.device == "auto" else resolve_device(options.device)
+    if device.startswith("cuda") and not has_cuda:
+        raise UserError(
+            f"preset {preset['name']!r} runs on {device}, but no CUDA device is visible to torch; "
+            "use --preset cpu (or --device cpu)"
+        )
+    return device, preset
+
+
+def check_named_available(options: RunOptions, device: str, dtypes: list[str]) -> None:
+    """An implementation named with --name that cannot run here is an error, not a row."""
+    from harness import registry
+    from harness.interface import parse_dtype
+
+    if not options.names:
+        return
+    for impl in registry.select(options.names):
+        for dtype in dtypes:
+            availability = impl.availability(device, parse_dtype(dtype))
+            if not availability:
+                raise UserError(f"{impl.name} cannot run {dtype} on {device}: {availability.reason}")
+
+
+def command_line() -> str:
+    """The command that reproduces this run."""
+    return shlex.join(["seqbench", *sys.argv[1:]])
+
+
+def execute(suite: str, jobs: list[Any], options: RunOptions, device: str, **run_kwargs: Any) -> Any:
+    """Run the jobs with a progress bar, print the summary table; exit 130 if interrupted."""
+    from rich.console import Console
+
+    from harness.runner import print_summary, run_jobs
+
+    dtypes = sorted({job.params["dtype"] for job in jobs if "dtype" in job.params})
+    check_named_available(options, device, dtypes)
+    if not jobs:
+        raise UserError(f"no {suite} jobs: the filters and the preset select nothing")
+    console = Console(stderr=True)
+    console.print(f"{suite}: {len(jobs)} job(s) on {device} -> {options.results}", highlight=False)
+    summary = run_jobs(
+        jobs,
+        options.results,
+        redo=options.redo,
+        resume=options.resume,
+        command=command_line(),
+        device=device,
+        progress=sys.stderr.isatty(),
+        **run_kwargs,
+    )
+    print_summary(summary)
+    if summary.interrupted:
+        raise SystemExit(130)
+    return summary
+
+
+# ---------------------------------------------------------------------------------------------
+# discovery
+
+
+def _broken_suite(name: str, error: Exception) -> click.Command:
+    message = f"suite {name} failed to load: {type(error).__name__}: {error}".splitlines()[0]
+
+    @click.command(name, help=f"(broken) {message}", context_settings={"ignore_unknown_options": True})
+    @click.argument("args", nargs=-1, type=click.UNPROCESSED)
+    def broken(args: tuple[str, ...]) -> None:
+        raise UserError(message)
+
+    return broken
+
+
+@functools.cache
+def discover_suites() -> dict[str, click.Command]:
+    """name -> command of every suite module or subpackage of `suites` that exposes `command`."""
+    import suites
+
+    found: dict[str, click.Command] = {}
+    for info in sorted(pkgutil.iter_modules(suites.__path__), key=lambda i: i.name):
+        if info.name.startswith("_") or info.name == "presets":
+            continue
+        try:
+            module = importlib.import_module(f"suites.{info.name}")
+        except Exception as exc:  # one broken suite must not take the others down
+            found[info.name] = _broken_suite(info.name, exc)
+            continue
+        command = getattr(module, "command", None)
+        if isinstance(command, click.Command):
+            found[command.name or info.name] = command
+    return found
+
+
+class SuiteGroup(click.Group):
+    """Subcommands found at use, not at import (suites import this module for its helpers)."""
+
+    def list_commands(self, ctx: click.Context) -> list[str]:
+        return sorted(discover_suites())
+
+    def get_command(self, ctx: click.Context, name: str) -> click.Command | None:
+        return discover_suites().get(name)
+
+
+@click.group("run", cls=SuiteGroup)
+def command() -> None:
+    """Run a benchmark suite (throughput, memory, ...) and write its rows as Parquet under --results."""

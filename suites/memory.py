@@ -1,0 +1,384 @@
+"""`seqbench run memory`: how much memory each implementation needs, and where it runs out.
+
+Three kinds of rows:
+  fwd / fwd_bwd  peak memory of one forward (inference, no autograd) or one training step (forward +
+                 backward) above a baseline holding the weights and the input (and the output gradient),
+                 at each L of the preset's `seq_lens` (fixed batch and d_model).
+  frontier       then, if `frontier = true`, L keeps doubling until an out-of-memory error or
+                 `max_seq_len`; every L tried is a row (the first that fails has status `oom`), and one
+                 bisection between the last L that fit and the first that did not refines the frontier.
+                 `oom_frontier_seq_len` (the largest L that fit) is set on every row of the job; it is
+                 null when nothing ran out of memory up to `max_seq_len`.
+  decode         the decoding state after a prefill of L tokens: `state_bytes_analytic` (the
+                 implementation's model) and `state_bytes_measured` (bytes of the distinct tensor
+                 storages the state holds: allocated capacity, e.g. a KV cache's spare slots, counts),
+                 and the peak memory of one `step` above a baseline holding that state.
+
+How peak memory is measured:
+  cuda  torch.cuda.max_memory_allocated() after reset_peak_memory_stats(), minus memory_allocated() at
+        the baseline: every tensor the call allocates through torch's caching allocator (the cache's
+        reserved-but-free blocks do not count). One warm-up call first (autotuning allocates too).
+  cpu   torch's CPU allocator keeps no statistics, and the process's peak RSS cannot be reset per call.
+        The glibc heap in use (mallinfo2: uordblks + hblkhd, every arena and mmapped block) is sampled
+        after every aten op through a TorchDispatchMode, forward and backward; peak minus baseline is
+        the row's value. Scratch memory an op frees before returning is missed (op granularity), and
+        so are allocations outside glibc malloc. Without glibc >= 2.33 the value is NaN, and
+        `memory_method` says why. Measured after one warm-up call under the same mode, so the BLAS
+        library's one-time buffers are in the baseline.
+"""
+
+from __future__ import annotations
+
+import ctypes
+import gc
+from collections.abc import Callable
+from typing import Any
+
+import click
+
+from harness.commands.run import RunOptions, execute, resolve_suite_device, suite_options
+from harness.errors import UserError
+from harness.interface import dtype_name, parse_dtype
+from harness.runner import Job
+from suites import check_keys, config_params, family_config, select_implementations
+
+SUITE = "memory"
+PEAK_TARGET = "suites.memory:measure_peak_memory"
+STATE_TARGET = "suites.memory:measure_state_memory"
+MODES = ("fwd", "fwd_bwd", "decode")
+PRESET_KEYS = {
+    "name",
+    "description",
+    "device",
+    "backends",
+    "dtypes",
+    "modes",
+    "config",
+    "batch",
+    "seq_lens",
+    "frontier",
+    "max_seq_len",
+    "state_seq_lens",
+    "timeouts",
+    "reference_max_seq_len",
+}
+FRONTIER_MULTIPLE = 64  # bisected lengths are multiples of this (chunked kernels want whole chunks)
+
+
+# ---------------------------------------------------------------------------------------------
+# peak memory, in the worker
+
+
+class _MallInfo2(ctypes.Structure):
+    _fields_ = [
+        (name, ctypes.c_size_t)
+        for name in ("arena", "ordblks", "smblks", "hblks", "hblkhd", "usmblks", "fsmblks", "uordblks", "fordblks")
+    ] + [("keepcost", ctypes.c_size_t)]
+
+
+def _heap_in_use_function() -> Callable[[], int] | None:
+    try:
+        libc = ctypes.CDLL("libc.so.6")
+        mallinfo2 = libc.mallinfo2
+    except (OSError, AttributeError):
+        return None
+    mallinfo2.restype = _MallInfo2
+
+    def in_use() -> int:
+        info = mallinfo2()
+        return int(info.uordblks + info.hblkhd)
+
+    return in_use
+
+
+def _cpu_peak_bytes(fn: Callable[[], Any], setup: Callable[[], Any]) -> tuple[float, str]:
+    """Peak glibc heap in use above the baseline during fn(), sampled after every aten op."""
+    from torch.utils._python_dispatch import TorchDispatchMode
+
+    in_use = _heap_in_use_function()
+    if in_use is None:
+        return float("nan"), "cpu: not measured (needs glibc >= 2.33 for mallinfo2)"
+
+    class PeakHeap(TorchDispatchMode):
+        def __init__(self) -> None:
+            super().__init__()
+            self.peak = 0
+
+        def __torch_dispatch__(self, func, types, args=(), kwargs=None):
+            out = func(*args, **(kwargs or {}))
+            self.peak = max(self.peak, in_use())
+            return out
+
+    with PeakHeap() as mode:
+        fn()  # warm-up under the mode: one-time library buffers land in the baseline
+        setup()
+        gc.collect()
+        baseline = in_use()
+        mode.peak = baseline
+        result = fn()
+        del result
+    return float(mode.peak - baseline), "cpu_heap_per_op"
+
+
+def _cuda_peak_bytes(fn: Callable[[], Any], setup: Callable[[], Any], device: str) -> tuple[float, str]:
+    import torch
+
+    fn()  # warm-up: autotuning and workspace allocations
+    setup()
+    gc.collect()
+    torch.cuda.synchronize(device)
+    torch.cuda.reset_peak_memory_stats(device)
+    baseline = torch.cuda.memory_allocated(device)
+    result = fn()
+    torch.cuda.synchronize(device)
+    peak = torch.cuda.max_memory_allocated(device) - baseline
+    del result
+    return float(peak), "cuda_max_memory_allocated"
+
+
+def peak_bytes(fn: Callable[[], Any], device: str, setup: Callable[[], Any] | None = None) -> tuple[float, str]:
+    """(bytes, method): peak memory of fn() above the memory held before it. fn runs twice (a warm-up,
+    then the measured call); `setup` runs between them, before the baseline (e.g. dropping gradients)."""
+    setup = setup or (lambda: None)
+    if device.startswith("cuda"):
+        return _cuda_peak_bytes(fn, setup, device)
+    return _cpu_peak_bytes(fn, setup)
+
+
+def _release(device: str) -> None:
+    gc.collect()
+    if device.startswith("cuda"):
+        import torch
+
+        torch.cuda.empty_cache()
+
+
+def _peak_at(impl: Any, cfg: Any, device: str, dtype: Any, mode: str, batch: int, seq_len: int) -> dict[str, Any]:
+    """One row: the peak memory of `mode` at (batch, seq_len), a fresh mixer and input each time."""
+    import torch
+
+    torch.manual_seed(0)
+    mixer = impl.create(cfg).to(device=device, dtype=dtype)
+    x = torch.randn(batch, seq_len, cfg.d_model, device=device, dtype=dtype)
+    if mode == "fwd":
+        mixer.eval()
+
+        def call() -> Any:
+            with torch.no_grad():
+                return mixer(x)
+
+    elif mode == "fwd_bwd":
+        mixer.train()
+        x = x.requires_grad_()
+        grad_y = torch.randn_like(x)
+
+        def call() -> Any:
+            mixer(x).backward(grad_y)
+
+        def setup() -> None:
+            x.grad = None
+            for p in mixer.parameters():
+                p.grad = None
+
+    else:
+        raise ValueError(f"unknown memory mode {mode!r}")
+    peak, method = peak_bytes(call, device, setup if mode == "fwd_bwd" else None)
+    return {"seq_len": seq_len, "peak_memory_bytes": peak, "memory_method": method}
+
+
+def measure_peak_memory(
+    implementation: str,
+    device: str,
+    dtype: str,
+    mode: str,
+    batch: int,
+    seq_lens: list[int],
+    config: dict[str, Any],
+    frontier: bool = False,
+    max_seq_len: int = 0,
+    level: str = "layer",
+) -> list[dict[str, Any]]:
+    """Runs in a worker: peak memory at each L of `seq_lens`, then (frontier) doubling until OOM or
+    `max_seq_len` and one bisection. An OOM is a row (status oom); other errors end the job."""
+    from harness import registry
+    from harness.config import MixerConfig
+    from harness.worker import is_out_of_memory, one_line
+
+    impl = registry.get(implementation)
+    cfg = MixerConfig.from_dict(config)
+    torch_dtype = parse_dtype(dtype)
+    rows: list[dict[str, Any]] = []
+    fitted, failed = 0, 0  # the largest L that fit, the smallest that ran out of memory
+
+    def probe(seq_len: int, kind: str) -> bool:
+        nonlocal fitted, failed
+        try:
+            row = _peak_at(impl, cfg, device, torch_dtype, mode, batch, seq_len)
+        except Exception as exc:
+            if not is_out_of_memory(exc):
+                raise
+            row = {"seq_len": seq_len, "status": "oom", "reason": one_line(f"{type(exc).__name__}: {exc}")}
+            del exc
+        _release(device)
+        row["probe"] = kind
+        rows.append(row)
+        if row.get("status") == "oom":
+            failed = seq_len if not failed else min(failed, seq_len)
+            return False
+        fitted = max(fitted, seq_len)
+        return True
+
+    for seq_len in seq_lens:
+        if not probe(seq_len, "sweep"):
+            break
+    if frontier and not failed:
+        seq_len = max(seq_lens) * 2
+        while seq_len <= max_seq_len and probe(seq_len, "frontier"):
+            seq_len *= 2
+    if failed and fitted:
+        middle = (fitted + failed) // 2 // FRONTIER_MULTIPLE * FRONTIER_MULTIPLE
+        if fitted < middle < failed:
+            probe(middle, "bisection")
+    frontier_seq_len = fitted if failed else None
+    for row in rows:
+        row["oom_frontier_seq_len"] = frontier_seq_len
+        row["searched_up_to_seq_len"] = max(r["seq_len"] for r in rows)
+    return rows
+
+
+def storage_bytes(state: Any) -> int:
+    """Bytes of the distinct tensor storages reachable from `state` (tensors, sequences, dicts,
+    dataclasses and plain objects), each storage counted once."""
+    import torch
+
+    seen_storages: dict[int, int] = {}
+    seen_objects: set[int] = set()
+
+    def walk(value: Any) -> None:
+        if id(value) in seen_objects:
+            return
+        seen_objects.add(id(value))
+        if isinstance(value, torch.Tensor):
+            storage = value.untyped_storage()
+            seen_storages[storage.data_ptr()] = storage.nbytes()
+        elif isinstance(value, dict):
+            for item in value.values():
+                walk(item)
+        elif isinstance(value, list | tuple | set):
+            for item in value:
+                walk(item)
+        elif hasattr(value, "__dict__"):
+            for item in vars(value).values():
+                walk(item)
+        elif hasattr(value, "__slots__"):
+            for slot in value.__slots__:
+                walk(getattr(value, slot, None))
+
+    walk(state)
+    return sum(seen_storages.values())
+
+
+def measure_state_memory(
+    implementation: str,
+    device: str,
+    dtype: str,
+    batch: int,
+    seq_len: int,
+    config: dict[str, Any],
+    mode: str = "decode",
+    level: str = "layer",
+) -> dict[str, Any]:
+    """Runs in a worker: the decoding state after a prefill of seq_len tokens, analytic vs measured,
+    and the peak memory of one step above a baseline holding the state."""
+    import torch
+
+    from harness import registry
+    from harness.config import MixerConfig
+
+    impl = registry.get(implementation)
+    cfg = MixerConfig.from_dict(config)
+    torch_dtype = parse_dtype(dtype)
+    torch.manual_seed(0)
+    mixer = impl.create(cfg).to(device=device, dtype=torch_dtype).eval()
+    x = torch.randn(batch, seq_len, cfg.d_model, device=device, dtype=torch_dtype)
+    with torch.no_grad():
+        _, state = mixer.prefill(x)
+    del x
+    x_t = torch.randn(batch, cfg.d_model, device=device, dtype=torch_dtype)
+
+    def step() -> Any:
+        with torch.no_grad():
+            return mixer.step(x_t, state)
+
+    peak, method = peak_bytes(step, device)
+    return {
+        "state_bytes_analytic": impl.state_bytes(cfg, batch, seq_len, torch_dtype),
+        "state_bytes_measured": float(storage_bytes(state)),
+        "peak_memory_bytes": peak,
+        "memory_method": method,
+    }
+
+
+# ---------------------------------------------------------------------------------------------
+# in the parent: jobs from a preset
+
+
+def build_jobs(preset: dict[str, Any], options: RunOptions, device: str) -> list[Job]:
+    check_keys(f"memory preset {preset['name']!r}", preset, PRESET_KEYS)
+    modes = list(options.modes or preset.get("modes", ["fwd", "fwd_bwd", "decode"]))
+    for mode in modes:
+        if mode not in MODES:
+            raise UserError(f"unknown memory mode {mode!r}; use one of {', '.join(MODES)}")
+    dtypes = [dtype_name(parse_dtype(d)) for d in (options.dtypes or preset.get("dtypes", ["float32"]))]
+    batches = list(options.batches) or [int(preset.get("batch", 1))]
+    seq_lens = sorted(options.seq_lens or preset.get("seq_lens", [256]))
+    state_seq_lens = sorted(options.seq_lens or preset.get("state_seq_lens", seq_lens))
+    frontier = bool(preset.get("frontier", False)) and not options.seq_lens
+    max_seq_len = int(preset.get("max_seq_len", max(seq_lens)))
+    timeouts = options.timeouts(preset)
+    # A frontier job measures many lengths: give its measurement phase the warm-up's generous limit.
+    frontier_timeouts = {"warmup": timeouts["warmup"], "measure": timeouts["warmup"]}
+    reference_max = preset.get("reference_max_seq_len") if device.startswith("cuda") else None
+    jobs: list[Job] = []
+    for impl in select_implementations(preset, options.names, options.families):
+        config = config_params(family_config(preset, impl.family))
+        limit = reference_max if (impl.is_reference and reference_max and not options.names) else None
+        for dtype in dtypes:
+            impl_jobs = []
+            for batch in batches:
+                for mode in modes:
+                    base = {"implementation": impl.name, "device": device, "dtype": dtype, "mode": mode}
+                    if mode == "decode":
+                        for seq_len in state_seq_lens:
+                            if limit and seq_len > limit:
+                                continue
+                            params = {**base, "batch": batch, "seq_len": seq_len, "config": config}
+                            impl_jobs.append(Job(SUITE, impl.name, STATE_TARGET, params, timeouts))
+                        continue
+                    lengths = [n for n in seq_lens if not limit or n <= limit]
+                    if not lengths:
+                        continue
+                    params = {
+                        **base,
+                        "level": "layer",
+                        "batch": batch,
+                        "seq_lens": lengths,
+                        "config": config,
+                        "frontier": frontier and limit is None,
+                        "max_seq_len": max_seq_len,
+                    }
+                    impl_jobs.append(Job(SUITE, impl.name, PEAK_TARGET, params, frontier_timeouts))
+            if impl_jobs and not impl.availability(device, parse_dtype(dtype)):
+                impl_jobs = impl_jobs[:1]
+            jobs += impl_jobs
+    return jobs
+
+
+@click.command(SUITE)
+@suite_options
+def command(options: RunOptions) -> None:
+    """Peak memory of inference and training steps versus sequence length, the out-of-memory frontier,
+    and decoding state bytes (analytic and measured)."""
+    device, preset = resolve_suite_device(SUITE, options)
+    jobs = build_jobs(preset, options, device)
+    execute(SUITE, jobs, options, device)

@@ -1,0 +1,299 @@
+"""`seqbench run throughput`: time per call of each implementation, and what it means in tokens/s,
+TFLOP/s and GB/s, over sweeps of batch and sequence length.
+
+Modes (what one timed call is):
+  fwd       forward(x) without autograd (inference)
+  fwd_bwd   forward(x) then backward of a random output gradient: one training step of the layer
+  prefill   prefill(x): the parallel form that also returns the decoding state
+  decode    one step(x_t, state) at context length L (the state from a prefill of L tokens); tokens/s = B / time
+
+Levels: `layer` times the whole mixer (projections, convolutions, norms, the core); `op` times the bare
+core op (`Mixer.core_call(x).run()`: attention, selective scan, SSD, ...) on inputs prepared from x, fwd
+and fwd_bwd only.
+
+Sweeps (preset [[sweeps]]): `constant_tokens` (B·L = tokens: the same work in tokens, so linear-time
+mixers stay flat and quadratic ones grow with L) and `fixed_batch` (B fixed, L grows).
+
+Derived columns, from the implementation's analytic models (`Implementation.flops` / `min_bytes`, the
+`core_*` models at op level): tokens_per_second, achieved_tflops = flops / time, achieved_gbps =
+min_bytes / time, and (added by the runner) their fractions of the run's measured device ceilings.
+"""
+
+from __future__ import annotations
+
+import gc
+from typing import Any
+
+import click
+
+from harness.commands.run import RunOptions, execute, resolve_suite_device, suite_options
+from harness.errors import UserError
+from harness.interface import dtype_name, parse_dtype
+from harness.runner import Job
+from suites import check_keys, config_params, family_config, select_implementations
+
+SUITE = "throughput"
+TARGET = "suites.throughput:measure_throughput"
+MODES = ("fwd", "fwd_bwd", "prefill", "decode")
+LEVELS = ("layer", "op")
+OP_MODES = ("fwd", "fwd_bwd")
+PRESET_KEYS = {
+    "name",
+    "description",
+    "device",
+    "backends",
+    "dtypes",
+    "modes",
+    "levels",
+    "op_modes",
+    "config",
+    "sweeps",
+    "timing",
+    "timeouts",
+    "decode_timer",
+    "reference_max_seq_len",
+}
+TIMING_KEYS = {
+    "budget_s",
+    "min_reps",
+    "max_reps",
+    "min_time_s",
+    "target_rel_error",
+    "warmup_agreement",
+    "warmup_max_calls",
+    "warmup_budget_s",
+}
+
+
+# ---------------------------------------------------------------------------------------------
+# in the worker
+
+
+def _first_tensor(value: Any) -> Any:
+    import torch
+
+    if isinstance(value, torch.Tensor):
+        return value
+    if isinstance(value, list | tuple):
+        for item in value:
+            found = _first_tensor(item)
+            if found is not None:
+                return found
+    return None
+
+
+def workload(mixer: Any, x: Any, mode: str, level: str) -> tuple[Any, Any, int]:
+    """(fn, setup, tokens): the call to time, what to run before each rep, tokens per call."""
+    import torch
+
+    from harness.interface import CoreCall
+    from harness.worker import Unavailable
+
+    batch, seq_len, _ = x.shape
+    if level == "op":
+        try:
+            with torch.no_grad():
+                call: CoreCall = mixer.core_call(x)
+        except NotImplementedError as exc:
+            raise Unavailable(str(exc) or f"{type(mixer).__name__} does not expose its core op") from exc
+        if mode == "fwd":
+
+            def run_core() -> Any:
+                with torch.no_grad():
+                    return call.run()
+
+            return run_core, None, batch * seq_len
+        # fwd_bwd: the floating-point inputs become leaves that need gradients.
+        leaves = [a.detach().requires_grad_() if _is_float_tensor(a) else a for a in call.args]
+        kwargs = {k: v.detach().requires_grad_() if _is_float_tensor(v) else v for k, v in call.kwargs.items()}
+        grads_of = [t for t in [*leaves, *kwargs.values()] if _is_float_tensor(t)]
+        output = _first_tensor(call.fn(*leaves, **kwargs))
+        grad_output = torch.randn_like(output)
+        del output
+
+        def core_fwd_bwd() -> None:
+            torch.autograd.backward(_first_tensor(call.fn(*leaves, **kwargs)), grad_output)
+
+        def clear_core_grads() -> None:
+            for t in grads_of:
+                t.grad = None
+
+        return core_fwd_bwd, clear_core_grads, batch * seq_len
+
+    if mode == "fwd":
+        mixer.eval()
+
+        def forward() -> Any:
+            with torch.no_grad():
+                return mixer(x)
+
+        return forward, None, batch * seq_len
+    if mode == "fwd_bwd":
+        mixer.train()
+        x_leaf = x.detach().requires_grad_()
+        grad_y = torch.randn_like(x)
+
+        def forward_backward() -> None:
+            mixer(x_leaf).backward(grad_y)
+
+        def clear_grads() -> None:
+            x_leaf.grad = None
+            for p in mixer.parameters():
+                p.grad = None
+
+        return forward_backward, clear_grads, batch * seq_len
+    if mode == "prefill":
+        mixer.eval()
+
+        def prefill() -> Any:
+            with torch.no_grad():
+                return mixer.prefill(x)
+
+        return prefill, None, batch * seq_len
+    if mode == "decode":
+        mixer.eval()
+        with torch.no_grad():
+            _, state = mixer.prefill(x)
+        x_t = torch.randn_like(x[:, 0])
+
+        def step() -> Any:
+            with torch.no_grad():
+                return mixer.step(x_t, state)
+
+        return step, None, batch
+    raise ValueError(f"unknown mode {mode!r}; use one of {', '.join(MODES)}")
+
+
+def _is_float_tensor(value: Any) -> bool:
+    import torch
+
+    return isinstance(value, torch.Tensor) and value.is_floating_point()
+
+
+def measure_throughput(
+    implementation: str,
+    device: str,
+    dtype: str,
+    mode: str,
+    level: str,
+    batch: int,
+    seq_len: int,
+    config: dict[str, Any],
+    timing: dict[str, Any] | None = None,
+    timer: str = "auto",
+    seed: int = 0,
+) -> dict[str, Any]:
+    """Runs in a worker: build, warm up, time; returns the throughput row."""
+    import torch
+
+    from harness import registry
+    from harness.config import MixerConfig
+    from harness.timing import measure
+
+    gc.collect()
+    impl = registry.get(implementation)
+    cfg = MixerConfig.from_dict(config)
+    torch_dtype = parse_dtype(dtype)
+    torch.manual_seed(seed)
+    mixer = impl.create(cfg).to(device=device, dtype=torch_dtype)
+    x = torch.randn(batch, seq_len, cfg.d_model, device=device, dtype=torch_dtype)
+    fn, setup, tokens = workload(mixer, x, mode, level)
+    result = measure(fn, device, timer=timer, setup=setup, **(timing or {}))
+    row = result.to_row()
+    seconds = row["median_ms"] / 1e3
+    core = level == "op"
+    row["flops"] = _model(lambda: impl.flops(cfg, batch, seq_len, mode, core=core))
+    row["min_bytes"] = _model(lambda: impl.min_bytes(cfg, batch, seq_len, mode, torch_dtype, core=core))
+    row["tokens_per_second"] = tokens / seconds
+    row["achieved_tflops"] = row["flops"] / seconds / 1e12
+    row["achieved_gbps"] = row["min_bytes"] / seconds / 1e9
+    return row
+
+
+def _model(evaluate: Any) -> float:
+    """An analytic model's value; NaN where the model does not cover this mode."""
+    try:
+        return float(evaluate())
+    except (ValueError, NotImplementedError, KeyError):
+        return float("nan")
+
+
+# ---------------------------------------------------------------------------------------------
+# in the parent: jobs from a preset
+
+
+def sweep_points(
+    sweeps: list[dict[str, Any]], seq_lens: tuple[int, ...] = (), batches: tuple[int, ...] = ()
+) -> list[tuple[int, int]]:
+    """(batch, seq_len) points of the preset's sweeps, in order, without repeats. --seq-len replaces
+    each sweep's lengths; --batch turns every sweep into a fixed-batch sweep of those batches."""
+    points: list[tuple[int, int]] = []
+    for sweep in sweeps:
+        check_keys("[[sweeps]]", sweep, {"shape", "tokens", "batch", "seq_lens"})
+        lengths = list(seq_lens) or list(sweep["seq_lens"])
+        shape = sweep.get("shape", "fixed_batch")
+        if batches:
+            candidates = [(b, n) for b in batches for n in lengths]
+        elif shape == "constant_tokens":
+            candidates = [(sweep["tokens"] // n, n) for n in lengths if sweep["tokens"] // n >= 1]
+        elif shape == "fixed_batch":
+            candidates = [(sweep["batch"], n) for n in lengths]
+        else:
+            raise UserError(f"unknown sweep shape {shape!r}; use constant_tokens or fixed_batch")
+        points += [p for p in candidates if p not in points]
+    return points
+
+
+def build_jobs(preset: dict[str, Any], options: RunOptions, device: str) -> list[Job]:
+    check_keys(f"throughput preset {preset['name']!r}", preset, PRESET_KEYS)
+    timing = dict(preset.get("timing", {}))
+    check_keys("[timing]", timing, TIMING_KEYS)
+    modes = list(options.modes or preset.get("modes", ["fwd"]))
+    for mode in modes:
+        if mode not in MODES:
+            raise UserError(f"unknown throughput mode {mode!r}; use one of {', '.join(MODES)}")
+    levels = list(preset.get("levels", ["layer"]))
+    op_modes = [m for m in preset.get("op_modes", OP_MODES) if m in OP_MODES]
+    dtypes = [dtype_name(parse_dtype(d)) for d in (options.dtypes or preset.get("dtypes", ["float32"]))]
+    points = sweep_points(preset.get("sweeps", []), options.seq_lens, options.batches)
+    timeouts = options.timeouts(preset)
+    reference_max = preset.get("reference_max_seq_len") if device.startswith("cuda") else None
+    jobs: list[Job] = []
+    for impl in select_implementations(preset, options.names, options.families):
+        config = config_params(family_config(preset, impl.family))
+        for dtype in dtypes:
+            impl_jobs = []
+            for level in levels:
+                for mode in modes:
+                    if level == "op" and mode not in op_modes:
+                        continue
+                    for batch, seq_len in points:
+                        if impl.is_reference and reference_max and seq_len > reference_max and not options.names:
+                            continue
+                        params = {
+                            "implementation": impl.name,
+                            "device": device,
+                            "dtype": dtype,
+                            "mode": mode,
+                            "level": level,
+                            "batch": batch,
+                            "seq_len": seq_len,
+                            "config": config,
+                            "timing": timing,
+                            "timer": preset.get("decode_timer", "auto") if mode == "decode" else "auto",
+                        }
+                        impl_jobs.append(Job(SUITE, impl.name, TARGET, params, timeouts))
+            if impl_jobs and not impl.availability(device, parse_dtype(dtype)):
+                impl_jobs = impl_jobs[:1]  # one `unavailable` row says why, not one per point
+            jobs += impl_jobs
+    return jobs
+
+
+@click.command(SUITE)
+@suite_options
+def command(options: RunOptions) -> None:
+    """Time every implementation's forward, training step, prefill and decode step over sweeps of
+    batch and sequence length (tokens/s, TFLOP/s, GB/s, fraction of the device's measured peak)."""
+    device, preset = resolve_suite_device(SUITE, options)
+    jobs = build_jobs(preset, options, device)
+    execute(SUITE, jobs, options, device)
