@@ -67,6 +67,7 @@ MODES = ("fwd", "fwd_bwd", "prefill", "decode")
 LEVELS = ("layer", "op")
 OP_MODES = ("fwd", "fwd_bwd")
 DEFAULT_STEPS = 3
+SUMMARY_MAX_JOBS = 12  # `seqbench run profile` prints the top kernels itself up to this many jobs
 # The worker learns where traces go from its environment (set per run by `command`), so that the
 # trace location never enters the job's params and job ids stay the same from run to run.
 TRACE_DIR_ENV = "SEQBENCH_PROFILE_TRACE_DIR"
@@ -597,6 +598,9 @@ def command(options: RunOptions) -> None:
     traces = trace_root(options.results, run_id)
     summary = execute(SUITE, jobs, options, device, run_id=run_id, worker_env={TRACE_DIR_ENV: str(traces)})
     ok = [row for row in summary.rows if row.get("status") == "ok"]
-    if ok:
+    if not ok:
+        return
+    if len({row["job_id"] for row in ok}) <= SUMMARY_MAX_JOBS:
         print_top_kernels(ok, make_console(), top=5)
-        click.echo(f"traces: {traces} (tensorboard --logdir {traces}, or open a *.pt.trace.json in ui.perfetto.dev)")
+    click.echo(f"top kernels: seqbench profile-summary {summary.run_dir}")
+    click.echo(f"traces: {traces} (tensorboard --logdir {traces}, or open a *.pt.trace.json in ui.perfetto.dev)")
