@@ -194,7 +194,11 @@ def test_cpu_run_without_ceilings_and_with_few_columns(tmp_path: Path) -> None:
 
 
 def test_report_command_reads_parquet_and_prints_the_index(tmp_path: Path) -> None:
-    write_rows(throughput_rows("run-a")[:6], tmp_path / "results", "run-a")
+    """Through Parquet, as from a CPU run: no GPU provenance, so nullable ints are NA on read."""
+    rows = throughput_rows("run-a")[:6]
+    for row in rows:
+        row.update(gpu_name=None, gpu_count=None, gpu_memory_bytes=None, peak_copy_gbps=None, device="cpu")
+    write_rows(rows, tmp_path / "results", "run-a")
     result = CliRunner().invoke(cli, ["report", str(tmp_path / "results"), "-o", str(tmp_path / "out")])
     assert result.exit_code == 0, result.output
     assert result.output.strip() == str((tmp_path / "out" / "index.html").resolve())

@@ -27,6 +27,8 @@ from harness.report.data import config_key_columns, has_values, key_text, numeri
 
 DPI = 100
 MODE_ORDER = ("fwd", "fwd_bwd", "prefill", "train", "decode")
+LINESTYLES = ("-", "--", ":", "-.")
+SERIES_MARKERS = ("o", "s", "^", "D")
 MODE_MARKERS = {"fwd": "o", "fwd_bwd": "s", "prefill": "^", "train": "D", "decode": "v"}
 PART_COLORS = {
     "projection": "#4C72B0",
@@ -81,6 +83,11 @@ def _new_figure(width: float, height: float) -> Figure:
     return Figure(figsize=(width, height), layout="constrained")
 
 
+def _height_with_legend(axes_height: float, entries: int, columns: int = 2) -> float:
+    """Figure height in inches: the axes keep `axes_height` however long the legend below them grows."""
+    return axes_height + 0.2 * math.ceil(entries / columns)
+
+
 def _render(figure: Figure) -> bytes:
     FigureCanvasAgg(figure)
     buffer = io.BytesIO()
@@ -131,6 +138,28 @@ def _modes(frame: pd.DataFrame) -> list[str]:
     return [m for m in MODE_ORDER if m in present] + sorted(set(present) - set(MODE_ORDER))
 
 
+class SeriesStyles:
+    """Colour from the implementation; line style and marker tell apart series of one implementation
+    (op vs layer level, two dtypes, ...), in sorted order so a series keeps its style across panels."""
+
+    def __init__(self, palette: Palette, frame: pd.DataFrame) -> None:
+        self.palette = palette
+        self.rank: dict[str, int] = {}
+        per_implementation: dict[str, int] = {}
+        pairs = sorted({(key_text(i), str(s)) for i, s in zip(frame["implementation"], frame["_label"], strict=True)})
+        for implementation, label in pairs:
+            self.rank[label] = per_implementation.get(implementation, 0)
+            per_implementation[implementation] = self.rank[label] + 1
+
+    def __call__(self, implementation: str, label: str) -> dict[str, object]:
+        rank = self.rank.get(str(label), 0)
+        return {
+            "color": self.palette(implementation),
+            "linestyle": LINESTYLES[rank % len(LINESTYLES)],
+            "marker": SERIES_MARKERS[rank % len(SERIES_MARKERS)],
+        }
+
+
 def _implementation_of(group: pd.DataFrame) -> str:
     return key_text(group["implementation"].iloc[0]) if "implementation" in group.columns else ""
 
@@ -149,16 +178,19 @@ def _figure_legend(figure: Figure, handles: list, labels: list[str], columns: in
 # --------------------------------------------------------------------------------------- throughput
 
 
-def fit_scaling_exponent(seq_len: Sequence[float], time: Sequence[float], longest: int = 3) -> float | None:
+def fit_scaling_exponent(
+    seq_len: Sequence[float], time: Sequence[float], longest: int = 3, fewest: int = 3
+) -> float | None:
     """Slope of log(time) against log(seq_len) over the `longest` largest lengths (least squares).
 
     Only the long-L end is fitted: at short L fixed costs (launches, projections) flatten every curve, and
-    the exponent a reader cares about is the asymptotic one (attention -> 2, scans -> 1).
+    the exponent a reader cares about is the asymptotic one (attention -> 2, scans -> 1). None with fewer
+    than `fewest` lengths: a line through two noisy points is not a scaling law.
     """
     points = sorted((float(x), float(y)) for x, y in zip(seq_len, time, strict=True) if x > 0 and y > 0)
     by_length = dict(points)  # one point per length (the last one wins)
     lengths = sorted(by_length)[-longest:]
-    if len(lengths) < 2:
+    if len(lengths) < max(2, fewest):
         return None
     x = np.log(lengths)
     y = np.log([by_length[length] for length in lengths])
@@ -171,6 +203,18 @@ def _one_row_per_length(group: pd.DataFrame) -> pd.DataFrame:
     group = group.assign(_batch=numeric(group, "batch").fillna(1.0), _seq_len=numeric(group, "seq_len"))
     group = group.sort_values(["_seq_len", "_batch"]).drop_duplicates("_seq_len", keep="last")
     return group
+
+
+def _labels_with_batch_if_swept(rows: pd.DataFrame) -> pd.Series:
+    """Series labels that name the batch only where batch is a sweep dimension of its own (several batch
+    sizes at one length). In a constant-tokens sweep batch falls as L grows: naming it would cut every
+    line into single points."""
+    labels = series_labels(rows)
+    batch = numeric(rows, "batch")
+    per_point = pd.DataFrame({"label": labels, "seq_len": numeric(rows, "seq_len"), "batch": batch})
+    if (per_point.groupby(["label", "seq_len"])["batch"].nunique() > 1).any():
+        return series_labels(rows, extra_fields=("batch",))
+    return labels
 
 
 def _tokens_per_second(group: pd.DataFrame, per_step: bool = False) -> pd.Series:
@@ -192,19 +236,20 @@ def throughput_scaling(frame: pd.DataFrame, palette: Palette | None = None) -> l
     for mode in _modes(rows):
         subset = rows[rows["mode"] == mode]
         subset = subset.assign(_label=series_labels(subset))
-        figure = _new_figure(11, 4.2)
+        styles = SeriesStyles(palette, subset)
+        figure = _new_figure(11, _height_with_legend(3.8, subset["_label"].nunique()))
         time_axis, rate_axis = figure.subplots(1, 2)
         handles, labels = [], []
         for label, group in sorted(subset.groupby("_label"), key=lambda item: str(item[0])):
             group = _one_row_per_length(group)
             if group.empty:
                 continue
-            color = palette(_implementation_of(group))
+            style = styles(_implementation_of(group), label)
             seq_len = group["_seq_len"].to_numpy()
             per_sequence_ms = (numeric(group, "median_ms") / group["_batch"]).to_numpy()
             slope = fit_scaling_exponent(seq_len, per_sequence_ms)
-            (line,) = time_axis.plot(seq_len, per_sequence_ms, marker="o", markersize=4, color=color)
-            rate_axis.plot(seq_len, _tokens_per_second(group).to_numpy(), marker="o", markersize=4, color=color)
+            (line,) = time_axis.plot(seq_len, per_sequence_ms, ms=4, **style)
+            rate_axis.plot(seq_len, _tokens_per_second(group).to_numpy(), ms=4, **style)
             fitted = "" if slope is None else f"   time ∝ L^{slope:.2f}"
             handles.append(line)
             labels.append(plain(label) + fitted)
@@ -268,15 +313,18 @@ def roofline(frame: pd.DataFrame, palette: Palette | None = None) -> list[Plot]:
     )
     ceiling_handles, ceiling_labels = [], []
     if not ceilings.empty:
-        group_column = "gpu_name" if "gpu_name" in ceilings.columns else "_tflops"
-        for gpu, group in list(ceilings.groupby(group_column, dropna=False))[:3]:
+        names = ceilings.get("gpu_name", pd.Series(np.nan, index=ceilings.index))
+        names = names.astype(object).where(names.notna(), ceilings.get("device", "this device"))
+        ceilings = ceilings.assign(_device_name=names.fillna("this device").map(key_text))
+        for index, (name, group) in enumerate(list(ceilings.groupby("_device_name"))[:3]):
             peak_tflops, peak_gbps = float(group["_tflops"].median()), float(group["_gbps"].median())
             ridge = peak_tflops * 1000 / peak_gbps  # FLOP per byte where the two ceilings meet
             x = np.geomspace(min(x_low, ridge / 8), max(x_high, ridge * 8), 200)
-            (line,) = axis.plot(x, np.minimum(peak_tflops, x * peak_gbps / 1000), color="black", linewidth=1.2)
+            (line,) = axis.plot(x, np.minimum(peak_tflops, x * peak_gbps / 1000), color="black",
+                                linewidth=1.2, linestyle=LINESTYLES[index])  # fmt: skip
             ceiling_handles.append(line)
             ceiling_labels.append(
-                f"{plain(key_text(gpu))}: {peak_tflops:.0f} TFLOP/s, {peak_gbps:.0f} GB/s (ridge {ridge:.0f} FLOP/B)"
+                f"{plain(name)}: {peak_tflops:.3g} TFLOP/s, {peak_gbps:.3g} GB/s (ridge {ridge:.3g} FLOP/B)"
             )
         caption = "Ceilings are this run's measured bf16 matmul rate and copy bandwidth."
     else:
@@ -320,16 +368,17 @@ def decode_latency(frame: pd.DataFrame, palette: Palette | None = None) -> list[
     rows = rows[(rows["mode"] == "decode") & numeric(rows, "median_ms").notna() & numeric(rows, "seq_len").notna()]
     if rows.empty:
         return []
-    rows = rows.assign(_label=series_labels(rows, extra_fields=("batch",)))
-    figure = _new_figure(11, 4.2)
+    rows = rows.assign(_label=_labels_with_batch_if_swept(rows))
+    styles = SeriesStyles(palette, rows)
+    figure = _new_figure(11, _height_with_legend(3.8, rows["_label"].nunique()))
     latency_axis, rate_axis = figure.subplots(1, 2)
     handles, labels = [], []
     for label, group in sorted(rows.groupby("_label"), key=lambda item: str(item[0])):
         group = group.assign(_seq_len=numeric(group, "seq_len")).sort_values("_seq_len")
-        color = palette(_implementation_of(group))
+        style = styles(_implementation_of(group), label)
         context = group["_seq_len"].to_numpy()
-        (line,) = latency_axis.plot(context, numeric(group, "median_ms").to_numpy(), marker="o", ms=4, color=color)
-        rate_axis.plot(context, _tokens_per_second(group, per_step=True).to_numpy(), marker="o", ms=4, color=color)
+        (line,) = latency_axis.plot(context, numeric(group, "median_ms").to_numpy(), ms=4, **style)
+        rate_axis.plot(context, _tokens_per_second(group, per_step=True).to_numpy(), ms=4, **style)
         handles.append(line)
         labels.append(plain(label))
     for axis in (latency_axis, rate_axis):
@@ -346,7 +395,8 @@ def decode_latency(frame: pd.DataFrame, palette: Palette | None = None) -> list[
             slug="decode_latency",
             title="Decode latency and tokens/s vs context",
             caption="One `step` at each context length: attention reads a KV cache that grows with the context; "
-            "recurrent mixers carry a fixed-size state, so their latency stays flat.",
+            "recurrent mixers carry a fixed-size state, so their latency stays flat. Where a sweep changes the "
+            "batch with the context, each point has its own batch (see the table).",
             png=_render(figure),
         )
     ]
@@ -374,11 +424,12 @@ def peak_memory(frame: pd.DataFrame, palette: Palette | None = None) -> list[Plo
     capacity = numeric(frame, "gpu_memory_bytes").max()
     for axis, mode in zip(axes, modes, strict=False):
         mode_rows = measured[measured["mode"] == mode]
-        mode_rows = mode_rows.assign(_label=series_labels(mode_rows, extra_fields=("batch",)))
+        mode_rows = mode_rows.assign(_label=_labels_with_batch_if_swept(mode_rows))
+        styles = SeriesStyles(palette, mode_rows)
         for label, group in sorted(mode_rows.groupby("_label"), key=lambda item: str(item[0])):
             group = group.assign(_seq_len=numeric(group, "seq_len")).sort_values("_seq_len")
-            color = palette(_implementation_of(group))
-            (line,) = axis.plot(group["_seq_len"], numeric(group, "peak_memory_bytes"), marker="o", ms=4, color=color)
+            style = styles(_implementation_of(group), label)
+            (line,) = axis.plot(group["_seq_len"], numeric(group, "peak_memory_bytes"), ms=4, **style)
             legend.setdefault(plain(label), line)
         for _, row in frontiers[frontiers["mode"] == mode].iterrows():
             axis.axvline(float(row["oom_frontier_seq_len"]), color=palette(row.get("implementation")), linestyle=":")
@@ -430,7 +481,7 @@ def state_bytes(frame: pd.DataFrame, palette: Palette | None = None) -> list[Plo
         rows = rows[rows["mode"] == "decode"]
     if rows.empty or not has_values(rows, "seq_len"):
         return []
-    rows = rows.assign(_label=series_labels(rows, extra_fields=("batch",)))
+    rows = rows.assign(_label=_labels_with_batch_if_swept(rows))
     figure = _new_figure(8, 5)
     axis = figure.subplots()
     handles, labels = [], []
@@ -487,6 +538,7 @@ def profile_jobs(frame: pd.DataFrame) -> pd.DataFrame:
             rows.get("kernel_name", pd.Series("?", index=rows.index))
         ),
         _label=series_labels(rows),
+        _part=rows["part"].fillna("other") if "part" in rows.columns else "other",
     )
     share = numeric(rows, "share")
     step_us = numeric(rows, "step_device_time_us")
@@ -514,17 +566,12 @@ def top_kernels(frame: pd.DataFrame, palette: Palette | None = None, top_n: int 
         mode_rows = rows[rows["mode"] == mode] if mode else rows
         bars = []
         for _, job in mode_rows.groupby("_job_key", sort=False):
-            kernels = job.groupby("_kernel", sort=False).agg(
-                time_ms=("_time_ms", "sum"), part=("part", "first") if "part" in job.columns else ("_kernel", "first")
-            )
-            kernels = kernels.sort_values("time_ms", ascending=False)
+            # A kernel launched from two parts of the mixer is two rows (and two segments).
+            kernels = job.groupby(["_kernel", "_part"], sort=False)["_time_ms"].sum().sort_values(ascending=False)
             top, rest = kernels.iloc[:top_n], kernels.iloc[top_n:]
-            segments = [
-                (str(name), str(r["part"]) if "part" in job.columns else "other", float(r["time_ms"]))
-                for name, r in top.iterrows()
-            ]
+            segments = [(str(kernel), str(part), float(time_ms)) for (kernel, part), time_ms in top.items()]
             if not rest.empty:
-                segments.append((f"{len(rest)} more", "rest", float(rest["time_ms"].sum())))
+                segments.append((f"{len(rest)} more", "rest", float(rest.sum())))
             first = job.iloc[0]
             bars.append((_profile_job_label(first, str(first["_label"])), segments))
         bars.sort(key=lambda bar: bar[0])
@@ -630,17 +677,13 @@ def recall_accuracy(frame: pd.DataFrame, references: pd.DataFrame, palette: Pale
         axes = np.atleast_1d(figure.subplots(math.ceil(len(lengths) / columns), columns, squeeze=False)).ravel()
         legend: dict[str, object] = {}
         task_references = _references_for(references, task)
+        styles = SeriesStyles(palette, task_rows)
         for axis, seq_len in zip(axes, lengths, strict=False):
             panel = task_rows[task_rows["_seq_len"] == seq_len] if not math.isnan(seq_len) else task_rows
             for label, group in sorted(panel.groupby("_label"), key=lambda item: str(item[0])):
                 group = group.sort_values("_d_model")
-                (line,) = axis.plot(
-                    group["_d_model"],
-                    group["accuracy"],
-                    marker="o",
-                    ms=5,
-                    color=palette(str(group["implementation"].iloc[0])),
-                )
+                style = styles(key_text(group["implementation"].iloc[0]), label)
+                (line,) = axis.plot(group["_d_model"], group["accuracy"], ms=5, **style)
                 legend.setdefault(plain(label), line)
             _draw_references(axis, task_references, seq_len, legend)
             _log2_axis(axis)
@@ -722,11 +765,10 @@ def recall_extrapolation(frame: pd.DataFrame, palette: Palette | None = None) ->
     legend: dict[str, object] = {}
     for axis, task in zip(axes, tasks, strict=False):
         task_rows = rows[rows["_task"] == task]
+        styles = SeriesStyles(palette, task_rows)
         for label, group in sorted(task_rows.groupby("_label"), key=lambda item: str(item[0])):
             curve = group.groupby("_eval")["_accuracy"].max().sort_index()
-            (line,) = axis.plot(
-                curve.index, curve.to_numpy(), marker="o", ms=4, color=palette(_implementation_of(group))
-            )
+            (line,) = axis.plot(curve.index, curve.to_numpy(), ms=4, **styles(_implementation_of(group), label))
             legend.setdefault(plain(label), line)
         _log2_axis(axis)
         axis.set_ylim(-0.02, 1.05)

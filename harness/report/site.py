@@ -27,6 +27,7 @@ from harness.report.data import (
     PROVENANCE_COLUMNS,
     failed_rows,
     key_text,
+    numeric,
     option_columns,
     package_versions_text,
     suites_present,
@@ -197,9 +198,10 @@ class Site:
             f'<a href="{html.escape(name)}"{" class=current" if name == file_name else ""}>{html.escape(label)}</a>'
             for name, label in self.pages
         )
+        # `file:` beside 'self': Firefox gives each file:// page an opaque origin that 'self' does not match.
         script_hash = base64.b64encode(hashlib.sha256(TABLE_SCRIPT.encode()).digest()).decode()
         csp = (
-            "default-src 'none'; img-src 'self' data:; style-src 'unsafe-inline'; "
+            "default-src 'none'; img-src 'self' file: data:; style-src 'unsafe-inline'; "
             f"script-src 'sha256-{script_hash}'; base-uri 'none'; form-action 'none'"
         )
         page = PAGE.format(
@@ -486,8 +488,8 @@ def _meta_line(frame: pd.DataFrame, sources: Sequence[str]) -> str:
         gpus = sorted(frame["gpu_name"].dropna().astype(str).unique())
         if gpus:
             parts.append("device: " + ", ".join(gpus))
-    if "peak_memory_bytes" in frame.columns and "gpu_memory_bytes" in frame.columns:
-        memory = pd.to_numeric(frame["gpu_memory_bytes"], errors="coerce").max()
+    if "gpu_memory_bytes" in frame.columns:
+        memory = numeric(frame, "gpu_memory_bytes").max()
         if memory > 0:
             parts.append(f"memory {format_bytes(float(memory))}")
     return html.escape(" · ".join(parts))
