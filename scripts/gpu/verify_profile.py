@@ -2,7 +2,7 @@
 step (fwd_bwd) and one decode step, kernel by kernel.
 
     python scripts/gpu/verify_profile.py                    # the quick preset's config, fwd_bwd + decode
-    python scripts/gpu/verify_profile.py --budget-s 180     # stop starting new implementations after 180 s
+    python scripts/gpu/verify_profile.py --budget-s 240     # start no new implementation after 240 s (default 150)
     python scripts/gpu/verify_profile.py --with-references  # also the pure-PyTorch references (at 2K)
     OUT=/some/dir python scripts/gpu/verify_profile.py      # results, traces and verify_profile.json there
 
@@ -270,7 +270,7 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--seq-len", type=int, default=SEQ_LEN)
     parser.add_argument("--mode", dest="modes", action="append", help="repeatable (default: fwd_bwd, decode)")
-    parser.add_argument("--budget-s", type=float, default=200.0, help="no new implementation starts after this")
+    parser.add_argument("--budget-s", type=float, default=150.0, help="no new implementation starts after this")
     parser.add_argument("--with-references", action="store_true", help=f"also references, at L={REFERENCE_SEQ_LEN}")
     parser.add_argument("--keep-traces", action="store_true", help="keep traces over 20 MB")
     args = parser.parse_args()
