@@ -207,3 +207,15 @@ def test_report_command_reads_parquet_and_prints_the_index(tmp_path: Path) -> No
     empty = CliRunner().invoke(cli, ["report", str(tmp_path / "empty"), "-o", str(tmp_path / "out2")])
     assert empty.exit_code == 2
     assert "no result rows" in empty.output
+
+
+def test_unknown_suite_name_cannot_escape_the_site(tmp_path: Path) -> None:
+    frame = pd.DataFrame(
+        {"suite": ["../../evil<b>"], "implementation": ["x/y"], "status": ["ok"], "reason": [""], "custom": [1.5]}
+    )
+    build_report(frame, tmp_path / "site")
+    pages = sorted(p.name for p in (tmp_path / "site").glob("*.html"))
+    assert pages == ["evil_b.html", "index.html"]
+    assert not list(tmp_path.glob("*.html"))
+    page = (tmp_path / "site" / "evil_b.html").read_text()
+    assert "../../evil&lt;b&gt;" in page and "custom" in page  # a suite the report does not know: every column

@@ -592,7 +592,7 @@ def top_kernels(frame: pd.DataFrame, palette: Palette | None = None, top_n: int 
                     share_axis.text(
                         left_share + share / 2,
                         y,
-                        plain(name)[: max(4, int(share * 90))],
+                        plain(name)[: max(4, int(share * 70))],
                         ha="center",
                         va="center",
                         fontsize=7,

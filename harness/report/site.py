@@ -228,6 +228,29 @@ def _section(title: str, content: str, note: str = "", link: tuple[str, str] | N
     return f"<h2>{html.escape(title)}</h2>{note_html}{content}"
 
 
+PROVENANCE_ORDER = [
+    "run_id",
+    "suites",
+    "rows",
+    "failed",
+    "gpu_name",
+    "gpu_count",
+    "gpu_memory_bytes",
+    "peak_matmul_tflops",
+    "peak_copy_gbps",
+    "seqbench_commit",
+    "seqbench_dirty",
+    "torch_version",
+    "triton_version",
+    "cuda_version",
+    "driver_version",
+    "package_versions",
+    "host_fingerprint",
+    "first",
+    "last",
+]
+
+
 def provenance_table(frame: pd.DataFrame) -> pd.DataFrame:
     """One row per run: where and with what it ran, its device ceilings, its size and span."""
     if "run_id" not in frame.columns or frame.empty:
@@ -289,7 +312,7 @@ def _overview(site: Site, frame: pd.DataFrame, suites: list[str], comparison: Co
         ("failed rows", len(failed)),
     ]
     body = '<ul class="cards">' + "".join(f"<li><b>{v}</b>{html.escape(k)}</li>" for k, v in cards) + "</ul>"
-    links = " ".join(f'<a href="{html.escape(s)}.html">{html.escape(SUITE_TITLES.get(s, s))}</a>' for s in suites)
+    links = " ".join(f'<a href="{page_stem(s)}.html">{html.escape(SUITE_TITLES.get(s, s))}</a>' for s in suites)
     if comparison is not None:
         links += ' <a href="compare.html">Compare</a>'
         body += _section(
@@ -302,7 +325,9 @@ def _overview(site: Site, frame: pd.DataFrame, suites: list[str], comparison: Co
     provenance = provenance_table(frame)
     body += _section(
         "Runs and their provenance",
-        render_table(provenance, list(provenance.columns), "runs", empty_text="No run ids in these results."),
+        render_table(
+            provenance, shown_columns(provenance, PROVENANCE_ORDER), "runs", empty_text="No run ids in these results."
+        ),
         "GPU, driver and library versions, the seqbench commit (dirty: uncommitted changes were present), "
         "and the device ceilings measured once per run.",
     )
@@ -422,25 +447,31 @@ SUITE_BODIES: dict[str, Callable[[Site, pd.DataFrame, plots.Palette], str]] = {
 }
 
 
+def page_stem(suite: str) -> str:
+    """The file name of a suite's page: the suite name reduced to [a-z0-9_-] (it comes from the results)."""
+    return plots.slugify(suite)
+
+
 def _suite_page(site: Site, suite: str, rows: pd.DataFrame, palette: plots.Palette) -> Path:
+    stem = page_stem(suite)
     body = SUITE_BODIES.get(suite, lambda *_: "")(site, rows, palette)
     failed = failed_rows(rows)
     if not failed.empty:
         body += _section(
             "Failed jobs",
-            render_table(failed, shown_columns(failed, FAILED_COLUMNS), f"{suite}-failed", row_class_column="status"),
+            render_table(failed, shown_columns(failed, FAILED_COLUMNS), f"{stem}-failed", row_class_column="status"),
         )
-    csv_name = f"data/{suite}.csv"
+    csv_name = f"data/{stem}.csv"
     _write_csv(rows, site.out_dir / csv_name)
     body += _section(
         "Every row",
         render_table(
-            rows, _suite_columns(rows, suite), f"{suite}-rows", link_base=site.out_dir, row_class_column="status"
+            rows, _suite_columns(rows, suite), f"{stem}-rows", link_base=site.out_dir, row_class_column="status"
         ),
         "Click a header to sort, type to filter. All columns, provenance included, as CSV:",
         link=(csv_name, csv_name),
     )
-    return site.write(f"{suite}.html", SUITE_TITLES.get(suite, suite.capitalize()), body)
+    return site.write(f"{stem}.html", SUITE_TITLES.get(suite, suite.capitalize()), body)
 
 
 def _runs_text(frame: pd.DataFrame) -> str:
@@ -532,7 +563,7 @@ def build_report(
     _clean(out_dir)
     suites = suites_present(results)
     comparison = compare_results(baseline, results) if baseline is not None else None
-    pages = [("index.html", "Overview")] + [(f"{s}.html", SUITE_TITLES.get(s, s)) for s in suites]
+    pages = [("index.html", "Overview")] + [(f"{page_stem(s)}.html", SUITE_TITLES.get(s, s)) for s in suites]
     if comparison is not None:
         pages.append(("compare.html", "Compare"))
     site = Site(out_dir, title, pages, _meta_line(results, sources))

@@ -117,6 +117,8 @@ def format_cell(column: str, value: object, link_base: Path | None = None) -> tu
             shown = f"{number:.2g}"
         elif number.is_integer() and abs(number) < 1e15:
             shown = str(int(number))
+        elif 1e4 <= abs(number) < 1e15:
+            shown = f"{number:,.0f}"  # 1,621,734 reads better than 1.622e+06
         else:
             shown = f"{number:.4g}"
         return html.escape(shown), repr(number)
