@@ -174,18 +174,18 @@ def _is_missing(value: Any) -> bool:
 
 
 def _column_array(name: str, values: list[Any], arrow_type: pa.DataType) -> pa.Array:
-    if arrow_type == INT:
-        # An int column may receive NaN for "not measured": store null.
-        values = [None if _is_missing(v) else int(v) for v in values]
-    elif arrow_type == FLOAT:
-        values = [float("nan") if v is None else float(v) for v in values]
-    elif arrow_type == BOOL:
-        values = [None if _is_missing(v) else bool(v) for v in values]
-    elif arrow_type == STRING:
-        values = [None if v is None else str(v) for v in values]
-    elif arrow_type == FLOAT_LIST:
-        values = [None if v is None else [float(x) for x in v] for v in values]
     try:
+        if arrow_type == INT:
+            # An int column may receive NaN for "not measured": store null.
+            values = [None if _is_missing(v) else int(v) for v in values]
+        elif arrow_type == FLOAT:
+            values = [float("nan") if v is None else float(v) for v in values]
+        elif arrow_type == BOOL:
+            values = [None if _is_missing(v) else bool(v) for v in values]
+        elif arrow_type == STRING:
+            values = [None if v is None else str(v) for v in values]
+        elif arrow_type == FLOAT_LIST:
+            values = [None if v is None else [float(x) for x in v] for v in values]
         return pa.array(values, type=arrow_type)
     except (pa.ArrowInvalid, pa.ArrowTypeError, TypeError, ValueError) as exc:
         raise ValueError(f"column {name!r} does not fit type {arrow_type}: {exc}") from exc

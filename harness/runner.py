@@ -11,8 +11,8 @@ unavailable with a one-line reason.
 
 Workers: consecutive jobs of one implementation share a worker (compilation and autotuning happen once
 per process); the worker is restarted after any failure (a CUDA error or an OOM can leave the process in
-a bad state) and, on CUDA, for each new implementation (one library's state never leaks into another's
-numbers; `isolate_implementations` overrides).
+a bad state) and, on CUDA, for each new family (one library's state never leaks into another family's
+numbers; `isolate_families` overrides).
 
 Skipping: a job whose id already has a row (status other than `unavailable`) from this machine in the
 results directory is skipped unless `redo`; `resume` continues the latest run of the suite under its
@@ -270,6 +270,15 @@ def _group_by_implementation(jobs: Sequence[Job]) -> list[Job]:
     return [job for group in order.values() for job in group]
 
 
+def _family(job: Job) -> str:
+    from harness import registry
+
+    try:
+        return registry.get(job.implementation).family
+    except UserError:
+        return job.implementation
+
+
 def _log(log_path: Path, text: str) -> None:
     with open(log_path, "a") as handle:
         handle.write(text if text.endswith("\n") else text + "\n")
@@ -287,7 +296,7 @@ def run_jobs(
     progress: bool = False,
     flush_interval_s: float = 30.0,
     measure_ceilings: bool = True,
-    isolate_implementations: bool | None = None,
+    isolate_families: bool | None = None,
     worker_env: dict[str, str] | None = None,
     on_row: Callable[[dict[str, Any]], None] | None = None,
 ) -> RunSummary:
@@ -313,10 +322,12 @@ def run_jobs(
     device = device or ordered[0].params.get("device", "cpu")
 
     worker = Worker(env=worker_env, log_path=log_path)
-    # On a GPU each implementation gets its own process: one library's allocator cache, compiled kernels
-    # or CUDA state never shape another's numbers. On a CPU the references share one (a process start
-    # imports torch: seconds, more than a tiny CPU job takes).
-    isolate = isolate_implementations if isolate_implementations is not None else device.startswith("cuda")
+    # On a GPU each family gets its own process: one library's allocator cache, compiled kernels or CUDA
+    # state never shape another family's numbers. Not one per implementation: a process start imports
+    # torch and the kernel library (5-10 s) and ~30 implementations would spend minutes on it. On a CPU
+    # the references share one process.
+    isolate = isolate_families if isolate_families is not None else device.startswith("cuda")
+    previous_job = ordered[0]
     provenance = _provenance(worker, device, measure_ceilings, summary)
 
     done: set[str] = set()
@@ -343,9 +354,9 @@ def run_jobs(
         for job in todo:
             if current_implementation is not None and job.implementation != current_implementation:
                 flush()  # one file per implementation at least
-                if isolate:
-                    worker.close()  # a fresh process per implementation (the provenance worker serves the first)
-            current_implementation = job.implementation
+                if isolate and _family(job) != _family(previous_job):
+                    worker.close()  # a fresh process per family (the provenance worker serves the first)
+            current_implementation, previous_job = job.implementation, job
             display.current(job.label)
             base = _base_row(job, run_id, command, provenance)
             reason = job.unavailable_reason()
@@ -358,11 +369,11 @@ def run_jobs(
                     _log(log_path, f"--- {outcome.status}: {outcome.reason}\n{outcome.value or ''}")
                     worker.kill()  # restart after any failure
             rows = _rows_from_outcome(job, outcome, base)
-            for row in rows:
-                if on_row is not None:
-                    on_row(row)
             pending += rows
             summary.rows += rows
+            for row in rows:  # after recording: the row is kept whatever the callback does
+                if on_row is not None:
+                    on_row(row)
             display.done(summary.job_statuses()[job.job_id])
             if time.monotonic() - last_flush >= flush_interval_s:
                 flush()

@@ -1,0 +1,107 @@
+"""The runner: stable job ids, one row per failed job, provenance on every row, skip / redo / resume.
+(The sweep of planted faults through a real suite is in test_suites.py.)"""
+
+from __future__ import annotations
+
+import math
+from pathlib import Path
+
+import pytest
+
+from harness import results
+from harness.errors import UserError
+from harness.runner import Job, prepare_results_dir, run_jobs
+
+TARGET = "tests.fault_specs:behave"
+CONFIG = {"d_model": 16, "n_heads": 2, "options": {"expand_k": 2}}
+
+
+@pytest.fixture(autouse=True)
+def planted_specs(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("SEQBENCH_EXTRA_SPECS", "tests.fault_specs")
+
+
+def job(kind: str = "ok", implementation: str = "fault/ok", seq_len: int = 64, **params: object) -> Job:
+    base = {"kind": kind, "device": "cpu", "dtype": "float32", "mode": "fwd", "batch": 2, "seq_len": seq_len}
+    return Job("throughput", implementation, TARGET, {**base, "config": CONFIG, **params}, {"start": 60.0})
+
+
+def test_job_id_is_the_hash_of_what_the_job_is() -> None:
+    a, b = job(), job()
+    assert a.job_id == b.job_id and len(a.job_id) == 16
+    assert job(seq_len=128).job_id != a.job_id
+    assert Job("memory", "fault/ok", TARGET, a.params).job_id != a.job_id
+    # How it is run (target, timeouts) is not what it is.
+    assert Job("throughput", "fault/ok", "elsewhere:f", a.params, {"warmup": 1.0}).job_id == a.job_id
+
+
+def test_job_columns_flatten_the_config_and_name_the_family() -> None:
+    columns = job().columns()
+    assert columns["family"] == "fault" and columns["backend"] == "test"
+    assert (columns["mode"], columns["batch"], columns["seq_len"], columns["dtype"]) == ("fwd", 2, 64, "float32")
+    assert (columns["d_model"], columns["n_heads"], columns["head_dim"]) == (16, 2, 8)
+    assert columns["opt_expand_k"] == 2
+    assert "kind" not in columns  # params that are not result columns stay params
+
+
+def test_a_sweep_gives_each_job_its_rows_with_provenance(tmp_path: Path) -> None:
+    jobs = [
+        job("ok", value=4.0),
+        job("rows", seq_len=0),
+        job("raise"),
+        job("ok", value=2.0, seq_len=32),
+        job("ok", implementation="fault/cuda_only"),
+    ]
+    summary = run_jobs(jobs, tmp_path, command="seqbench run throughput --preset test")
+    frame = results.read_results(tmp_path)
+    assert len(frame) == 6  # one row per job, two for the job that returns two
+    by_status = summary.job_statuses()
+    assert [by_status[j.job_id] for j in jobs] == ["ok", "ok", "error", "ok", "unavailable"]
+    unavailable = frame[frame.status == "unavailable"].iloc[0]
+    assert unavailable.reason == "runs on cuda only, not cpu"
+    assert frame[frame.status == "error"].iloc[0].reason == "ValueError: planted failure"
+    two = frame[frame.job_id == jobs[1].job_id]
+    assert sorted(two.seq_len.tolist()) == [64, 128]  # a row's own columns win over the job's
+    first = frame[frame.job_id == jobs[0].job_id].iloc[0]
+    assert first.frac_peak_tflops == pytest.approx(8.0 / first.peak_matmul_tflops)
+    assert first.command == "seqbench run throughput --preset test"
+    assert first.run_id == summary.run_id and first.suite == "throughput"
+    assert first.torch_version and first.host_fingerprint and first.seqbench_commit
+    assert first.peak_matmul_tflops > 0 and first.peak_copy_gbps > 0
+    assert math.isnan(frame[frame.status == "error"].iloc[0].median_ms)
+
+
+def test_rerun_skips_done_jobs_unless_redo_and_resume_continues_an_interrupted_run(tmp_path: Path) -> None:
+    jobs = [job("ok", seq_len=n) for n in (16, 32, 48, 64)]
+    seen: list[str] = []
+
+    def interrupt_after_two(row: dict) -> None:
+        seen.append(row["job_id"])
+        if len(seen) == 2:
+            raise KeyboardInterrupt  # what Ctrl-C does in the middle of a sweep
+
+    first = run_jobs(jobs, tmp_path, on_row=interrupt_after_two, measure_ceilings=False)
+    assert first.interrupted
+    assert results.done_job_ids(tmp_path, "throughput") == set(seen)  # finished rows were written
+
+    resumed = run_jobs(jobs, tmp_path, resume=True, measure_ceilings=False)
+    assert resumed.run_id == first.run_id  # the same run continues
+    assert resumed.skipped == 2 and len(resumed.rows) == 2
+    frame = results.read_results(tmp_path)
+    assert sorted(frame.job_id) == sorted(j.job_id for j in jobs)  # each job exactly once
+
+    again = run_jobs(jobs, tmp_path, measure_ceilings=False)
+    assert again.skipped == 4 and again.rows == []
+    redone = run_jobs(jobs[:1], tmp_path, redo=True, measure_ceilings=False)
+    assert redone.skipped == 0 and len(redone.rows) == 1 and redone.run_id != first.run_id
+
+
+def test_bad_results_directories_fail_before_any_job(tmp_path: Path) -> None:
+    not_a_dir = tmp_path / "file"
+    not_a_dir.write_text("x")
+    with pytest.raises(UserError, match="exists and is not a directory"):
+        prepare_results_dir(not_a_dir)
+    with pytest.raises(UserError, match="is not writable"):
+        prepare_results_dir(not_a_dir / "below")
+    with pytest.raises(UserError, match="one run holds one suite"):
+        run_jobs([job(), Job("memory", "fault/ok", TARGET, {})], tmp_path)
