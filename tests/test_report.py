@@ -16,6 +16,7 @@ from click.testing import CliRunner
 from harness.cli import cli
 from harness.report import build_report
 from harness.report.plots import fit_scaling_exponent
+from harness.report.references import COLUMNS as REFERENCE_COLUMNS
 from harness.report.references import recall_references
 from harness.results import write_rows
 from tests.test_report_synthetic import HOSTILE, REFERENCES, all_rows, throughput_rows
@@ -162,12 +163,23 @@ def test_compare_page_summarises_the_change(site: Path) -> None:
 
 def test_reference_loader_tolerates_absence_and_reads_percent(tmp_path: Path) -> None:
     empty = recall_references(tmp_path)
-    assert list(empty.columns) == ["task", "model", "accuracy", "d_model", "seq_len", "source"]
+    assert empty.empty and list(empty.columns) == list(REFERENCE_COLUMNS)
     (tmp_path / "references.json").write_text(
         json.dumps({"points": [{"task": "selective_copying", "model": "Mamba", "accuracy": 99.8, "d_model": 64}]})
     )
     frame = recall_references(tmp_path)
     assert frame.loc[0, "accuracy"] == pytest.approx(0.998)
+
+
+def test_recall_suite_reference_points_are_read() -> None:
+    """The recall suite's own points (percent in the papers) arrive as fractions, claims kept without a number."""
+    pytest.importorskip("suites.recall.references")
+    points = recall_references()
+    s4 = points[(points["task"] == "selective-copying") & (points["model"] == "S4 (no gate)")]
+    assert s4["accuracy"].tolist() == [pytest.approx(0.183)]  # Mamba paper, Table 1
+    assert (points["accuracy"].dropna().between(0, 1)).all()
+    claims = points[points["accuracy"].isna()]
+    assert not claims.empty and (claims["claim"] != "").all()
 
 
 def test_cpu_run_without_ceilings_and_with_few_columns(tmp_path: Path) -> None:

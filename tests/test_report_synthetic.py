@@ -296,7 +296,7 @@ def recall_rows(run_id: str = "run-a") -> list[dict]:
                     "train",
                     256,
                     64,
-                    task="induction_heads",
+                    task="induction-heads",
                     d_model=64,
                     lr=1e-3,
                     seed=0,
@@ -325,24 +325,22 @@ def recall_rows(run_id: str = "run-a") -> list[dict]:
     return rows
 
 
+# In the recall suite's form (suites/recall/references.py): percentages, claims without a number.
+TABLE2 = "Mamba (arXiv 2312.00752), Table 2: induction heads, trained at L 256"
 REFERENCES = [
-    {
-        "task": "mqar",
-        "model": "attention",
-        "accuracy": 100.0,
-        "d_model": 64,
-        "seq_len": 64,
-        "source": "Zoology (arXiv 2312.04927) Fig. 2",
-    },
-    {
-        "task": "mqar",
-        "model": "Based <i>",
-        "accuracy": 0.9,
-        "d_model": None,
-        "seq_len": None,
-        "source": f"made up for the test {HOSTILE}",
-    },
-]
+    {"task": "mqar", "model": "attention", "accuracy": 100.0, "d_model": 64, "seq_len": 64,
+     "source": "Zoology (arXiv 2312.04927), Fig. 2: MQAR"},
+    {"task": "mqar", "model": "Attention (1 head)", "accuracy": None, "d_model": 64, "seq_len": 128,
+     "claim": "solves MQAR at d_model 64", "source": "Zoology (arXiv 2312.04927), Fig. 2: MQAR"},
+    {"task": "mqar", "model": "Based", "accuracy": 95.0, "d_model": 128, "seq_len": 512,
+     "source": "made up: a length we did not run"},
+    {"task": "mqar", "model": "Based <i>", "accuracy": 0.9, "d_model": None, "seq_len": None,
+     "source": f"made up for the test {HOSTILE}"},
+    {"task": "induction-heads", "model": "MHA-RoPE", "accuracy": 83.6, "seq_len": 256, "eval_seq_len": 512,
+     "source": TABLE2},
+    {"task": "induction-heads", "model": "MHA-RoPE", "accuracy": 31.3, "seq_len": 256, "eval_seq_len": 1024,
+     "source": TABLE2},
+]  # fmt: skip
 
 
 def check_rows(run_id: str = "run-a") -> list[dict]:

@@ -320,8 +320,13 @@ def roofline(frame: pd.DataFrame, palette: Palette | None = None) -> list[Plot]:
             peak_tflops, peak_gbps = float(group["_tflops"].median()), float(group["_gbps"].median())
             ridge = peak_tflops * 1000 / peak_gbps  # FLOP per byte where the two ceilings meet
             x = np.geomspace(min(x_low, ridge / 8), max(x_high, ridge * 8), 200)
-            (line,) = axis.plot(x, np.minimum(peak_tflops, x * peak_gbps / 1000), color="black",
-                                linewidth=1.2, linestyle=LINESTYLES[index])  # fmt: skip
+            (line,) = axis.plot(
+                x,
+                np.minimum(peak_tflops, x * peak_gbps / 1000),
+                color="black",
+                linewidth=1.2,
+                linestyle=LINESTYLES[index],
+            )
             ceiling_handles.append(line)
             ceiling_labels.append(
                 f"{plain(name)}: {peak_tflops:.3g} TFLOP/s, {peak_gbps:.3g} GB/s (ridge {ridge:.3g} FLOP/B)"
@@ -657,8 +662,25 @@ def best_recall(frame: pd.DataFrame) -> pd.DataFrame:
     return best.reset_index()
 
 
-def recall_accuracy(frame: pd.DataFrame, references: pd.DataFrame, palette: Palette | None = None) -> list[Plot]:
-    """Zoology-style: accuracy against d_model, one figure per task, one panel per seq_len, with published points."""
+def _short_source(source: object) -> str:
+    """'Mamba (Gu & Dao 2023, arXiv 2312.00752), Table 1: selective copying, ...' -> the part before ':'."""
+    return plain(key_text(source).split(":")[0])
+
+
+def _references_for(references: pd.DataFrame | None, task: str, extrapolation: bool) -> pd.DataFrame:
+    """The task's published points, either those at their training length or those tested beyond it."""
+    if references is None or references.empty or "task" not in references.columns:
+        return pd.DataFrame()
+    points = references[references["task"].map(key_text) == task]
+    beyond = numeric(points, "eval_seq_len").notna() & (numeric(points, "eval_seq_len") != numeric(points, "seq_len"))
+    return points[beyond] if extrapolation else points[~beyond]
+
+
+def recall_accuracy(
+    frame: pd.DataFrame, references: pd.DataFrame | None = None, palette: Palette | None = None
+) -> list[Plot]:
+    """Zoology-style: accuracy against d_model, one figure per task, one panel per seq_len, published points
+    beside ours (in a panel of their own where the paper used a length we did not run)."""
     palette = palette or palette_for(frame)
     best = best_recall(frame)
     if best.empty:
@@ -671,14 +693,16 @@ def recall_accuracy(frame: pd.DataFrame, references: pd.DataFrame, palette: Pale
         task_rows = best[best["_task"] == task]
         if task_rows["_d_model"].nunique() < 2 and task in extrapolated_tasks:
             continue  # one width only: nothing to see against d_model; the extrapolation plot shows this task
-        lengths = sorted(task_rows["_seq_len"].dropna().unique()) or [math.nan]
-        columns = min(len(lengths), 4)
-        figure = _new_figure(max(6.0, 3.6 * columns + 1), 3.4 * math.ceil(len(lengths) / columns) + 0.6)
-        axes = np.atleast_1d(figure.subplots(math.ceil(len(lengths) / columns), columns, squeeze=False)).ravel()
+        task_references = _references_for(references, task, extrapolation=False)
+        ours = sorted(task_rows["_seq_len"].dropna().unique()) or [math.nan]
+        published_only = sorted(set(numeric(task_references, "seq_len").dropna()) - set(ours))
+        panels = [(length, False) for length in ours] + [(length, True) for length in published_only]
+        columns = min(len(panels), 4)
+        figure = _new_figure(max(6.0, 3.6 * columns + 1), 3.4 * math.ceil(len(panels) / columns) + 0.8)
+        axes = np.atleast_1d(figure.subplots(math.ceil(len(panels) / columns), columns, squeeze=False)).ravel()
         legend: dict[str, object] = {}
-        task_references = _references_for(references, task)
         styles = SeriesStyles(palette, task_rows)
-        for axis, seq_len in zip(axes, lengths, strict=False):
+        for axis, (seq_len, only_published) in zip(axes, panels, strict=False):
             panel = task_rows[task_rows["_seq_len"] == seq_len] if not math.isnan(seq_len) else task_rows
             for label, group in sorted(panel.groupby("_label"), key=lambda item: str(item[0])):
                 group = group.sort_values("_d_model")
@@ -690,28 +714,24 @@ def recall_accuracy(frame: pd.DataFrame, references: pd.DataFrame, palette: Pale
             axis.set_ylim(-0.02, 1.05)
             axis.set_xlabel("d_model")
             axis.set_ylabel("accuracy")
-            axis.set_title("" if math.isnan(seq_len) else f"seq_len {seq_len:g}", fontsize=10)
-        for axis in axes[len(lengths) :]:
+            title = "" if math.isnan(seq_len) else f"seq_len {_length_text(seq_len)}"
+            axis.set_title(title + (" (published only)" if only_published else ""), fontsize=10)
+        for axis in axes[len(panels) :]:
             axis.set_visible(False)
         figure.suptitle(f"{plain(task)}: accuracy vs model width")
-        _figure_legend(figure, list(legend.values()), list(legend))
+        _figure_legend(figure, list(legend.values()), list(legend), columns=1 if len(legend) > 6 else 2)
         plots.append(
             Plot(
                 slug=slugify("recall", task),
                 title=f"Recall accuracy vs d_model: {task}",
-                caption="Mean over seeds, best over learning rates per cell (as Zoology and MAD report). Stars "
-                "are published reference points, labelled with their source; a dotted line is a published "
-                "accuracy whose width was not given.",
+                caption="Mean over seeds, best over learning rates per cell (as Zoology and MAD report). Stars are "
+                "published accuracies, labelled with the model and (in the legend) their source; a dotted "
+                "horizontal line is a published accuracy whose width was not given; a dotted vertical line is a "
+                "published claim without a number (see the table below).",
                 png=_render(figure),
             )
         )
     return plots
-
-
-def _references_for(references: pd.DataFrame, task: str) -> pd.DataFrame:
-    if references is None or references.empty or "task" not in references.columns:
-        return pd.DataFrame()
-    return references[references["task"].map(key_text) == task]
 
 
 def _draw_references(axis, references: pd.DataFrame, seq_len: float, legend: dict[str, object]) -> None:
@@ -719,23 +739,27 @@ def _draw_references(axis, references: pd.DataFrame, seq_len: float, legend: dic
         return
     lengths = numeric(references, "seq_len")
     here = references[lengths.isna() | (lengths == seq_len)] if not math.isnan(seq_len) else references
-    for _, point in here.iterrows():
-        accuracy = float(point["accuracy"])
-        name = plain(key_text(point.get("model")))
-        source = plain(key_text(point.get("source")))
-        d_model = point.get("d_model")
-        if d_model is not None and not pd.isna(d_model) and float(d_model) > 0:
+    for number, (_, point) in enumerate(here.iterrows()):
+        accuracy, d_model = float(point["accuracy"]), float(point["d_model"])
+        name, source = plain(key_text(point.get("model"))), _short_source(point.get("source"))
+        if math.isnan(accuracy):  # a claim without a number: mark the width it is about
+            if d_model > 0:
+                axis.axvline(d_model, color="goldenrod", linestyle=":", linewidth=1.5)
+                axis.annotate(name + ": claim", (d_model, 0.04), fontsize=7, rotation=90, va="bottom", ha="right")
+                legend.setdefault("published claim: " + source, Line2D([], [], color="goldenrod", linestyle=":"))
+        elif d_model > 0:
             axis.plot(
-                [float(d_model)],
-                [accuracy],
-                marker="*",
-                ms=13,
-                color="gold",
-                markeredgecolor="black",
-                linestyle="",
-                zorder=4,
+                [d_model], [accuracy], marker="*", ms=13, color="gold", markeredgecolor="black", linestyle="", zorder=4
             )
-            axis.annotate(name, (float(d_model), accuracy), textcoords="offset points", xytext=(6, -10), fontsize=7)
+            offset = (7, -3) if number % 2 == 0 else (-7, -3)  # alternate sides: points often share a width
+            axis.annotate(
+                name,
+                (d_model, accuracy),
+                textcoords="offset points",
+                xytext=offset,
+                fontsize=6.5,
+                ha="left" if number % 2 == 0 else "right",
+            )
             legend.setdefault(
                 "published: " + source,
                 Line2D([], [], marker="*", ms=11, color="gold", markeredgecolor="black", linestyle=""),
@@ -746,8 +770,11 @@ def _draw_references(axis, references: pd.DataFrame, seq_len: float, legend: dic
             legend.setdefault("published (width not given): " + source, Line2D([], [], color="grey", linestyle=":"))
 
 
-def recall_extrapolation(frame: pd.DataFrame, palette: Palette | None = None) -> list[Plot]:
-    """Accuracy against evaluation length for models trained at one length (induction-heads style)."""
+def recall_extrapolation(
+    frame: pd.DataFrame, references: pd.DataFrame | None = None, palette: Palette | None = None
+) -> list[Plot]:
+    """Accuracy against evaluation length for models trained at one length (induction-heads style), with the
+    published curves of the same task drawn dashed beside ours."""
     palette = palette or palette_for(frame)
     rows = ok_rows(frame)
     if not (has_values(rows, "eval_seq_len") and has_values(rows, "accuracy")):
@@ -760,9 +787,10 @@ def recall_extrapolation(frame: pd.DataFrame, palette: Palette | None = None) ->
         _accuracy=numeric(rows, "accuracy"),
     )
     tasks = sorted(rows["_task"].unique())
-    figure = _new_figure(5.5 * min(len(tasks), 2), 4.2 * math.ceil(len(tasks) / 2))
+    figure = _new_figure(6.0 * min(len(tasks), 2), 4.4 * math.ceil(len(tasks) / 2) + 0.6)
     axes = np.atleast_1d(figure.subplots(math.ceil(len(tasks) / 2), min(len(tasks), 2), squeeze=False)).ravel()
     legend: dict[str, object] = {}
+    greys = ("#555555", "#8c564b", "#7f7f7f", "#bcbd22", "#17becf", "#9467bd", "#e377c2")
     for axis, task in zip(axes, tasks, strict=False):
         task_rows = rows[rows["_task"] == task]
         styles = SeriesStyles(palette, task_rows)
@@ -770,6 +798,19 @@ def recall_extrapolation(frame: pd.DataFrame, palette: Palette | None = None) ->
             curve = group.groupby("_eval")["_accuracy"].max().sort_index()
             (line,) = axis.plot(curve.index, curve.to_numpy(), ms=4, **styles(_implementation_of(group), label))
             legend.setdefault(plain(label), line)
+        published = _references_for(references, task, extrapolation=True)
+        for index, (model, points) in enumerate(published.groupby("model", sort=True)):
+            points = points.dropna(subset=["accuracy"]).sort_values("eval_seq_len")
+            (line,) = axis.plot(
+                points["eval_seq_len"],
+                points["accuracy"],
+                linestyle="--",
+                marker="*",
+                ms=7,
+                color=greys[index % len(greys)],
+                linewidth=1,
+            )
+            legend.setdefault(f"published: {plain(model)} ({_short_source(points['source'].iloc[0])})", line)
         _log2_axis(axis)
         axis.set_ylim(-0.02, 1.05)
         axis.set_xlabel("evaluation length (tokens)")
@@ -777,12 +818,13 @@ def recall_extrapolation(frame: pd.DataFrame, palette: Palette | None = None) ->
         axis.set_title(plain(task), fontsize=10)
     for axis in axes[len(tasks) :]:
         axis.set_visible(False)
-    _figure_legend(figure, list(legend.values()), list(legend))
+    _figure_legend(figure, list(legend.values()), list(legend), columns=1 if len(legend) > 6 else 2)
     return [
         Plot(
             slug="recall_extrapolation",
             title="Length extrapolation",
-            caption="Accuracy of models evaluated at lengths other than the one they were trained at.",
+            caption="Accuracy of models evaluated at lengths other than the one they were trained at; dashed "
+            "lines with stars are the published results for the same task.",
             png=_render(figure),
         )
     ]

@@ -5,7 +5,9 @@ normalises it, and tolerates its absence: a report of throughput results must no
 It accepts a Python module `suites.recall.references` exposing a list of records (dicts or dataclasses) or
 a function returning one, or a data file `suites/recall/references.{json,toml,csv}`.
 
-Normalised columns: task, model, accuracy (a fraction, 0..1), d_model, seq_len, source.
+Normalised columns: task, model, accuracy (a fraction, 0..1; NaN for a statement without a number),
+d_model, seq_len (training length), eval_seq_len (test length where it differs: extrapolation), source,
+claim (the statement, for points without a number).
 """
 
 from __future__ import annotations
@@ -13,6 +15,7 @@ from __future__ import annotations
 import dataclasses
 import importlib
 import json
+import math
 import tomllib
 import warnings
 from collections.abc import Iterable
@@ -21,13 +24,13 @@ from typing import Any
 
 import pandas as pd
 
-COLUMNS = ("task", "model", "accuracy", "d_model", "seq_len", "source")
+COLUMNS = ("task", "model", "accuracy", "d_model", "seq_len", "eval_seq_len", "source", "claim")
 MODULE = "suites.recall.references"
 ATTRIBUTES = ("REFERENCE_POINTS", "PUBLISHED", "REFERENCES", "reference_points", "published_points", "load")
 SYNONYMS = {
     "model": ("model", "mixer", "implementation", "name", "architecture"),
     "accuracy": ("accuracy", "accuracy_percent", "value", "score"),
-    "seq_len": ("seq_len", "eval_seq_len", "length"),
+    "seq_len": ("seq_len", "length"),
     "source": ("source", "citation", "reference", "paper"),
 }
 
@@ -69,25 +72,28 @@ def _as_dict(record: Any) -> dict[str, Any]:
 
 
 def normalise(records: Iterable[Any]) -> pd.DataFrame:
-    """Records with any of the accepted field names -> the normalised columns; unusable records dropped."""
+    """Records with any of the accepted field names -> the normalised columns; unusable records dropped.
+
+    Papers print percentages: an accuracy above 1 is read as a percentage. A record without a number is
+    kept only when it states a claim (e.g. "attention solves MQAR at d_model 64")."""
     rows = []
     for record in records:
         values = _as_dict(record)
-        row = {"task": values.get("task")}
+        row = {"task": values.get("task"), "d_model": values.get("d_model"), "eval_seq_len": values.get("eval_seq_len")}
         for column, names in SYNONYMS.items():
             row[column] = next((values[n] for n in names if values.get(n) is not None), None)
-        row["d_model"] = values.get("d_model")
+        row["claim"] = values.get("claim") or ""
         try:
             accuracy = float(row["accuracy"])
         except (TypeError, ValueError):
+            accuracy = math.nan
+        if row["task"] is None or (math.isnan(accuracy) and not row["claim"]):
             continue
-        row["accuracy"] = accuracy / 100 if accuracy > 1 else accuracy  # published tables give percent
-        if row["task"] is None:
-            continue
+        row["accuracy"] = accuracy / 100 if accuracy > 1 else accuracy
         rows.append(row)
     frame = pd.DataFrame.from_records(rows, columns=list(COLUMNS))
-    for column in ("d_model", "seq_len"):
-        frame[column] = pd.to_numeric(frame[column], errors="coerce")
+    for column in ("accuracy", "d_model", "seq_len", "eval_seq_len"):
+        frame[column] = pd.to_numeric(frame[column], errors="coerce").astype(float)
     return frame
 
 

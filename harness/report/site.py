@@ -398,7 +398,7 @@ def _profile_body(site: Site, rows: pd.DataFrame, palette: plots.Palette) -> str
 
 def _recall_body(site: Site, rows: pd.DataFrame, palette: plots.Palette) -> str:
     references = site.references if site.references is not None else recall_references()
-    figures = plots.recall_accuracy(rows, references, palette) + plots.recall_extrapolation(rows, palette)
+    figures = plots.recall_accuracy(rows, references, palette) + plots.recall_extrapolation(rows, references, palette)
     body = "".join(site.figure("recall", p) for p in figures)
     best = plots.best_recall(rows)
     if not best.empty:
