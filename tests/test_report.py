@@ -112,6 +112,7 @@ def test_failed_jobs_listed_with_status_reason_and_command(site: Path, rows: lis
 def test_failed_correctness_checks_are_flagged(site: Path) -> None:
     check = _page(site, "check")
     assert "1 of 2 checks passed." in check
+    assert check.count('<tr class="row-failed_check">') == 1  # highlighted among every row
     index = _page(site, "index")
     section = index.split("<h2>Failed correctness checks</h2>")[1].split("<h2>")[0]
     assert "mamba2/mamba_ssm" in section and "attention/sdpa_cudnn" not in section

@@ -54,9 +54,11 @@ def command(
     """Compare the throughput of results B against baseline A (Parquet files or directories).
 
     \b
-    Marks: + slower, - faster (significant and beyond --factor), ~ beyond --factor but within the noise,
-    ! newly failing, * fixed. Significance: Mann-Whitney U on the per-rep samples when there are enough,
-    else non-overlapping 99% confidence intervals of the medians (as asv compare does).
+    Marks: + slower, - faster (significant and beyond --factor),
+           ~ beyond --factor but within the noise, ! newly failing, * fixed.
+    Significance: Mann-Whitney U on the per-rep samples when there are
+    enough, else non-overlapping 99% confidence intervals of the medians
+    (as asv compare does).
     """
     from harness.report.compare import compare_results, summary_lines
     from harness.results import read_results

@@ -391,7 +391,7 @@ def summary_lines(comparison: Comparison) -> list[str]:
     if counted:
         lines.append(counted + ".")
     lines.append(
-        f"Changes smaller than x{comparison.factor:g} count as unchanged; significance: Mann–Whitney U at "
+        f"Changes smaller than x{comparison.factor:g} count as unchanged; significance: Mann-Whitney U at "
         f"p < {comparison.alpha:g} with enough samples, else non-overlapping {CI_CONFIDENCE:.0%} intervals."
     )
     return lines

@@ -68,6 +68,7 @@ table.rows td { padding: 3px 8px; border-bottom: 1px solid #eee; white-space: no
 table.rows td.wide { white-space: pre-wrap; word-break: break-word; min-width: 420px; max-width: 640px; }
 table.rows tr:hover td { background: #fafbfd; }
 tr.row-oom td, tr.row-error td, tr.row-crash td, tr.row-timeout td { background: #fdf0ef; }
+tr.row-failed_check td { background: #fdf0ef; }
 tr.row-unavailable td { color: var(--muted); }
 tr.row-slower td:first-child, tr.row-newly_failing td:first-child { color: var(--bad); font-weight: bold; }
 tr.row-faster td:first-child, tr.row-fixed td:first-child { color: var(--good); font-weight: bold; }
@@ -463,10 +464,16 @@ def _suite_page(site: Site, suite: str, rows: pd.DataFrame, palette: plots.Palet
         )
     csv_name = f"data/{stem}.csv"
     _write_csv(rows, site.out_dir / csv_name)
+    # A row is marked by its status; a check that ran (ok) but failed is marked as failed too.
+    row_class = rows["status"].astype(object).where(~rows.index.isin(failed_checks(rows).index), "failed_check")
     body += _section(
         "Every row",
         render_table(
-            rows, _suite_columns(rows, suite), f"{stem}-rows", link_base=site.out_dir, row_class_column="status"
+            rows.assign(_row_class=row_class),
+            _suite_columns(rows, suite),
+            f"{stem}-rows",
+            link_base=site.out_dir,
+            row_class_column="_row_class",
         ),
         "Click a header to sort, type to filter. All columns, provenance included, as CSV:",
         link=(csv_name, csv_name),
