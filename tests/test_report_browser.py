@@ -17,6 +17,7 @@ import base64
 import json
 import os
 import shutil
+import signal
 import socket
 import struct
 import subprocess
@@ -134,12 +135,13 @@ class Browser:
             [CHROMIUM, *CHROMIUM_FLAGS, f"--user-data-dir={profile_dir}", "about:blank"],
             stdout=subprocess.DEVNULL,
             stderr=subprocess.PIPE,
+            start_new_session=True,  # its own process group: renderers and zygotes end with it
         )
         port_file = profile_dir / "DevToolsActivePort"
         deadline = time.monotonic() + 40
         while not (port_file.exists() and port_file.read_text().strip()):
             if self.process.poll() is not None or time.monotonic() > deadline:
-                self.process.kill()
+                self._kill()
                 stderr = self.process.stderr.read().decode(errors="replace")[-2000:] if self.process.stderr else ""
                 raise RuntimeError(f"Chromium did not start its DevTools endpoint: {stderr}")
             time.sleep(0.1)
@@ -237,8 +239,15 @@ class Browser:
         try:
             self.process.wait(timeout=10)
         except subprocess.TimeoutExpired:
-            self.process.kill()
-            self.process.wait()
+            self._kill()
+
+    def _kill(self) -> None:
+        """End Chromium and every process it started (its own session's process group)."""
+        try:
+            os.killpg(self.process.pid, signal.SIGKILL)
+        except ProcessLookupError:
+            pass
+        self.process.wait()
 
 
 @pytest.fixture(scope="module")
