@@ -30,6 +30,7 @@ from harness.report.data import (
     numeric,
     option_columns,
     package_versions_text,
+    samples_list,
     suites_present,
     with_columns,
 )
@@ -509,9 +510,7 @@ def _compare_page(site: Site, comparison: Comparison, baseline: pd.DataFrame, re
 def _write_csv(frame: pd.DataFrame, path: Path) -> None:
     frame = frame.copy()
     if "samples_ms" in frame.columns:
-        frame["samples_ms"] = frame["samples_ms"].map(
-            lambda v: json.dumps([float(x) for x in v]) if v is not None and hasattr(v, "__len__") else ""
-        )
+        frame["samples_ms"] = frame["samples_ms"].map(lambda v: json.dumps(samples_list(v)))
     frame.to_csv(path, index=False)
 
 
