@@ -108,7 +108,10 @@ def l2_flush_buffer(device: Any) -> Any:
     import torch
 
     global _flush_buffer
-    if _flush_buffer is None or _flush_buffer.device != torch.device(device):
+    device = torch.device(device)
+    if device.type == "cuda" and device.index is None:
+        device = torch.device("cuda", torch.cuda.current_device())
+    if _flush_buffer is None or _flush_buffer.device != device:
         _flush_buffer = torch.empty(L2_FLUSH_BYTES, dtype=torch.int8, device=device)
     return _flush_buffer
 

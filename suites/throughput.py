@@ -115,7 +115,7 @@ def workload(mixer: Any, x: Any, mode: str, level: str) -> tuple[Any, Any, int]:
             torch.autograd.backward(_first_tensor(call.fn(*leaves, **kwargs)), grad_output)
 
         def clear_core_grads() -> None:
-            for t in grads_of:
+            for t in [*grads_of, *mixer.parameters()]:  # the core may use the mixer's own parameters
                 t.grad = None
 
         return core_fwd_bwd, clear_core_grads, batch * seq_len
@@ -258,6 +258,8 @@ def build_jobs(preset: dict[str, Any], options: RunOptions, device: str) -> list
     points = sweep_points(preset.get("sweeps", []), options.seq_lens, options.batches)
     timeouts = options.timeouts(preset)
     reference_max = preset.get("reference_max_seq_len") if device.startswith("cuda") else None
+    # A CUDA-graph decode timer means nothing on a CPU (a GPU preset run with --device cpu).
+    decode_timer = preset.get("decode_timer", "auto") if device.startswith("cuda") else "auto"
     jobs: list[Job] = []
     for impl in select_implementations(preset, options.names, options.families):
         config = config_params(family_config(preset, impl.family))
@@ -280,7 +282,7 @@ def build_jobs(preset: dict[str, Any], options: RunOptions, device: str) -> list
                             "seq_len": seq_len,
                             "config": config,
                             "timing": timing,
-                            "timer": preset.get("decode_timer", "auto") if mode == "decode" else "auto",
+                            "timer": decode_timer if mode == "decode" else "auto",
                         }
                         impl_jobs.append(Job(SUITE, impl.name, TARGET, params, timeouts))
             if impl_jobs and not impl.availability(device, parse_dtype(dtype)):
