@@ -26,6 +26,7 @@ import hashlib
 import json
 import math
 import os
+import sys
 import time
 from collections import Counter
 from collections.abc import Callable, Sequence
@@ -72,6 +73,9 @@ class Job:
         keys = ("level", "mode", "dtype", "batch", "seq_len", "task")
         short = {"batch": "B", "seq_len": "L"}
         bits = [f"{short[k]}={self.params[k]}" if k in short else str(self.params[k]) for k in keys if k in self.params]
+        if isinstance(self.params.get("seq_lens"), list) and self.params["seq_lens"]:
+            lengths = self.params["seq_lens"]
+            bits.append(f"L={lengths[0]}..{lengths[-1]}" + ("+" if self.params.get("frontier") else ""))
         return f"{self.implementation} {' '.join(bits)}".strip()
 
     def columns(self) -> dict[str, Any]:
@@ -221,12 +225,14 @@ def _derive_fractions(row: dict[str, Any]) -> None:
 
 
 class _Display:
-    """A rich progress bar over jobs: the current job and the ok / failed counts so far."""
+    """A rich progress bar over jobs: the current job and the ok / failed counts so far. With
+    `enabled="lines"` (output to a log, not a terminal) one line per finished job instead."""
 
-    def __init__(self, enabled: bool, total: int, title: str) -> None:
+    def __init__(self, enabled: bool | str, total: int, title: str) -> None:
         self.progress = None
-        self.ok = self.failed = 0
-        if not enabled:
+        self.ok = self.failed = self.finished = 0
+        self.lines, self.total, self.label = enabled == "lines", total, ""
+        if not enabled or self.lines:
             return
         from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
@@ -242,6 +248,7 @@ class _Display:
         self.progress.start()
 
     def current(self, label: str) -> None:
+        self.label = label
         if self.progress is not None:
             self.progress.update(self.task, description=label)
 
@@ -250,8 +257,11 @@ class _Display:
             self.ok += status == "ok"
         else:
             self.failed += 1
+        self.finished += 1
         if self.progress is not None:
             self.progress.update(self.task, advance=1, ok=self.ok, failed=self.failed)
+        elif self.lines:
+            print(f"[{self.finished}/{self.total}] {status:<11} {self.label}", file=sys.stderr, flush=True)
 
     def stop(self) -> None:
         if self.progress is not None:
@@ -293,7 +303,7 @@ def run_jobs(
     resume: bool = False,
     command: str = "",
     device: str | None = None,
-    progress: bool = False,
+    progress: bool | str = False,
     flush_interval_s: float = 30.0,
     measure_ceilings: bool = True,
     isolate_families: bool | None = None,

@@ -183,7 +183,7 @@ def execute(suite: str, jobs: list[Any], options: RunOptions, device: str, **run
         resume=options.resume,
         command=command_line(),
         device=device,
-        progress=sys.stderr.isatty(),
+        progress=True if sys.stderr.isatty() else "lines",
         **run_kwargs,
     )
     print_summary(summary)
