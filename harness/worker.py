@@ -88,8 +88,8 @@ def cache_environment() -> dict[str, str]:
     """Environment for workers: shared on-disk caches, unless the user chose their own.
 
     TRITON_CACHE_DIR     compiled Triton kernels (every Triton version);
-    TRITON_CACHE_AUTOTUNING=1  autotuning results on disk too (Triton >= 3.3 reads it; older ones ignore it,
-                         and fla passes cache_results=True itself where triton.autotune accepts it);
+    TRITON_CACHE_AUTOTUNING=1  autotuning results on disk too (Triton >= 3.4 reads it, triton-lang/triton#6261;
+                         older ones ignore it; fla passes cache_results=True itself where triton.autotune takes it);
     TORCHINDUCTOR_CACHE_DIR    torch.compile's kernels and FX graph cache (FlexAttention)."""
     home = cache_home()
     wanted = {
