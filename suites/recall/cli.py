@@ -1,0 +1,170 @@
+"""`seqbench run recall`: train every cell of a recall preset, one runner job per cell.
+
+    seqbench run recall                                   # recall-cpu: tiny MQAR and selective copying
+    seqbench run recall --preset zoology-fig2 --family attention --family mamba
+    seqbench run recall --preset mad --task mad-compression --lr 5e-4
+    seqbench run recall --preset recall-cpu --task mqar --name attention/reference --dry-run
+
+--name takes implementation names; --family a family (or family:word, e.g. xlstm:mlstm) and picks its
+fast implementation on a GPU, its reference elsewhere. Either replaces the preset's mixers.
+--seq-len keeps the cells of those training lengths. After the run, the best accuracy per cell (over
+learning rates and seeds, as Zoology and MAD report) is printed, with MAD scores for MAD tasks.
+"""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+import click
+
+from harness.commands.run import RunOptions, execute, suite_options
+from harness.errors import UserError
+
+SUITE = "recall"
+
+
+def _overrides(
+    d_models: tuple[int, ...],
+    lrs: tuple[float, ...],
+    seeds: tuple[int, ...],
+    weight_decays: tuple[float, ...],
+    batches: tuple[int, ...],
+    epochs: int | None,
+    max_steps: int | None,
+    dtypes: tuple[str, ...],
+) -> dict[str, Any]:
+    out: dict[str, Any] = {}
+    for key, values in (("d_model", d_models), ("lr", lrs), ("seed", seeds), ("weight_decay", weight_decays)):
+        if values:
+            out[key] = list(values)
+    if len(batches) > 1:
+        raise UserError("--batch: give one batch size for recall training")
+    if batches:
+        out["batch"] = batches[0]
+    if len(dtypes) > 1:
+        raise UserError("--dtype: give one training dtype (bfloat16 = bf16 autocast, float32)")
+    if dtypes:
+        from harness.interface import dtype_name, parse_dtype
+
+        out["dtype"] = dtype_name(parse_dtype(dtypes[0]))
+    train: dict[str, Any] = {}
+    if epochs is not None:
+        train["epochs"] = epochs
+    if max_steps is not None:
+        train["max_steps"] = max_steps
+    if train:
+        out["train"] = train
+    return out
+
+
+def _print_best(rows: list[dict[str, Any]]) -> None:
+    import pandas as pd
+    from rich.console import Console
+    from rich.table import Table
+
+    from suites.recall.analysis import best_per_cell, mad_scores
+
+    frame = pd.DataFrame(rows)
+    if frame.empty or "accuracy" not in frame.columns:
+        return
+    best = best_per_cell(frame)
+    if best.empty:
+        return
+    show_setting = "setting" in best.columns and (best["setting"].fillna("baseline") != "baseline").any()
+    table = Table(title="recall: best accuracy per cell (over learning rates and seeds)")
+    columns = [
+        "task",
+        *(["setting"] if show_setting else []),
+        "implementation",
+        "d",
+        "L",
+        "eval L",
+        "acc",
+        "lr",
+        "steps",
+        "s",
+    ]
+    for column in columns:
+        table.add_column(column, justify="left" if column in ("task", "setting", "implementation") else "right")
+    for _, row in best.iterrows():
+        table.add_row(
+            str(row["task"]),
+            *([str(row["setting"])] if show_setting else []),
+            str(row["implementation"]),
+            str(row["d_model"]),
+            str(row["seq_len"]),
+            str(row["eval_seq_len"]),
+            f"{100 * row['accuracy']:.1f}%",
+            f"{row['lr']:.0e}",
+            str(row["steps"]),
+            f"{row['wall_s']:.0f}",
+        )
+    console = Console(width=max(Console().width, 120))
+    console.print(table)
+    scores = mad_scores(frame)
+    if not scores.empty:
+        for _, row in scores.iterrows():
+            console.print(
+                f"MAD score {row['implementation']} {row['task']}: "
+                f"{100 * row['mad_score']:.1f} ({row['settings']} settings)"
+            )
+
+
+@click.command(SUITE)
+@suite_options
+@click.option("--task", "tasks", multiple=True, help="Only these tasks of the preset (repeatable).")
+@click.option(
+    "--d-model", "d_models", type=int, multiple=True, help="Model widths (repeatable; replaces the preset's)."
+)
+@click.option("--lr", "lrs", type=float, multiple=True, help="Learning rates (repeatable; replaces the preset's).")
+@click.option("--seed", "seeds", type=int, multiple=True, help="Seeds (repeatable; replaces the preset's).")
+@click.option("--weight-decay", "weight_decays", type=float, multiple=True, help="Weight decays (repeatable).")
+@click.option("--epochs", type=int, default=None, help="Epochs over the training set (replaces the preset's).")
+@click.option("--max-steps", type=int, default=None, help="Cap on optimizer steps per job.")
+@click.option("--dry-run", is_flag=True, help="List the jobs as JSON lines; run nothing.")
+def command(
+    options: RunOptions,
+    tasks: tuple[str, ...],
+    d_models: tuple[int, ...],
+    lrs: tuple[float, ...],
+    seeds: tuple[int, ...],
+    weight_decays: tuple[float, ...],
+    epochs: int | None,
+    max_steps: int | None,
+    dry_run: bool,
+) -> None:
+    """Synthetic recall: MQAR, selective copying, induction heads and the MAD tasks, trained on any mixer."""
+    from harness.commands.options import resolve_device
+    from suites.recall.presets import DEFAULT_PRESET, build_jobs, load_preset
+
+    if options.modes and set(options.modes) != {"train"}:
+        raise UserError("--mode: recall jobs train (mode train); other modes belong to throughput and memory")
+    for value, name in ((epochs, "--epochs"), (max_steps, "--max-steps")):
+        if value is not None and value < 1:
+            raise UserError(f"{name} must be a positive integer, got {value}")
+    for d_model in d_models:
+        if d_model < 1:
+            raise UserError(f"--d-model must be a positive integer, got {d_model}")
+    for lr in lrs:
+        if not lr > 0:
+            raise UserError(f"--lr must be positive, got {lr:g}")
+    preset = load_preset(options.preset or DEFAULT_PRESET)
+    device = resolve_device(preset.get("device", "auto") if options.device == "auto" else options.device)
+    import torch
+
+    if device.startswith("cuda") and not torch.cuda.is_available():
+        raise UserError(f"preset {preset['name']!r} runs on {device}, but no CUDA device is visible; use --device cpu")
+    overrides = _overrides(d_models, lrs, seeds, weight_decays, options.batches, epochs, max_steps, options.dtypes)
+    if options.timeout_s is not None:
+        overrides["timeout_s"] = options.timeout_s
+    mixers = tuple(options.names) + tuple(options.families)
+    jobs = build_jobs(preset, device=device, tasks=tasks, mixers=mixers, overrides=overrides)
+    if options.seq_lens:
+        jobs = [job for job in jobs if job.params["seq_len"] in options.seq_lens]
+    if dry_run:
+        for job in jobs:
+            click.echo(json.dumps({"job_id": job.job_id, "implementation": job.implementation, **job.params}))
+        return
+    summary = execute(SUITE, jobs, options, device)
+    _print_best(summary.rows)

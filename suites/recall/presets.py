@@ -1,0 +1,306 @@
+"""Presets: TOML files in suites/presets/recall/ that name a sweep, expanded into runner jobs.
+
+A preset holds defaults at the top level and one or more `[[grid]]` tables that override them:
+
+    description = "Zoology Figure 2"
+    device = "cuda"                            # where it is meant to run (--device overrides)
+    mixers = ["attention", "mamba"]            # implementation names, or families (see `pick_implementation`)
+    d_model = [64, 128]                        # lists are swept (cartesian product) ...
+    lr = [1e-4, 1e-3]
+    seed = 123                                 # ... scalars are fixed
+    weight_decay = 0.1
+    batch = 64
+    timeout_s = 3600                           # per job (one training run)
+    [model]                                    # suites.recall.model.ModelSettings
+    n_layers = 2
+    [train]                                    # suites.recall.train.TrainSettings
+    epochs = 64
+    [config]                                   # MixerConfig fields for every mixer (the suites' convention) ...
+    d_state = 16
+    [config.families.attention]                # ... per family (family knobs in a table `options`) ...
+    n_heads = 1
+    [config.implementations."s4/reference"]    # ... and per implementation
+
+    [[grid]]
+    task = "mqar"
+    task_params = { vocab_size = 8192 }
+    cells = [ { seq_len = 64, n_pairs = 4, batch = 512 }, ... ]   # zipped settings, one cell each
+    extrapolate = [ { seq_len = 512 } ]        # longer test settings (task parameter overrides)
+
+A cell's keys go where they belong: task parameters, training or model settings, or the job's
+batch / lr / weight_decay / seed / d_model; `setting` names the cell (default: its overrides, or
+"baseline"). The job id hashes the resolved definition, so the same preset gives the same ids.
+"""
+
+from __future__ import annotations
+
+import itertools
+from dataclasses import fields
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from harness import registry
+from harness.config import MixerConfig
+from harness.errors import ConfigError, UserError
+from harness.interface import Implementation, parse_dtype
+from suites.recall.model import ModelSettings
+from suites.recall.tasks import get_task
+from suites.recall.train import TrainSettings, default_dtype, resolve_device
+
+PRESET_DIR = Path(__file__).resolve().parent.parent / "presets" / "recall"
+SUITE = "recall"
+TARGET = "suites.recall.train:run_job"
+
+SWEPT = ("d_model", "lr", "weight_decay", "seed")  # job-level keys that may be lists
+JOB_KEYS = (*SWEPT, "batch")
+TOP_LEVEL = {
+    "name",
+    "description",
+    "source",
+    "notes",
+    "device",
+    "mixers",
+    "config",
+    "model",
+    "train",
+    "timeout_s",
+    "dtype",
+    "grid",
+    "task",
+    "task_params",
+    "cells",
+    "extrapolate",
+    *JOB_KEYS,
+}
+GRID_KEYS = TOP_LEVEL - {"name", "description", "source", "notes", "device", "grid"}
+DEFAULT_PRESET = "recall-cpu"
+DEFAULT_TIMEOUT_S = 3600.0
+
+# A fast implementation's backend, most preferred first (on CUDA); anything else comes after these.
+BACKEND_PREFERENCE = ("cuda", "triton", "cudnn", "flash", "cufft", "efficient", "torch", "flex", "torch-math")
+
+
+def preset_names() -> list[str]:
+    return sorted(p.stem for p in PRESET_DIR.glob("*.toml"))
+
+
+def load_preset(name_or_path: str) -> dict[str, Any]:
+    """A preset by name (suites/presets/recall/<name>.toml) or by path; unknown keys are errors."""
+    from suites import load_preset as load_suite_preset
+
+    preset = load_suite_preset(SUITE, name_or_path)
+    where = f"recall preset {preset['name']!r}"
+    unknown = sorted(set(preset) - TOP_LEVEL)
+    if unknown:
+        raise UserError(f"{where}: unknown key {unknown[0]!r} (known: {', '.join(sorted(TOP_LEVEL))})")
+    for grid in preset.get("grid", []):
+        unknown = sorted(set(grid) - GRID_KEYS)
+        if unknown:
+            raise UserError(
+                f"{where}: unknown key {unknown[0]!r} in a [[grid]] (known: {', '.join(sorted(GRID_KEYS))})"
+            )
+    unknown = sorted(set(preset.get("config", {}).get("families", {})) - set(registry.families()))
+    if unknown:
+        raise UserError(f"{where}: [config.families] names unknown family {unknown[0]!r}")
+    return preset
+
+
+# ---------------------------------------------------------------------------------------------
+# mixers: names or families
+
+
+def _backend_rank(impl: Implementation) -> int:
+    return BACKEND_PREFERENCE.index(impl.backend) if impl.backend in BACKEND_PREFERENCE else len(BACKEND_PREFERENCE)
+
+
+def pick_implementation(entry: str, device: str, dtype: torch.dtype | None = None) -> Implementation:
+    """A mixer entry -> one implementation.
+
+    "family/name" is that implementation. "family" or "family:word" (the names containing `word`,
+    e.g. "xlstm:mlstm") picks, among the family's implementations that can run here: on CUDA a fast
+    one (not a reference) checked against the chosen reference, preferring whole layers and the
+    backends in BACKEND_PREFERENCE; else the reference (`<family>/reference` if there is one)."""
+    if "/" in entry:
+        return registry.get(entry)
+    family, _, word = entry.partition(":")
+    candidates = [i for i in registry.implementations() if i.family == family and word in i.name]
+    if not candidates:
+        known = ", ".join(registry.families())
+        what = f"family {family!r}" + (f" with {word!r} in a name" if word else "")
+        raise UserError(f"no implementation of {what}; families: {known} (or give a name, `seqbench list`)")
+    references = [i for i in candidates if i.is_reference]
+    references.sort(key=lambda i: (i.name != f"{family}/reference", candidates.index(i)))
+    runnable = [i for i in candidates if i.availability(device, dtype)]
+    if resolve_device(device).type == "cuda":
+        reference_name = references[0].name if references else None
+        fast = [i for i in runnable if not i.is_reference]
+        fast.sort(key=lambda i: (i.reference_name != reference_name, i.level != "layer", _backend_rank(i)))
+        if fast:
+            return fast[0]
+    usable = [i for i in references if i in runnable] or runnable
+    if not usable:
+        reason = candidates[0].availability(device, dtype).reason
+        raise UserError(f"no implementation of {entry!r} can run on {device} here ({candidates[0].name}: {reason})")
+    return usable[0]
+
+
+def mixer_config(table: dict[str, Any], impl: Implementation, d_model: int) -> MixerConfig:
+    """MixerConfig from the preset's [config]: its fields, then [config.families.<family>], then
+    [config.implementations."<name>"] (options merged), with d_model from the sweep."""
+    values = {k: v for k, v in table.items() if k not in ("families", "implementations")}
+    for override in (
+        table.get("families", {}).get(impl.family, {}),
+        table.get("implementations", {}).get(impl.name, {}),
+    ):
+        override = dict(override)
+        options = {**dict(values.get("options", {})), **override.pop("options", {})}
+        values.update(override)
+        if options:
+            values["options"] = options
+    values["d_model"] = d_model
+    try:
+        return MixerConfig.from_dict(values)
+    except ConfigError as exc:
+        raise UserError(f"{impl.name}: {exc}") from exc
+
+
+def _merge_config(base: dict[str, Any], override: dict[str, Any]) -> dict[str, Any]:
+    """Two [config] tables, the second winning, nested tables merged one level deep."""
+    merged = dict(base)
+    for key, value in override.items():
+        if key in ("families", "implementations"):
+            inner = dict(merged.get(key, {}))
+            for name, table in value.items():
+                inner[name] = {**inner.get(name, {}), **table}
+            merged[key] = inner
+        else:
+            merged[key] = value
+    return merged
+
+
+# ---------------------------------------------------------------------------------------------
+# expansion into jobs
+
+
+def _as_list(value: Any) -> list[Any]:
+    return list(value) if isinstance(value, list) else [value]
+
+
+def _setting_label(cell: dict[str, Any]) -> str:
+    if "setting" in cell:
+        return str(cell["setting"])
+    if not cell:
+        return "baseline"
+    return ",".join(f"{k}={v}" for k, v in cell.items())
+
+
+def _split_cell(cell: dict[str, Any], task_param_names: set[str]) -> dict[str, dict[str, Any]]:
+    """A cell's overrides by destination: task, train, model, job."""
+    train_names = {f.name for f in fields(TrainSettings)}
+    model_names = {f.name for f in fields(ModelSettings)}
+    out: dict[str, dict[str, Any]] = {"task": {}, "train": {}, "model": {}, "job": {}}
+    for key, value in cell.items():
+        if key == "setting":
+            continue
+        if key in task_param_names:
+            out["task"][key] = value
+        elif key in train_names:
+            out["train"][key] = value
+        elif key in model_names:
+            out["model"][key] = value
+        elif key in JOB_KEYS:
+            out["job"][key] = value
+        else:
+            raise ConfigError(key, "in a cell is not a task parameter, training or model setting, or job key")
+    return out
+
+
+def build_jobs(
+    preset: dict[str, Any],
+    *,
+    device: str = "auto",
+    tasks: tuple[str, ...] = (),
+    mixers: tuple[str, ...] = (),
+    overrides: dict[str, Any] | None = None,
+) -> list[Any]:
+    """The runner jobs of a preset: one per (grid cell, mixer, d_model, lr, weight_decay, seed).
+
+    `tasks` and `mixers` narrow or replace the preset's (a mixer given here need not be in the
+    preset); `overrides` replaces top-level keys (e.g. {"lr": [1e-3], "train": {"epochs": 2}})."""
+    from harness.runner import Job
+
+    device = resolve_device(device).type if device == "auto" else device
+    base = {k: v for k, v in preset.items() if k not in ("grid", "name", "description", "source", "notes")}
+    for key, value in (overrides or {}).items():
+        if key in ("train", "model", "task_params") and isinstance(value, dict):
+            base[key] = {**base.get(key, {}), **value}
+        elif key == "config" and isinstance(value, dict):
+            base[key] = _merge_config(base.get(key, {}), value)
+        else:
+            base[key] = value
+    grids = preset.get("grid") or [{}]
+    chosen_tasks = {get_task(t).name for t in tasks}  # unknown names fail here, with the closest names
+
+    jobs = []
+    for grid in grids:
+        spec = {**base, **{k: v for k, v in grid.items() if k not in (overrides or {})}}
+        for key in ("train", "model"):
+            spec[key] = {**base.get(key, {}), **grid.get(key, {}), **(overrides or {}).get(key, {})}
+        spec["config"] = _merge_config(
+            _merge_config(base.get("config", {}), grid.get("config", {})), (overrides or {}).get("config", {})
+        )
+        if "task" not in spec:
+            raise UserError(f"recall preset {preset.get('name')!r}: a grid names no task")
+        task = get_task(spec["task"])
+        if chosen_tasks and task.name not in chosen_tasks:
+            continue
+        dtype_name = spec.get("dtype") or default_dtype(device)
+        dtype = parse_dtype(dtype_name)
+        entries = list(mixers) or _as_list(spec.get("mixers", []))
+        if not entries:
+            raise UserError(f"{preset.get('name')}: no mixers for task {task.name} (give --mixer)")
+        impls = [pick_implementation(entry, device, dtype) for entry in entries]
+        for cell in spec.get("cells") or [{}]:
+            parts = _split_cell(cell, set(task.defaults))
+            task_params = task.params(**{**spec.get("task_params", {}), **parts["task"]})
+            train = TrainSettings.from_dict({**spec["train"], **parts["train"]}).to_dict()
+            model = ModelSettings.from_dict({**spec["model"], **parts["model"]}).to_dict()
+            n_layers = model.pop("n_layers")
+            job_values = {**{k: spec[k] for k in JOB_KEYS if k in spec}, **parts["job"]}
+            for required in JOB_KEYS:
+                if required not in job_values:
+                    raise UserError(f"{preset.get('name')}: no {required} for task {task.name}")
+            extrapolate = list(spec.get("extrapolate", task.extrapolate))
+            for overrides_ in extrapolate:
+                task.params(**{**task_params, **overrides_})  # bad longer settings fail now, not in a worker
+            swept = [_as_list(job_values[k]) for k in SWEPT]
+            for impl in impls:
+                for d_model, lr, weight_decay, seed in itertools.product(*swept):
+                    config = mixer_config(spec["config"], impl, int(d_model))
+                    params = {
+                        "task": task.name,
+                        "setting": _setting_label(cell),
+                        "task_params": task_params,
+                        "seq_len": task_params["seq_len"],
+                        "vocab_size": task.vocab_size(task_params),
+                        "implementation": impl.name,
+                        "config": {k: v for k, v in config.to_dict().items() if not k.startswith("opt_")}
+                        | {"options": dict(config.options)},
+                        "n_layers": n_layers,
+                        "model": model,
+                        "lr": float(lr),
+                        "weight_decay": float(weight_decay),
+                        "seed": int(seed),
+                        "batch": int(job_values["batch"]),
+                        "train": train,
+                        "extrapolate": extrapolate,
+                        "device": device,
+                        "dtype": dtype_name,
+                        "mode": "train",
+                        "level": "layer",
+                    }
+                    timeout = float(spec.get("timeout_s", DEFAULT_TIMEOUT_S))
+                    jobs.append(Job(SUITE, impl.name, TARGET, params, timeouts_s={"start": timeout}))
+    return jobs

@@ -1,0 +1,360 @@
+"""Training one recall cell: (task, mixer, d_model, seq_len, lr, seed) -> result rows.
+
+`run_job(**params)` is what the runner calls in its worker (`suites.recall.train:run_job`). It trains
+with AdamW and a cosine schedule after a linear warm-up, under bf16 autocast on a GPU (fp32 weights),
+evaluates on held-out examples every `eval_every` steps, stops early once the test accuracy reaches
+`target_accuracy` (Zoology stops at 0.99), and reports the best test accuracy seen (Zoology and MAD
+pick the best checkpoint). Then it tests the best weights at the longer lengths the job asks for.
+
+Seeds: `seed` seeds Python, NumPy and torch (initialisation, batch order); `data_seed` (default: seed)
+seeds the examples, so one data set can serve several initialisations.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import random
+import time
+from dataclasses import asdict, dataclass, fields
+from typing import Any
+
+import numpy as np
+import torch
+from torch import nn
+
+from harness import registry
+from harness.config import MixerConfig
+from harness.errors import ConfigError
+from harness.interface import parse_dtype
+from suites.recall.data import IGNORE, Examples, default_cache_dir
+from suites.recall.model import ModelSettings, RecallModel, count_parameters, resolve_position
+from suites.recall.tasks import Task, get_task
+
+SPLIT_SEED_TAG = {"train": 1, "test": 2, "extrapolate": 3}
+
+
+@dataclass(frozen=True)
+class TrainSettings:
+    n_train: int | None = None  # None: the task's default; 0: a fresh batch every step
+    n_test: int | None = None  # None: the task's default
+    epochs: int = 64  # passes over n_train examples
+    max_steps: int = 0  # cap on optimizer steps (required when n_train = 0); 0: no cap
+    warmup_frac: float = 0.05  # linear warm-up over this fraction of the steps
+    min_lr_frac: float = 0.0  # the cosine ends at lr * min_lr_frac
+    grad_clip: float = 1.0  # max global gradient norm; 0: no clipping
+    target_accuracy: float = 0.99  # stop once the test accuracy reaches this (> 1: never)
+    eval_every: int = 0  # steps between evaluations; 0: once per epoch (a tenth of the steps when n_train = 0)
+    data_seed: int | None = None  # None: the job's seed
+    time_limit_s: float = 0.0  # stop training after this much wall time; 0: no limit
+    eval_batch: int = 0  # 0: as many examples as the training batch holds tokens
+    extrapolate_tokens: int = 2**24  # longer tests use min(n_test, this // length) examples (at least 16)
+
+    def __post_init__(self) -> None:
+        for name in ("epochs", "max_steps", "eval_every", "eval_batch", "extrapolate_tokens"):
+            value = getattr(self, name)
+            if not isinstance(value, int) or value < 0:
+                raise ConfigError(name, f"must be a non-negative integer, got {value!r}")
+        for name in ("n_train", "n_test"):
+            value = getattr(self, name)
+            if value is not None and (not isinstance(value, int) or value < 0):
+                raise ConfigError(name, f"must be a non-negative integer, got {value!r}")
+        if self.n_test == 0:
+            raise ConfigError("n_test", "must be positive: accuracy is measured on held-out examples")
+        if not 0.0 <= self.warmup_frac < 1.0:
+            raise ConfigError("warmup_frac", f"must be in [0, 1), got {self.warmup_frac!r}")
+        if not 0.0 <= self.min_lr_frac <= 1.0:
+            raise ConfigError("min_lr_frac", f"must be in [0, 1], got {self.min_lr_frac!r}")
+
+    @classmethod
+    def from_dict(cls, values: dict[str, Any]) -> TrainSettings:
+        known = {f.name for f in fields(cls)}
+        unknown = sorted(set(values) - known)
+        if unknown:
+            raise ConfigError(unknown[0], f"is not a training setting (settings: {', '.join(sorted(known))})")
+        return cls(**values)
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+def split_seed(data_seed: int, split: str, index: int = 0) -> int:
+    """Independent, reproducible seeds for the train and test sets (and each fresh batch)."""
+    return int(np.random.SeedSequence([data_seed, SPLIT_SEED_TAG[split], index]).generate_state(1)[0])
+
+
+def seed_everything(seed: int) -> None:
+    random.seed(seed)
+    np.random.seed(seed % 2**32)
+    torch.manual_seed(seed)
+
+
+def cosine_with_warmup(step: int, total: int, warmup: int, min_frac: float) -> float:
+    """lr multiplier: linear from 1/warmup to 1 over `warmup` steps, then cosine from 1 to min_frac."""
+    if step < warmup:
+        return (step + 1) / warmup
+    progress = (step - warmup) / max(1, total - warmup)
+    return min_frac + (1.0 - min_frac) * 0.5 * (1.0 + math.cos(math.pi * min(progress, 1.0)))
+
+
+def _param_groups(model: nn.Module, weight_decay: float) -> list[dict[str, Any]]:
+    """Weight decay on every parameter (as Zoology and MAD do), except those a mixer marks with
+    `_no_weight_decay` (mamba_ssm's convention for A_log and D)."""
+    decay, no_decay = [], []
+    for parameter in {id(p): p for p in model.parameters() if p.requires_grad}.values():
+        (no_decay if getattr(parameter, "_no_weight_decay", False) else decay).append(parameter)
+    groups = [{"params": decay, "weight_decay": weight_decay}]
+    if no_decay:
+        groups.append({"params": no_decay, "weight_decay": 0.0})
+    return groups
+
+
+class Evaluator:
+    """Token accuracy and loss over the positions with a target, in batches of bounded size."""
+
+    def __init__(self, model: nn.Module, autocast_dtype: torch.dtype | None, device: torch.device) -> None:
+        self.model, self.autocast_dtype, self.device = model, autocast_dtype, device
+
+    @torch.no_grad()
+    def __call__(self, examples: Examples, batch: int) -> tuple[float, float]:
+        was_training = self.model.training
+        self.model.eval()
+        correct = counted = 0
+        loss_sum = 0.0
+        try:
+            for start in range(0, len(examples), batch):
+                inputs = examples.inputs[start : start + batch].to(self.device, non_blocking=True)
+                targets = examples.targets[start : start + batch].to(self.device, non_blocking=True)
+                with _autocast(self.device, self.autocast_dtype):
+                    logits = self.model(inputs)
+                mask = targets != IGNORE
+                picked = logits[mask].float()
+                wanted = targets[mask]
+                correct += int((picked.argmax(dim=-1) == wanted).sum())
+                counted += int(mask.sum())
+                loss_sum += float(nn.functional.cross_entropy(picked, wanted, reduction="sum"))
+        finally:
+            self.model.train(was_training)
+        if counted == 0:
+            return float("nan"), float("nan")
+        return correct / counted, loss_sum / counted
+
+
+def _autocast(device: torch.device, dtype: torch.dtype | None):
+    if dtype is None:
+        return torch.autocast(device.type, enabled=False)
+    return torch.autocast(device.type, dtype=dtype)
+
+
+def resolve_device(device: str) -> torch.device:
+    if device == "auto":
+        device = "cuda" if torch.cuda.is_available() else "cpu"
+    return torch.device(device)
+
+
+def default_dtype(device: str) -> str:
+    """bf16 autocast (fp32 weights) on a GPU, as Zoology and MAD train; fp32 on the CPU."""
+    return "bfloat16" if resolve_device(device).type == "cuda" else "float32"
+
+
+def run_job(
+    *,
+    task: str,
+    task_params: dict[str, Any],
+    implementation: str,
+    config: dict[str, Any],
+    n_layers: int,
+    model: dict[str, Any],
+    lr: float,
+    weight_decay: float,
+    seed: int,
+    batch: int,
+    train: dict[str, Any],
+    extrapolate: list[dict[str, Any]] | None = None,
+    device: str = "auto",
+    dtype: str | None = None,
+    setting: str = "",
+    progress: bool = False,
+    **columns: Any,  # the job's column mirrors (seq_len, vocab_size, mode): checked, not used
+) -> list[dict[str, Any]]:
+    """Train one cell and return its rows: one at the training length (eval_seq_len = seq_len), then
+    one per longer test setting in `extrapolate` (status oom where it did not fit)."""
+    began = time.perf_counter()
+    spec: Task = get_task(task)
+    params = spec.params(**task_params)
+    for name in ("seq_len", "vocab_size"):
+        if name in columns and columns[name] != params[name]:
+            raise ConfigError(name, f"job column says {columns[name]} but the task parameters say {params[name]}")
+    settings = TrainSettings.from_dict(train)
+    model_settings = ModelSettings.from_dict({**model, "n_layers": n_layers})
+    mixer_config = MixerConfig.from_dict(config)
+    impl = registry.get(implementation)
+    model_settings = resolve_position(model_settings, impl.family, mixer_config.rope)
+    run_device = resolve_device(device)
+    dtype = dtype or default_dtype(device)
+    compute_dtype = parse_dtype(dtype)
+    autocast_dtype = compute_dtype if compute_dtype in (torch.bfloat16, torch.float16) else None
+    if batch < 1:
+        raise ConfigError("batch", f"must be a positive integer, got {batch!r}")
+    if not lr > 0:
+        raise ConfigError("lr", f"must be positive, got {lr!r}")
+
+    n_train = spec.n_train if settings.n_train is None else settings.n_train
+    n_test = spec.n_test if settings.n_test is None else settings.n_test
+    data_seed = seed if settings.data_seed is None else settings.data_seed
+    online = n_train == 0
+    if online and settings.max_steps == 0:
+        raise ConfigError("max_steps", "training on a fresh batch every step (n_train = 0) needs max_steps > 0")
+    longer = [spec.params(**{**task_params, **overrides}) for overrides in (extrapolate or [])]
+    max_seq_len = max([params["seq_len"], *(p["seq_len"] for p in longer)])
+
+    seed_everything(seed)
+    cache_dir = default_cache_dir()
+    train_set = None if online else spec.examples("train", params, n_train, split_seed(data_seed, "train"), cache_dir)
+    test_set = spec.examples("test", params, n_test, split_seed(data_seed, "test"), cache_dir)
+    if train_set is not None:
+        train_set = train_set.to(run_device)
+
+    net = RecallModel(
+        spec.vocab_size(params),
+        mixer_config.d_model,
+        lambda: impl.create(mixer_config),
+        model_settings,
+        head=spec.head,
+        max_seq_len=max_seq_len,
+    ).to(run_device)
+    n_params = count_parameters(net)
+    fused = run_device.type == "cuda"
+    optimizer = torch.optim.AdamW(_param_groups(net, weight_decay), lr=lr, fused=fused)
+
+    steps_per_epoch = math.ceil(n_train / batch) if not online else 0
+    total_steps = settings.epochs * steps_per_epoch if not online else settings.max_steps
+    if settings.max_steps:
+        total_steps = min(total_steps, settings.max_steps)
+    total_steps = max(total_steps, 1)
+    warmup = int(settings.warmup_frac * total_steps)
+    scheduler = torch.optim.lr_scheduler.LambdaLR(
+        optimizer, lambda s: cosine_with_warmup(s, total_steps, warmup, settings.min_lr_frac)
+    )
+    eval_every = settings.eval_every or (steps_per_epoch if not online else max(1, total_steps // 10))
+    eval_batch = settings.eval_batch or max(1, batch * params["seq_len"] // max_seq_len)
+    evaluate = Evaluator(net, autocast_dtype, run_device)
+    order_generator = torch.Generator().manual_seed(seed)
+
+    best = {"accuracy": -1.0, "loss": float("nan"), "step": 0, "state": None}
+    train_loss = float("nan")
+    stop_reason = "steps done"
+    step = 0
+    permutation = torch.empty(0, dtype=torch.long)
+    train_began = time.perf_counter()
+    net.train()
+    while step < total_steps:
+        if online:
+            fresh = spec.examples_uncached("train", params, batch, split_seed(data_seed, "train", step))
+            inputs, targets = fresh.inputs.to(run_device), fresh.targets.to(run_device)
+        else:
+            position = (step % steps_per_epoch) * batch
+            if position == 0:
+                permutation = torch.randperm(n_train, generator=order_generator).to(run_device)
+            index = permutation[position : position + batch]
+            inputs, targets = train_set.inputs[index], train_set.targets[index]
+        with _autocast(run_device, autocast_dtype):
+            logits = net(inputs)
+        loss = nn.functional.cross_entropy(logits.float().flatten(0, 1), targets.flatten(), ignore_index=IGNORE)
+        optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        if settings.grad_clip > 0:
+            nn.utils.clip_grad_norm_(net.parameters(), settings.grad_clip)
+        optimizer.step()
+        scheduler.step()
+        step += 1
+        train_loss = float(loss.detach()) if step % 10 == 0 or step == total_steps else train_loss
+
+        out_of_time = settings.time_limit_s > 0 and time.perf_counter() - train_began > settings.time_limit_s
+        if step % eval_every == 0 or step == total_steps or out_of_time:
+            accuracy, test_loss = evaluate(test_set, eval_batch)
+            if progress:
+                print(f"step {step}/{total_steps} train loss {train_loss:.4f} test acc {accuracy:.4f}", flush=True)
+            if accuracy > best["accuracy"]:
+                state = {k: v.detach().clone() for k, v in net.state_dict().items()} if longer else None
+                best.update(accuracy=accuracy, loss=test_loss, step=step, state=state)
+            if accuracy >= settings.target_accuracy:
+                stop_reason = "target accuracy reached"
+                break
+            if out_of_time:
+                stop_reason = f"time limit {settings.time_limit_s:g} s"
+                break
+    if run_device.type == "cuda":
+        torch.cuda.synchronize()
+    train_wall_s = time.perf_counter() - train_began
+
+    state_dtype = compute_dtype
+    common = {
+        "task": task,
+        "setting": setting,
+        "task_params": json.dumps(params, sort_keys=True),
+        "vocab_size": spec.vocab_size(params),
+        "seq_len": params["seq_len"],
+        "n_layers": n_layers,
+        "mode": "train",
+        "level": "layer",
+        "device": str(run_device),
+        "dtype": dtype,
+        "batch": batch,
+        "lr": float(lr),
+        "weight_decay": float(weight_decay),
+        "seed": int(seed),
+        "data_seed": int(data_seed),
+        "n_train": int(n_train),
+        "n_test": int(n_test),
+        "steps": step,
+        "best_step": best["step"],
+        "wall_s": train_wall_s,
+        "params": n_params,
+        "train_loss": train_loss,
+        "target_accuracy": settings.target_accuracy,
+        "target_reached": best["accuracy"] >= settings.target_accuracy,
+        "stop_reason": stop_reason,
+        "mlp": model_settings.mlp,
+        "position": model_settings.position,
+        "head": spec.head,
+    }
+    rows = [
+        {
+            **common,
+            "eval_seq_len": params["seq_len"],
+            "eval_params": "",
+            "accuracy": best["accuracy"],
+            "loss": best["loss"],
+            "state_bytes_analytic": n_layers * impl.state_bytes(mixer_config, 1, params["seq_len"], state_dtype),
+            "status": "ok",
+            "reason": "",
+        }
+    ]
+    if longer and best["state"] is not None:
+        net.load_state_dict(best["state"])
+    for index, longer_params in enumerate(longer):
+        row = {
+            **common,
+            "eval_seq_len": longer_params["seq_len"],
+            "eval_params": json.dumps(longer_params, sort_keys=True),
+            "state_bytes_analytic": n_layers * impl.state_bytes(mixer_config, 1, longer_params["seq_len"], state_dtype),
+            "status": "ok",
+            "reason": "",
+        }
+        try:
+            n_long = min(n_test, max(16, settings.extrapolate_tokens // longer_params["seq_len"]))
+            examples = spec.examples(
+                "test", longer_params, n_long, split_seed(data_seed, "extrapolate", index), cache_dir
+            )
+            row["n_test"] = n_long
+            batch_here = settings.eval_batch or max(1, batch * params["seq_len"] // longer_params["seq_len"])
+            row["accuracy"], row["loss"] = evaluate(examples, batch_here)
+        except torch.OutOfMemoryError as exc:
+            row.update(status="oom", reason=str(exc).splitlines()[0], accuracy=float("nan"), loss=float("nan"))
+            if run_device.type == "cuda":
+                torch.cuda.empty_cache()
+        rows.append(row)
+    for row in rows:
+        row["job_s"] = time.perf_counter() - began
+    return rows
