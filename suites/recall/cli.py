@@ -58,6 +58,20 @@ def _overrides(
     return out
 
 
+def _parse_task_params(items: tuple[str, ...]) -> dict[str, Any]:
+    """NAME=VALUE pairs; VALUE is read as JSON (numbers, true/false, lists), else taken as a string."""
+    out: dict[str, Any] = {}
+    for item in items:
+        name, sep, text = item.partition("=")
+        if not sep or not name:
+            raise UserError(f"--task-param takes NAME=VALUE, got {item!r}")
+        try:
+            out[name] = json.loads(text)
+        except json.JSONDecodeError:
+            out[name] = text
+    return out
+
+
 def _print_best(rows: list[dict[str, Any]]) -> None:
     import pandas as pd
     from rich.console import Console
@@ -122,6 +136,13 @@ def _print_best(rows: list[dict[str, Any]]) -> None:
 @click.option("--weight-decay", "weight_decays", type=float, multiple=True, help="Weight decays (repeatable).")
 @click.option("--epochs", type=int, default=None, help="Epochs over the training set (replaces the preset's).")
 @click.option("--max-steps", type=int, default=None, help="Cap on optimizer steps per job.")
+@click.option(
+    "--task-param",
+    "task_params",
+    multiple=True,
+    metavar="NAME=VALUE",
+    help="Set a task parameter in every selected cell (repeatable), e.g. vocab_size=256 or n_data=[3,5].",
+)
 @click.option("--dry-run", is_flag=True, help="List the jobs as JSON lines; run nothing.")
 def command(
     options: RunOptions,
@@ -132,6 +153,7 @@ def command(
     weight_decays: tuple[float, ...],
     epochs: int | None,
     max_steps: int | None,
+    task_params: tuple[str, ...],
     dry_run: bool,
 ) -> None:
     """Synthetic recall: MQAR, selective copying, induction heads and the MAD tasks, trained on any mixer."""
@@ -159,7 +181,14 @@ def command(
     if options.timeout_s is not None:
         overrides["timeout_s"] = options.timeout_s
     mixers = tuple(options.names) + tuple(options.families)
-    jobs = build_jobs(preset, device=device, tasks=tasks, mixers=mixers, overrides=overrides)
+    jobs = build_jobs(
+        preset,
+        device=device,
+        tasks=tasks,
+        mixers=mixers,
+        overrides=overrides,
+        task_overrides=_parse_task_params(task_params),
+    )
     if options.seq_lens:
         jobs = [job for job in jobs if job.params["seq_len"] in options.seq_lens]
     if dry_run:

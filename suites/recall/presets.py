@@ -224,11 +224,13 @@ def build_jobs(
     tasks: tuple[str, ...] = (),
     mixers: tuple[str, ...] = (),
     overrides: dict[str, Any] | None = None,
+    task_overrides: dict[str, Any] | None = None,
 ) -> list[Any]:
     """The runner jobs of a preset: one per (grid cell, mixer, d_model, lr, weight_decay, seed).
 
     `tasks` and `mixers` narrow or replace the preset's (a mixer given here need not be in the
-    preset); `overrides` replaces top-level keys (e.g. {"lr": [1e-3], "train": {"epochs": 2}})."""
+    preset); `overrides` replaces top-level keys (e.g. {"lr": [1e-3], "train": {"epochs": 2}});
+    `task_overrides` sets task parameters of every selected cell, after the cells' own."""
     from harness.runner import Job
 
     device = resolve_device(device).type if device == "auto" else device
@@ -264,7 +266,7 @@ def build_jobs(
         impls = [pick_implementation(entry, device, dtype) for entry in entries]
         for cell in spec.get("cells") or [{}]:
             parts = _split_cell(cell, set(task.defaults))
-            task_params = task.params(**{**spec.get("task_params", {}), **parts["task"]})
+            task_params = task.params(**{**spec.get("task_params", {}), **parts["task"], **(task_overrides or {})})
             train = TrainSettings.from_dict({**spec["train"], **parts["train"]}).to_dict()
             model = ModelSettings.from_dict({**spec["model"], **parts["model"]}).to_dict()
             n_layers = model.pop("n_layers")

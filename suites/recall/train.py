@@ -178,7 +178,8 @@ def run_job(
     **columns: Any,  # the job's column mirrors (seq_len, vocab_size, mode): checked, not used
 ) -> list[dict[str, Any]]:
     """Train one cell and return its rows: one at the training length (eval_seq_len = seq_len), then
-    one per longer test setting in `extrapolate` (status oom where it did not fit)."""
+    one per longer test setting in `extrapolate` (task parameter overrides; None: the task's default
+    ones; status oom where one did not fit)."""
     began = time.perf_counter()
     spec: Task = get_task(task)
     params = spec.params(**task_params)
@@ -205,7 +206,9 @@ def run_job(
     online = n_train == 0
     if online and settings.max_steps == 0:
         raise ConfigError("max_steps", "training on a fresh batch every step (n_train = 0) needs max_steps > 0")
-    longer = [spec.params(**{**task_params, **overrides}) for overrides in (extrapolate or [])]
+    if extrapolate is None:  # the task's own longer tests (e.g. the seeds' variant at L 128)
+        extrapolate = list(spec.extrapolate)
+    longer = [spec.params(**{**task_params, **overrides}) for overrides in extrapolate]
     max_seq_len = max([params["seq_len"], *(p["seq_len"] for p in longer)])
 
     seed_everything(seed)
