@@ -189,7 +189,10 @@ class RecallModel(nn.Module):
                     if getattr(sub, "bias", None) is not None:
                         nn.init.zeros_(sub.bias)
 
-    def forward(self, tokens: torch.Tensor) -> torch.Tensor:  # (B, L) int -> (B, L, vocab) logits
+    def forward(self, tokens: torch.Tensor, where: torch.Tensor | None = None) -> torch.Tensor:
+        """(B, L) token ids -> (B, L, vocab) logits, or (n, vocab) at the n positions where `where`
+        (a (B, L) bool mask) is true: with a vocabulary of 8192 the head costs far more than a small
+        mixer, and MQAR asks for a few positions per sequence only."""
         x = self.embedding(tokens)
         if self.positions is not None:
             if tokens.shape[1] > self.positions.num_embeddings:
@@ -204,6 +207,8 @@ class RecallModel(nn.Module):
         x = self.final_norm(x)
         if self.decoder is not None:
             x = self.decoder(x)
+        if where is not None:
+            x = x[where]
         return self.head(x)
 
 

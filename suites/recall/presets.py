@@ -79,7 +79,8 @@ DEFAULT_PRESET = "recall-cpu"
 DEFAULT_TIMEOUT_S = 3600.0
 
 # A fast implementation's backend, most preferred first (on CUDA); anything else comes after these.
-BACKEND_PREFERENCE = ("cuda", "triton", "cudnn", "flash", "cufft", "efficient", "torch", "flex", "torch-math")
+# FlashAttention before cuDNN: the most used training path; Flex compiles on first use, so it comes late.
+BACKEND_PREFERENCE = ("cuda", "triton", "flash", "cudnn", "cufft", "efficient", "torch", "flex", "torch-math")
 
 
 def preset_names() -> list[str]:
@@ -121,7 +122,8 @@ def pick_implementation(entry: str, device: str, dtype: torch.dtype | None = Non
     "family/name" is that implementation. "family" or "family:word" (the names containing `word`,
     e.g. "xlstm:mlstm") picks, among the family's implementations that can run here: on CUDA a fast
     one (not a reference) checked against the chosen reference, preferring whole layers and the
-    backends in BACKEND_PREFERENCE; else the reference (`<family>/reference` if there is one)."""
+    backends in BACKEND_PREFERENCE; else the reference (`<family>/reference` or `<family>/<word>_reference`
+    if there is one, e.g. xlstm/mlstm_reference for "xlstm:mlstm")."""
     if "/" in entry:
         return registry.get(entry)
     family, _, word = entry.partition(":")
@@ -131,7 +133,8 @@ def pick_implementation(entry: str, device: str, dtype: torch.dtype | None = Non
         what = f"family {family!r}" + (f" with {word!r} in a name" if word else "")
         raise UserError(f"no implementation of {what}; families: {known} (or give a name, `seqbench list`)")
     references = [i for i in candidates if i.is_reference]
-    references.sort(key=lambda i: (i.name != f"{family}/reference", candidates.index(i)))
+    plain = (f"{family}/reference", f"{family}/{word}_reference")
+    references.sort(key=lambda i: (i.name not in plain, candidates.index(i)))
     runnable = [i for i in candidates if i.availability(device, dtype)]
     if resolve_device(device).type == "cuda":
         reference_name = references[0].name if references else None
