@@ -2,6 +2,7 @@
 
     python scripts/gpu/verify_recall.py                        # ~6 minutes on an H100, cold Triton caches
     python scripts/gpu/verify_recall.py --copy-s 30 --mqar-s 3 # shorter
+    python scripts/gpu/verify_recall.py --mqar-lens 64,256 --copy-mixers s4,mamba/reference,attention
     OUT=/some/dir python scripts/gpu/verify_recall.py          # also /some/dir/verify_recall.json and the
                                                                # Parquet rows under /some/dir/results
 
@@ -41,7 +42,7 @@ COPY_MIXERS = ("s4", "mamba", "attention")
 MQAR_MIXERS = ("attention", "mamba", "mamba2", "rwkv", "xlstm:mlstm")
 MQAR_CELLS = ({"seq_len": 64, "n_pairs": 4, "batch": 512}, {"seq_len": 128, "n_pairs": 8, "batch": 512},
               {"seq_len": 256, "n_pairs": 16, "batch": 256})  # fmt: skip
-JOB_OVERHEAD_S = 300.0  # per-job timeout beyond the training budget: worker start, compilation, evaluation
+JOB_OVERHEAD_S = 240.0  # per-job timeout beyond the training budget: worker start, compilation, evaluation
 
 
 def one_line(exc: BaseException) -> str:
@@ -92,10 +93,10 @@ def picks(entries: tuple[str, ...], device: str) -> dict[str, dict[str, Any]]:
     return out
 
 
-def selective_copying_preset(budget_s: float, seq_len: int) -> dict[str, Any]:
+def selective_copying_preset(budget_s: float, seq_len: int, mixers: list[str]) -> dict[str, Any]:
     return {
         "name": "verify-selective-copying",
-        "mixers": list(COPY_MIXERS),
+        "mixers": mixers,
         "d_model": 64,
         "lr": 1e-3,
         "weight_decay": 0.1,
@@ -117,10 +118,10 @@ def selective_copying_preset(budget_s: float, seq_len: int) -> dict[str, Any]:
     }
 
 
-def mqar_preset(budget_s: float) -> dict[str, Any]:
+def mqar_preset(budget_s: float, mixers: list[str], lengths: list[int]) -> dict[str, Any]:
     return {
         "name": "verify-zoology-reduced",
-        "mixers": list(MQAR_MIXERS),
+        "mixers": mixers,
         "d_model": [64, 128],
         "lr": 2.1544347e-3,
         "weight_decay": 0.1,
@@ -141,7 +142,7 @@ def mqar_preset(budget_s: float) -> dict[str, Any]:
             {
                 "task": "mqar",
                 "task_params": {"vocab_size": 8192, "power_a": 0.01, "random_fillers": False},
-                "cells": list(MQAR_CELLS),
+                "cells": [cell for cell in MQAR_CELLS if cell["seq_len"] in lengths],
             }
         ],
     }
@@ -165,7 +166,7 @@ def run_part(name: str, preset: dict[str, Any], results_dir: Path, device: str) 
 
     summary = run_jobs(
         jobs, results_dir, command=f"scripts/gpu/verify_recall.py ({name})", device=device,
-        measure_ceilings=False, on_row=show,
+        measure_ceilings=False, on_row=show, redo=True,
     )  # fmt: skip
     return summary.rows
 
@@ -215,6 +216,9 @@ def main() -> None:
     parser.add_argument("--copy-s", type=float, default=35.0, help="training seconds per selective-copying model")
     parser.add_argument("--copy-len", type=int, default=1024, help="selective-copying length (Mamba: 4096)")
     parser.add_argument("--mqar-s", type=float, default=4.0, help="training seconds per MQAR cell")
+    parser.add_argument("--copy-mixers", default=",".join(COPY_MIXERS), help="families or implementation names")
+    parser.add_argument("--mqar-mixers", default=",".join(MQAR_MIXERS), help="families or implementation names")
+    parser.add_argument("--mqar-lens", default="64,128,256", help="MQAR lengths, from 64, 128, 256")
     parser.add_argument("--device", default="cuda", help="cuda; cpu only to try the plumbing with tiny budgets")
     parser.add_argument("--skip-copy", action="store_true")
     parser.add_argument("--skip-mqar", action="store_true")
@@ -234,12 +238,15 @@ def main() -> None:
         report["environment"] = {"error": one_line(exc)}
         print(f"environment: {one_line(exc)}")
     device = args.device
+    copy_mixers = [m.strip() for m in args.copy_mixers.split(",") if m.strip()]
+    mqar_mixers = [m.strip() for m in args.mqar_mixers.split(",") if m.strip()]
+    mqar_lens = [int(n) for n in args.mqar_lens.split(",") if n.strip()]
     if device == "cuda" and not torch.cuda.is_available():
         print("no CUDA device visible to torch: nothing to verify here")
         return
 
     try:
-        report["picks"] = picks(tuple(dict.fromkeys(COPY_MIXERS + MQAR_MIXERS)), device)
+        report["picks"] = picks(tuple(dict.fromkeys(copy_mixers + mqar_mixers)), device)
         for entry, pick in report["picks"].items():
             print(f"{entry:<12} -> {pick.get('implementation')} {pick.get('error', '')}")
             for name, reason in pick.get("not_runnable", {}).items():
@@ -252,15 +259,15 @@ def main() -> None:
     mqar_rows: list[dict[str, Any]] = []
     if not args.skip_copy:
         try:
-            copy_rows = run_part(
-                "selective copying", selective_copying_preset(args.copy_s, args.copy_len), results_dir, device
-            )
+            preset = selective_copying_preset(args.copy_s, args.copy_len, copy_mixers)
+            copy_rows = run_part("selective copying", preset, results_dir, device)
         except Exception as exc:
             print(f"selective copying: {one_line(exc)}")
             report["selective_copying_error"] = one_line(exc)
     if not args.skip_mqar:
         try:
-            mqar_rows = run_part("reduced Zoology", mqar_preset(args.mqar_s), results_dir, device)
+            preset = mqar_preset(args.mqar_s, mqar_mixers, mqar_lens)
+            mqar_rows = run_part("reduced Zoology", preset, results_dir, device)
         except Exception as exc:
             print(f"reduced Zoology: {one_line(exc)}")
             report["zoology_error"] = one_line(exc)
