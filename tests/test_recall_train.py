@@ -152,3 +152,30 @@ def test_published_reference_points_carry_their_sources() -> None:
     seed = references.reference_points("selective-copying-seed")[0]
     assert seed.accuracy == 96.31 and seed.eval_seq_len == 128
     assert all(p.source for p in references.REFERENCE_POINTS)
+
+
+def test_best_per_cell_and_mad_score_follow_the_papers_definitions() -> None:
+    import pandas as pd
+
+    from suites.recall.analysis import best_per_cell, mad_scores
+
+    def row(task: str, setting: str, lr: float, accuracy: float, status: str = "ok") -> dict:
+        return {"task": task, "setting": setting, "implementation": "m", "d_model": 128, "seq_len": 128,
+                "eval_seq_len": 128, "lr": lr, "accuracy": accuracy, "status": status}  # fmt: skip
+
+    rows = pd.DataFrame(
+        [
+            row("mad-compression", "baseline", 1e-4, 0.5),
+            row("mad-compression", "baseline", 1e-3, 0.7),  # best over lr: 0.7
+            row("mad-compression", "baseline", 5e-4, 0.9, status="oom"),  # failed rows never count
+            row("mad-compression", "vocab_size=32", 1e-4, 0.3),
+            row("mad-memorization", "baseline", 1e-4, 1.0),
+        ]
+    )
+    best = best_per_cell(rows)
+    assert sorted(best["accuracy"]) == [0.3, 0.7, 1.0]
+    assert best.loc[best["setting"] == "baseline"].query("task == 'mad-compression'")["lr"].item() == 1e-3
+    scores = mad_scores(rows).set_index("task")["mad_score"]
+    assert scores["mad-compression"] == pytest.approx((0.7 + 0.3) / 2)  # mean over settings of the best
+    assert scores["mad-memorization"] == pytest.approx(1.0)
+    assert scores["all"] == pytest.approx((0.5 + 1.0) / 2)  # mean over tasks
