@@ -148,17 +148,31 @@ def mqar_preset(budget_s: float, mixers: list[str], lengths: list[int]) -> dict[
     }
 
 
-def run_part(name: str, preset: dict[str, Any], results_dir: Path, device: str) -> list[dict[str, Any]]:
-    from harness.runner import run_jobs
+def run_part(
+    name: str, preset: dict[str, Any], results_dir: Path, device: str, retry_fp32: bool = True
+) -> list[dict[str, Any]]:
+    """Run the preset's jobs (bf16 autocast on a GPU); jobs that raised are run again in float32 (no
+    autocast), so an adapter that rejects autocast's mixed dtypes still gives a number, marked fp32."""
     from suites.recall.presets import build_jobs
 
-    jobs = build_jobs(preset, device=device)
+    rows = _run(name, build_jobs(preset, device=device), results_dir, device)
+    failed = sorted({r["implementation"] for r in rows if r["status"] == "error"})
+    if retry_fp32 and failed and device == "cuda":
+        print(f"[{name}] again in float32 (no autocast): {', '.join(failed)}", flush=True)
+        again = build_jobs(preset, device=device, mixers=tuple(failed), overrides={"dtype": "float32"})
+        rows += _run(f"{name}, float32", again, results_dir, device)
+    return rows
+
+
+def _run(name: str, jobs: list[Any], results_dir: Path, device: str) -> list[dict[str, Any]]:
+    from harness.runner import run_jobs
+
     print(f"[{name}] {len(jobs)} job(s): {', '.join(sorted({j.implementation for j in jobs}))}", flush=True)
 
     def show(row: dict[str, Any]) -> None:
         nan = float("nan")
         print(
-            f"  {row['implementation']:<36} L={row.get('seq_len')} d={row.get('d_model')} {row['status']:<7} "
+            f"  {label(row):<40} L={row.get('seq_len')} d={row.get('d_model')} {row['status']:<7} "
             f"acc={row.get('accuracy', nan):.3f} steps={row.get('steps')} wall={row.get('wall_s', nan):.1f}s "
             f"{row.get('reason', '')}",
             flush=True,
@@ -171,31 +185,35 @@ def run_part(name: str, preset: dict[str, Any], results_dir: Path, device: str) 
     return summary.rows
 
 
+def label(row: dict[str, Any]) -> str:
+    """implementation (dtype): bf16 means bf16 autocast over fp32 weights."""
+    short = {"bfloat16": "bf16", "float32": "fp32"}.get(row.get("dtype"), row.get("dtype"))
+    return f"{row['implementation']} ({short})"
+
+
 def print_tables(copy_rows: list[dict[str, Any]], mqar_rows: list[dict[str, Any]]) -> None:
     from suites.recall.references import reference_points
 
     published = {p.family: p.accuracy for p in reference_points("selective-copying") if p.family}
     print("\n== selective copying (Mamba Table 1 style; published at L 4096 after 400K steps) ==")
-    print(f"{'implementation':<36} {'L':>5} {'acc %':>7} {'steps':>6} {'train s':>8} {'1st step s':>10} {'paper %':>8}")
+    print(f"{'implementation':<40} {'L':>5} {'acc %':>7} {'steps':>6} {'train s':>8} {'1st step s':>10} {'paper %':>8}")
     nan = float("nan")
     for row in copy_rows:
         paper = published.get(row.get("family"))
         note = f"{row['status']} {row.get('stop_reason', '')} {row.get('reason', '')}"
         print(
-            f"{row['implementation']:<36} {row.get('seq_len', ''):>5} {100 * row.get('accuracy', nan):>7.1f} "
+            f"{label(row):<40} {row.get('seq_len', ''):>5} {100 * row.get('accuracy', nan):>7.1f} "
             f"{row.get('steps', ''):>6} {row.get('wall_s', nan):>8.1f} {row.get('first_step_s', nan):>10.1f} "
             f"{'' if paper is None else f'{paper:.1f}':>8}  {note}"
         )
     print("\n== reduced Zoology Figure 2 (MQAR, vocab 8192; accuracy % / training s per cell) ==")
     cells = sorted({(r.get("d_model"), r.get("seq_len")) for r in mqar_rows if r.get("seq_len")})
     header = "".join(f"{f'd{d} L{L}':>16}" for d, L in cells)
-    print(f"{'implementation':<36}{header}")
-    for name in sorted({r["implementation"] for r in mqar_rows}):
-        line = f"{name:<36}"
+    print(f"{'implementation':<40}{header}")
+    for name in sorted({label(r) for r in mqar_rows}):
+        line = f"{name:<40}"
         for d, L in cells:
-            match = [
-                r for r in mqar_rows if r["implementation"] == name and r.get("d_model") == d and r.get("seq_len") == L
-            ]
+            match = [r for r in mqar_rows if label(r) == name and r.get("d_model") == d and r.get("seq_len") == L]
             if not match:
                 line += f"{'-':>16}"
             elif match[0]["status"] != "ok":
@@ -206,9 +224,7 @@ def print_tables(copy_rows: list[dict[str, Any]], mqar_rows: list[dict[str, Any]
         print(line)
     failed = [r for r in [*copy_rows, *mqar_rows] if r["status"] != "ok"]
     for r in failed:
-        print(
-            f"  {r['implementation']} L={r.get('seq_len')} d={r.get('d_model')}: {r['status']}: {r.get('reason', '')}"
-        )
+        print(f"  {label(r)} L={r.get('seq_len')} d={r.get('d_model')}: {r['status']}: {r.get('reason', '')}")
 
 
 def main() -> None:
