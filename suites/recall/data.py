@@ -282,12 +282,14 @@ def cache_key(generator: str, params: dict[str, Any], n_examples: int, seed: int
 
 
 def default_cache_dir() -> Path | None:
-    """$SEQBENCH_CACHE_DIR/recall, else ~/.cache/seqbench/recall; SEQBENCH_CACHE_DIR=off: memory only."""
+    """$SEQBENCH_CACHE_DIR/recall, else recall/ in the workers' cache home ($XDG_CACHE_HOME/seqbench or
+    ~/.cache/seqbench, beside the Triton caches); SEQBENCH_CACHE_DIR=off keeps examples in memory only."""
+    from harness.worker import cache_home
+
     root = os.environ.get("SEQBENCH_CACHE_DIR")
     if root is not None and root.lower() in ("", "0", "off", "none"):
         return None
-    base = Path(root) if root else Path.home() / ".cache" / "seqbench"
-    return base / "recall"
+    return (Path(root) if root else cache_home()) / "recall"
 
 
 _MEMORY: OrderedDict[str, Examples] = OrderedDict()
