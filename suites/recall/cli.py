@@ -156,7 +156,14 @@ def command(
     task_params: tuple[str, ...],
     dry_run: bool,
 ) -> None:
-    """Synthetic recall: MQAR, selective copying, induction heads and the MAD tasks, trained on any mixer."""
+    """Synthetic recall: MQAR, selective copying, induction heads and the MAD tasks, trained on any mixer.
+
+    One job per (task, mixer, d_model, seq_len, lr, seed) cell. Default preset: recall-cpu (presets:
+    recall-cpu, zoology-fig2, mamba-table1, mamba-table2, mad). --name (implementation) and --family
+    (family, or family:word such as xlstm:mlstm; its fast GPU implementation where one runs, else its
+    reference) replace the preset's mixers; --seq-len keeps the cells of those lengths; --timeout is
+    seconds per training job.
+    """
     from harness.commands.options import resolve_device
     from suites.recall.presets import DEFAULT_PRESET, build_jobs, load_preset
 
