@@ -179,3 +179,15 @@ def test_best_per_cell_and_mad_score_follow_the_papers_definitions() -> None:
     assert scores["mad-compression"] == pytest.approx((0.7 + 0.3) / 2)  # mean over settings of the best
     assert scores["mad-memorization"] == pytest.approx(1.0)
     assert scores["all"] == pytest.approx((0.5 + 1.0) / 2)  # mean over tasks
+
+
+def test_mamba2_config_round_trips_through_job_params() -> None:
+    # Regression (seen on the H100): job params carried head_dim = d_model // n_heads, which Mamba-2
+    # (head_dim = d_inner // n_heads) rejected when the worker rebuilt the config.
+    from harness.config import MixerConfig
+
+    preset = load_preset("recall-cpu")
+    jobs = build_jobs(preset, device="cpu", tasks=("mqar",), mixers=("mamba2/reference",))
+    assert jobs
+    for job in jobs:
+        registry.get("mamba2/reference").create(MixerConfig.from_dict(job.params["config"]))

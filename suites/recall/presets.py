@@ -45,6 +45,7 @@ from harness import registry
 from harness.config import MixerConfig
 from harness.errors import ConfigError, UserError
 from harness.interface import Implementation, parse_dtype
+from suites import config_params
 from suites.recall.model import ModelSettings
 from suites.recall.tasks import get_task
 from suites.recall.train import TrainSettings, default_dtype, resolve_device
@@ -291,8 +292,9 @@ def build_jobs(
                         "seq_len": task_params["seq_len"],
                         "vocab_size": task.vocab_size(task_params),
                         "implementation": impl.name,
-                        "config": {k: v for k, v in config.to_dict().items() if not k.startswith("opt_")}
-                        | {"options": dict(config.options)},
+                        # As given, not resolved: to_dict() fills head_dim with d_model // n_heads, which
+                        # Mamba-2 (head_dim = d_inner // n_heads) rejects when rebuilt in the worker.
+                        "config": config_params(config),
                         "n_layers": n_layers,
                         "model": model,
                         "lr": float(lr),
