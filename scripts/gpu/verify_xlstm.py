@@ -275,6 +275,14 @@ def print_tables(results: dict[str, Any]) -> None:
             print(f"{head} {row['status']}: {row.get('reason', '')}")
 
 
+def write_json(results: dict[str, Any]) -> None:
+    out_dir = os.environ.get("OUT")
+    if out_dir:
+        path = Path(out_dir) / "verify_xlstm.json"
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(json.dumps(results, indent=2, default=str))
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--skip-check", action="store_true")
@@ -317,14 +325,12 @@ def main() -> int:
                 print(f"  {key} failed: {one_line(exc)}", flush=True)
                 results[key + "_error"] = one_line(exc)
             results[key + "_s"] = round(time.perf_counter() - step_start, 1)
+            # Save and show each step as soon as it is done: a later one may outlast the caller's limit
+            # (on the H100 the timings did, and the check table printed only at the end was lost).
+            write_json(results)
+            print_tables({"versions": {}, "left_out": {}, key: results.get(key, [])})
     results["total_s"] = round(time.perf_counter() - started, 1)
-
-    out_dir = os.environ.get("OUT")
-    if out_dir:
-        path = Path(out_dir) / "verify_xlstm.json"
-        path.parent.mkdir(parents=True, exist_ok=True)
-        path.write_text(json.dumps(results, indent=2, default=str))
-        print(f"\nwrote {path}")
+    write_json(results)
     print_tables(results)
     print(f"\ntotal {results['total_s']} s")
     return 0
