@@ -11,7 +11,16 @@ import torch
 
 print("python", sys.version.split()[0], "torch", torch.__version__, "cuda", torch.version.cuda)
 print("gpu", torch.cuda.get_device_name(), torch.cuda.get_device_capability(), "cudnn", torch.backends.cudnn.version())
-for dist in ("triton", "fla-core", "flash-linear-attention", "mlstm-kernels", "xlstm", "mamba-ssm", "transformers", "einops"):
+for dist in (
+    "triton",
+    "fla-core",
+    "flash-linear-attention",
+    "mlstm-kernels",
+    "xlstm",
+    "mamba-ssm",
+    "transformers",
+    "einops",
+):
     try:
         print(f"  {dist} {md.version(dist)}")
     except md.PackageNotFoundError:
