@@ -117,3 +117,14 @@ def test_flex_is_right_at_lengths_that_end_inside_a_block(seq_len: int) -> None:
     for _ in range(3):
         q, k, v = (torch.randn(2, 4, seq_len, 8) for _ in range(3))
         assert rms_ratio(mixer.attention_core(q, k, v), causal_attention(q, k, v)) < 1e-5
+
+
+def test_sdpa_decode_over_a_single_key_returns_its_value() -> None:
+    # cuDNN's SDPA rejects a key/value length of 1 (seen on an H100, torch 2.11): the adapters answer
+    # that case exactly themselves, since a softmax over one key is 1.
+    from implementations.attention.sdpa import SDPAAttention
+
+    mixer = SDPAAttention(MixerConfig(d_model=16, n_heads=2), "math")
+    q, k, v = (torch.randn(2, 2, 1, 8, dtype=F64) for _ in range(3))
+    torch.testing.assert_close(mixer.decode_core(q, k, v), v, rtol=0, atol=0)
+    torch.testing.assert_close(mixer.decode_core(q, k, v), attend_to_cache(q, k, v), rtol=1e-15, atol=1e-15)
