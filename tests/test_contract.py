@@ -65,3 +65,28 @@ def test_analytic_models_are_positive(name: str) -> None:
         assert impl.flops(CONFIG, BATCH, SEQ_LEN, mode) > 0, mode
         assert impl.min_bytes(CONFIG, BATCH, SEQ_LEN, mode, torch.float32) > 0, mode
     assert impl.state_bytes(CONFIG, BATCH, SEQ_LEN, torch.float32) > 0
+
+
+def _state_storage_bytes(state: object) -> int:
+    """Bytes of every distinct storage the state's tensors hold alive."""
+    storages: dict[int, int] = {}
+    values = list(state.__dict__.values()) if hasattr(state, "__dict__") else list(state)  # type: ignore[arg-type]
+    for value in values:
+        if isinstance(value, torch.Tensor):
+            storages[value.untyped_storage().data_ptr()] = value.untyped_storage().nbytes()
+        elif hasattr(value, "__dict__") or isinstance(value, tuple | list):
+            storages[id(value)] = _state_storage_bytes(value)
+    return sum(storages.values())
+
+
+@pytest.mark.parametrize("name", [i.name for i in CPU_IMPLEMENTATIONS])
+def test_recurrent_state_after_prefill_does_not_grow_with_the_prompt(name: str) -> None:
+    # A state that is constant in L analytically must not keep the prompt alive through views.
+    impl = registry.get(name)
+    if impl.state_bytes(CONFIG, BATCH, 16, torch.float32) != impl.state_bytes(CONFIG, BATCH, 256, torch.float32):
+        pytest.skip("state grows with the context by design (KV cache)")
+    mixer, dtype = _build(name)
+    with torch.no_grad():
+        short = _state_storage_bytes(mixer.prefill(torch.randn(BATCH, 16, CONFIG.d_model, dtype=dtype))[1])
+        long = _state_storage_bytes(mixer.prefill(torch.randn(BATCH, 256, CONFIG.d_model, dtype=dtype))[1])
+    assert long == short, f"state holds {long} bytes after 256 tokens, {short} after 16"

@@ -70,10 +70,11 @@ class MambaState:
 
 
 def last_steps(x: torch.Tensor, width: int) -> torch.Tensor:
-    """The last `width` time steps of x (batch, channels, L), zero-padded on the left when L < width."""
+    """The last `width` time steps of x (batch, channels, L), zero-padded on the left when L < width.
+    A copy, not a view: a decoding state must not keep the whole prompt's activations alive."""
     if width == 0:
-        return x[..., :0]
-    return F.pad(x, (max(width - x.shape[-1], 0), 0))[..., -width:]
+        return x[..., :0].clone()
+    return F.pad(x, (max(width - x.shape[-1], 0), 0))[..., -width:].clone()
 
 
 def causal_depthwise_conv1d(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None) -> torch.Tensor:

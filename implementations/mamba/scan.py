@@ -163,7 +163,9 @@ def selective_scan(
     if z_work is not None:
         y = y * F.silu(z_work)
     out = y.to(u.dtype)
-    return (out, last_state) if return_last_state else out
+    # The parallel form's last state is a view into every chunk's states: copy it, so a caller that
+    # keeps the state (decoding) does not keep them all alive.
+    return (out, last_state.clone()) if return_last_state else out
 
 
 def selective_scan_sequential(*args, **kwargs) -> torch.Tensor | tuple[torch.Tensor, torch.Tensor]:

@@ -341,7 +341,7 @@ class RWKV7TimeMix(Mixer):
         with part("core"):
             o, wkv = self.core(*inputs.op_args(), output_final_state=True)
         assert wkv is not None
-        return self.time_mix_output(o, inputs), RWKV7State(shifted=x[:, -1], wkv=wkv)
+        return self.time_mix_output(o, inputs), RWKV7State(shifted=x[:, -1].clone(), wkv=wkv)
 
 
 def _orthogonal_(weight: torch.Tensor, gain: float) -> None:

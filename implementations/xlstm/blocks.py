@@ -173,9 +173,10 @@ class CausalConv(nn.Module):
         return y.transpose(1, 2)
 
     def history(self, x: torch.Tensor) -> torch.Tensor:
-        """The last width-1 inputs of x (B, L, C), zero-padded on the left: the state after x."""
+        """The last width-1 inputs of x (B, L, C), zero-padded on the left: the state after x.
+        A copy, not a view: a decoding state must not keep the whole prompt's activations alive."""
         keep = self.width - 1
-        return F.pad(x.transpose(1, 2), (keep, 0))[:, :, x.shape[1] :].transpose(1, 2)
+        return F.pad(x.transpose(1, 2), (keep, 0))[:, :, x.shape[1] :].transpose(1, 2).clone()
 
     def step(self, x_t: torch.Tensor, history: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """x_t (B, C), history (B, width-1, C) -> (y_t (B, C), new history)."""

@@ -128,6 +128,9 @@ class MLSTMKernelsBlock(MLSTMBlock):
         return (state.C, state.n, state.m[..., None])
 
     def _from_library_state(self, last: tuple[torch.Tensor, ...], dtype: torch.dtype) -> MLSTMState:
+        # Copies, not views: the native kernels return views into every chunk's states, which a kept
+        # decoding state would otherwise hold alive.
+        last = tuple(t.clone() for t in last)
         work = work_dtype(dtype)
         if self.sigmoid_input_gate:
             C, n = last
