@@ -98,7 +98,7 @@ def bench(session: nox.Session) -> None:
         cuda = False
     timings.append(("install", time.monotonic() - began))
     preset = preset or ("quick" if cuda else "cpu")
-    recall_preset = "recall-cpu"  # tiny: attention solves MQAR, S4 fails selective copying (seconds on a GPU)
+    recall_preset = "recall-quick" if cuda else "recall-cpu"
     if not cuda:
         session.log("No CUDA device: running the cpu presets of the reference implementations.")
     else:
