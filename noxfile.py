@@ -8,8 +8,8 @@ takes a CPU build from the local wheel cache. Elsewhere set SEQBENCH_TORCH to an
 from __future__ import annotations
 
 import os
-import shutil
 import time
+from pathlib import Path
 
 import nox
 
@@ -66,20 +66,54 @@ def _has_cuda(session: nox.Session) -> bool:
     return "has-cuda" in str(session.run("python", "-c", code, silent=True, log=False))
 
 
-# Reuse an already-installed CUDA torch: the session's virtualenv sees the system site-packages, so pip finds
-# torch satisfied there and never downloads another. Without one, the CPU pin below is installed.
+def _reuse_launcher_torch(session: nox.Session) -> bool:
+    """Let the session's virtualenv import the torch of the Python that runs nox (a CUDA build, usually).
+
+    `--system-site-packages` alone is not enough: when nox itself runs from a virtualenv (as on most GPU
+    images and clusters), the new environment sees the *base* interpreter's site-packages, not that
+    virtualenv's. A .pth file naming the directory that holds torch works in both cases; packages installed
+    into the session's own environment still come first on sys.path. False where nox's Python has no torch."""
+    try:
+        import torch
+    except ImportError:
+        return False
+    torch_parent = os.path.dirname(os.path.dirname(torch.__file__))
+    site_packages = session.run(
+        "python", "-c", "import sysconfig; print(sysconfig.get_paths()['purelib'])", silent=True, log=False
+    )
+    with open(os.path.join(str(site_packages).strip(), "_seqbench_launcher_site.pth"), "w") as handle:
+        handle.write(torch_parent + "\n")
+    session.log(f"reusing torch {torch.__version__} from {torch_parent}")
+    return True
+
+
+def _install_from_folder(session: nox.Session, folder: str) -> None:
+    """Every wheel and sdist in `folder` as it is (--no-deps: the folder holds what the node lacks, and
+    mamba-ssm's Mamba-3-only dependencies may be left out), then seqbench itself, all without network."""
+    wheels = sorted(str(p) for p in Path(folder).glob("*.whl"))
+    sdists = sorted(str(p) for p in Path(folder).glob("*.tar.gz"))
+    if not wheels and not sdists:
+        session.error(f"--wheels {folder}: no .whl or .tar.gz files there")
+    offline = ["--no-index", "--find-links", folder, "--no-deps", "--no-build-isolation"]
+    if wheels:
+        session.install(*offline, *wheels)
+    if sdists:
+        session.install(*offline, *sdists, env=SDIST_ENV)
+    session.install("--no-index", "--find-links", folder, "--no-build-isolation", "-e", ".")
+
+
 @nox.session(venv_params=["--system-site-packages"])
 def bench(session: nox.Session) -> None:
     """The main job: check, then the throughput, memory, profile and recall suites, then the report.
 
-    With CUDA: the `quick` presets (override with `-- --preset full`). Without: the `cpu` presets.
-    `-- --wheels DIR` installs GPU dependencies from DIR only (no network). Other arguments after `--`
-    pass through to every `seqbench run` command."""
+    With CUDA: the `quick` presets (override with `-- --preset full`) and the published anchors. Without:
+    the `cpu` presets. `-- --wheels DIR` installs GPU dependencies from DIR only (no network). Other
+    arguments after `--` pass through to every `seqbench run` command."""
     args = list(session.posargs)
     wheels = _pop_option(args, "--wheels") or os.environ.get(WHEELS_ENV)
     preset = _pop_option(args, "--preset")
     results_dir = _pop_option(args, "--results") or "results"
-    offline = ["--no-index", "--find-links", wheels] if wheels else []
+    report_dir = _pop_option(args, "--report")
     timings: list[tuple[str, float]] = []
 
     def stage(name: str, *command: str, required: bool = True) -> None:
@@ -88,14 +122,15 @@ def bench(session: nox.Session) -> None:
         timings.append((name, time.monotonic() - began))
 
     began = time.monotonic()
-    if not shutil.which("nvidia-smi") and not wheels:
-        session.install(TORCH)  # no GPU driver here: never let pip pull a CUDA build
-    if _has_cuda(session):
-        session.install(*offline, "--no-build-isolation", "-e", ".[gpu]", env=SDIST_ENV)
-        cuda = True
+    if not _reuse_launcher_torch(session) and not wheels:
+        session.install(TORCH)  # never let pip pull a multi-GB CUDA build by accident
+    cuda = _has_cuda(session)
+    if wheels:
+        _install_from_folder(session, wheels)
+    elif cuda:
+        session.install("--no-build-isolation", "-e", ".[gpu]", env=SDIST_ENV)
     else:
-        session.install(*offline, "-e", ".")
-        cuda = False
+        session.install("-e", ".")
     timings.append(("install", time.monotonic() - began))
     preset = preset or ("quick" if cuda else "cpu")
     recall_preset = "recall-quick" if cuda else "recall-cpu"
@@ -108,7 +143,9 @@ def bench(session: nox.Session) -> None:
     for suite in ("throughput", "memory", "profile"):
         stage(suite, "seqbench", "run", suite, "--preset", preset, *common)
     stage("recall", "seqbench", "run", "recall", "--preset", recall_preset, *common)
-    report_dir = os.path.join("reports", "gpu" if cuda else "cpu")
+    if cuda:
+        stage("anchors", "seqbench", "run", "throughput", "--preset", "anchors", *common)
+    report_dir = report_dir or os.path.join("reports", "gpu" if cuda else "cpu")
     stage("report", "seqbench", "report", results_dir, "-o", report_dir)
     session.log("time per stage: " + ", ".join(f"{name} {seconds:.0f} s" for name, seconds in timings))
     session.log(f"report: {os.path.abspath(os.path.join(report_dir, 'index.html'))}")

@@ -222,6 +222,9 @@ def _model(evaluate: Any) -> float:
 # in the parent: jobs from a preset
 
 
+SWEEP_KEYS = {"shape", "tokens", "batch", "seq_lens", "implementations", "modes", "levels", "config"}
+
+
 def sweep_points(
     sweeps: list[dict[str, Any]], seq_lens: tuple[int, ...] = (), batches: tuple[int, ...] = ()
 ) -> list[tuple[int, int]]:
@@ -229,66 +232,118 @@ def sweep_points(
     each sweep's lengths; --batch turns every sweep into a fixed-batch sweep of those batches."""
     points: list[tuple[int, int]] = []
     for sweep in sweeps:
-        check_keys("[[sweeps]]", sweep, {"shape", "tokens", "batch", "seq_lens"})
-        lengths = list(seq_lens) or list(sweep["seq_lens"])
-        shape = sweep.get("shape", "fixed_batch")
-        if batches:
-            candidates = [(b, n) for b in batches for n in lengths]
-        elif shape == "constant_tokens":
-            candidates = [(sweep["tokens"] // n, n) for n in lengths if sweep["tokens"] // n >= 1]
-        elif shape == "fixed_batch":
-            candidates = [(sweep["batch"], n) for n in lengths]
-        else:
-            raise UserError(f"unknown sweep shape {shape!r}; use constant_tokens or fixed_batch")
-        points += [p for p in candidates if p not in points]
+        points += [p for p in _points(sweep, seq_lens, batches) if p not in points]
     return points
+
+
+def _points(sweep: dict[str, Any], seq_lens: tuple[int, ...], batches: tuple[int, ...]) -> list[tuple[int, int]]:
+    check_keys("[[sweeps]]", sweep, SWEEP_KEYS)
+    lengths = list(seq_lens) or list(sweep["seq_lens"])
+    shape = sweep.get("shape", "fixed_batch")
+    if batches:
+        return [(b, n) for b in batches for n in lengths]
+    if shape == "constant_tokens":
+        return [(sweep["tokens"] // n, n) for n in lengths if sweep["tokens"] // n >= 1]
+    if shape == "fixed_batch":
+        return [(sweep["batch"], n) for n in lengths]
+    raise UserError(f"unknown sweep shape {shape!r}; use constant_tokens or fixed_batch")
+
+
+def _sweep_groups(preset: dict[str, Any], options: RunOptions) -> list[dict[str, Any]]:
+    """The preset's sweeps merged into groups that share implementations, modes, levels and config.
+
+    A plain sweep applies to every selected implementation with the preset's modes, levels and config.
+    A sweep may narrow that (`implementations = [...]`, `modes`, `levels`) and override config fields
+    (`config = {n_heads = 32}`, applied over the family's config): the anchors preset measures one
+    implementation at several head dimensions this way."""
+    groups: list[dict[str, Any]] = []
+    for sweep in preset.get("sweeps", []):
+        points = _points(sweep, options.seq_lens, options.batches)
+        key = (
+            tuple(sweep.get("implementations", ())),
+            tuple(sweep.get("modes", ())),
+            tuple(sweep.get("levels", ())),
+            tuple(sorted(sweep.get("config", {}).items())),
+        )
+        for group in groups:
+            if group["key"] == key:
+                group["points"] += [p for p in points if p not in group["points"]]
+                break
+        else:
+            groups.append({"key": key, "points": points, **{k: sweep.get(k) for k in SWEEP_KEYS}})
+    return groups
 
 
 def build_jobs(preset: dict[str, Any], options: RunOptions, device: str) -> list[Job]:
     check_keys(f"throughput preset {preset['name']!r}", preset, PRESET_KEYS)
     timing = dict(preset.get("timing", {}))
     check_keys("[timing]", timing, TIMING_KEYS)
-    modes = list(options.modes or preset.get("modes", ["fwd"]))
-    for mode in modes:
+    preset_modes = list(options.modes or preset.get("modes", ["fwd"]))
+    for mode in preset_modes:
         if mode not in MODES:
             raise UserError(f"unknown throughput mode {mode!r}; use one of {', '.join(MODES)}")
-    levels = list(preset.get("levels", ["layer"]))
+    preset_levels = list(preset.get("levels", ["layer"]))
     op_modes = [m for m in preset.get("op_modes", OP_MODES) if m in OP_MODES]
     dtypes = [dtype_name(parse_dtype(d)) for d in (options.dtypes or preset.get("dtypes", ["float32"]))]
-    points = sweep_points(preset.get("sweeps", []), options.seq_lens, options.batches)
+    groups = _sweep_groups(preset, options)
     timeouts = options.timeouts(preset)
     reference_max = preset.get("reference_max_seq_len") if device.startswith("cuda") else None
     # A CUDA-graph decode timer means nothing on a CPU (a GPU preset run with --device cpu).
     decode_timer = preset.get("decode_timer", "auto") if device.startswith("cuda") else "auto"
     jobs: list[Job] = []
     for impl in select_implementations(preset, options.names, options.families):
-        config = config_params(family_config(preset, impl.family))
+        family_values = config_params(family_config(preset, impl.family))
         for dtype in dtypes:
             impl_jobs = []
-            for level in levels:
-                for mode in modes:
-                    if level == "op" and mode not in op_modes:
-                        continue
-                    for batch, seq_len in points:
-                        if impl.is_reference and reference_max and seq_len > reference_max and not options.names:
+            for group in groups:
+                if group["implementations"] and impl.name not in group["implementations"]:
+                    continue
+                config = _with_overrides(family_values, group["config"] or {}, preset, impl.family)
+                # --mode narrows a sweep's own modes too; it never adds modes a sweep left out.
+                modes = [m for m in (group["modes"] or preset_modes) if not options.modes or m in options.modes]
+                for level in group["levels"] or preset_levels:
+                    for mode in modes:
+                        if level == "op" and mode not in op_modes:
                             continue
-                        params = {
-                            "implementation": impl.name,
-                            "device": device,
-                            "dtype": dtype,
-                            "mode": mode,
-                            "level": level,
-                            "batch": batch,
-                            "seq_len": seq_len,
-                            "config": config,
-                            "timing": timing,
-                            "timer": decode_timer if mode == "decode" else "auto",
-                        }
-                        impl_jobs.append(Job(SUITE, impl.name, TARGET, params, timeouts))
+                        for batch, seq_len in group["points"]:
+                            if impl.is_reference and reference_max and seq_len > reference_max and not options.names:
+                                continue
+                            params = {
+                                "implementation": impl.name,
+                                "device": device,
+                                "dtype": dtype,
+                                "mode": mode,
+                                "level": level,
+                                "batch": batch,
+                                "seq_len": seq_len,
+                                "config": config,
+                                "timing": timing,
+                                "timer": decode_timer if mode == "decode" else "auto",
+                            }
+                            job = Job(SUITE, impl.name, TARGET, params, timeouts)
+                            if all(job.job_id != other.job_id for other in impl_jobs):
+                                impl_jobs.append(job)
             if impl_jobs and not impl.availability(device, parse_dtype(dtype)):
                 impl_jobs = impl_jobs[:1]  # one `unavailable` row says why, not one per point
             jobs += impl_jobs
     return jobs
+
+
+def _with_overrides(
+    values: dict[str, Any], overrides: dict[str, Any], preset: dict[str, Any], family: str
+) -> dict[str, Any]:
+    """A family's config params with a sweep's overrides, validated as a MixerConfig."""
+    if not overrides:
+        return values
+    from harness.config import MixerConfig
+    from harness.errors import ConfigError
+
+    merged = {**values, **overrides}
+    try:
+        MixerConfig.from_dict(merged)
+    except ConfigError as exc:
+        raise UserError(f"preset {preset.get('name')!r}, a sweep's config for {family}: {exc}") from exc
+    return merged
 
 
 @click.command(SUITE)

@@ -871,3 +871,41 @@ def compare_ratios(comparison: Comparison, most: int = 30) -> list[Plot]:
     if len(shown) < len(timed):
         caption += f" Showing the {most} fastest and {most} slowest changes of {len(timed)} jobs."
     return [Plot(slug="compare_ratios", title="B/A per job", caption=caption, png=_render(figure))]
+
+
+# ------------------------------------------------------------------------------------------ anchors
+
+
+def scaling_anchor(frame: pd.DataFrame, palette: Palette | None = None) -> list[Plot]:
+    """The headline: one sequence (B = 1), layer forward time against L, log-log, attention against the
+    recurrent layers, each labelled with its fitted exponent (the anchors preset's scaling sweep)."""
+    from harness.report.anchors import scaling_rows
+
+    palette = palette or palette_for(frame)
+    rows = scaling_rows(frame)
+    if rows.empty or rows["_seq_len"].nunique() < 3:
+        return []
+    styles = SeriesStyles(palette, rows.assign(_label=rows["implementation"]))
+    figure = _new_figure(8, _height_with_legend(4.6, rows["implementation"].nunique()))
+    axis = figure.subplots()
+    handles, labels = [], []
+    for implementation, group in sorted(rows.groupby("implementation"), key=lambda item: str(item[0])):
+        exponent = fit_scaling_exponent(group["_seq_len"], group["_ms"], longest=4)
+        (line,) = axis.plot(group["_seq_len"], group["_ms"], ms=4, **styles(implementation, implementation))
+        handles.append(line)
+        labels.append(plain(implementation) + (f"  (∝ L^{exponent:.2f})" if exponent is not None else ""))
+    _log2_axis(axis)
+    _log_y(axis)
+    axis.set_xlabel("sequence length L (batch 1)")
+    axis.set_ylabel("layer forward, median ms")
+    axis.set_title("time per sequence vs length: attention against recurrent layers", fontsize=10)
+    _figure_legend(figure, handles, labels)
+    return [
+        Plot(
+            slug="scaling_anchor",
+            title="Layer forward time vs sequence length (B = 1)",
+            caption="The anchors preset's scaling sweep. Exponents are fitted over the four longest lengths: "
+            "attention's cost grows about as L², the recurrent layers' about as L.",
+            png=_render(figure),
+        )
+    ]

@@ -20,7 +20,7 @@ import numpy as np
 import pandas as pd
 
 from harness import __version__
-from harness.report import plots
+from harness.report import anchors, plots
 from harness.report.compare import Comparison, compare_results, summary_lines
 from harness.report.data import (
     JOB_COLUMNS,
@@ -363,7 +363,64 @@ def _overview(site: Site, frame: pd.DataFrame, suites: list[str], comparison: Co
 def _throughput_body(site: Site, rows: pd.DataFrame, palette: plots.Palette) -> str:
     figures = plots.throughput_scaling(rows, palette) + plots.roofline(rows, palette)
     figures += plots.decode_latency(rows, palette)
-    return "".join(site.figure("throughput", p) for p in figures)
+    body = _anchors_body(site, rows, palette)
+    body += "".join(site.figure("throughput", p) for p in figures)
+    return body + _compile_time_section(rows)
+
+
+def _anchors_body(site: Site, rows: pd.DataFrame, palette: plots.Palette) -> str:
+    """Published anchors beside our numbers, and the seeds' claims recomputed (the `anchors` preset)."""
+    body = ""
+    table = anchors.anchor_table(rows)
+    if not table.empty:
+        body += _section(
+            "Published anchors",
+            render_table(table, list(table.columns), "anchors"),
+            f"Each published number beside the same job measured here (ratio = measured / published). Beyond "
+            f"{anchors.TOLERANCE:.0%} the verdict says by how much; shapes are ours where the paper's differ.",
+        )
+    speedup = anchors.ssd_speedup_table(rows)
+    if not speedup.empty:
+        body += _section(
+            "Claim: Mamba-2's SSD is 2-8x faster than Mamba's scan",
+            render_table(speedup, list(speedup.columns), "ssd-speedup"),
+            "Op level, B·L = 65,536, d_inner 4096 (Mamba-2: 64 heads × 64, state 128; Mamba: state 16).",
+        )
+    body += "".join(site.figure("throughput", p) for p in plots.scaling_anchor(rows, palette))
+    exponents = anchors.exponent_table(rows)
+    if not exponents.empty:
+        body += _section(
+            "Claim: attention's cost grows as L^2, the SSMs' as L",
+            render_table(exponents, list(exponents.columns), "exponents"),
+            "Layer forward at batch 1; least-squares slope of log(time) on log(L) over the four longest L.",
+        )
+    ratios = anchors.ratio_table(rows)
+    if not ratios.empty:
+        body += _section(
+            "Claim: SSM layers overtake attention beyond ~2K tokens",
+            render_table(ratios, list(ratios.columns), "ratios"),
+            "Attention layer time / SSM layer time (above 1: the SSM layer is faster), batch 1, layer "
+            "forward; 'faster from L' is the shortest length from which the SSM layer is faster at every L.",
+        )
+    return body
+
+
+def _compile_time_section(rows: pd.DataFrame) -> str:
+    """Warm-up (compile + autotune) seconds per implementation: what a cold cache costs."""
+    if "compile_s" not in rows.columns or numeric(rows, "compile_s").fillna(0).sum() <= 0:
+        return ""
+    table = (
+        rows.assign(_compile=numeric(rows, "compile_s"))
+        .groupby("implementation", as_index=False)
+        .agg(jobs=("_compile", "size"), compile_s_total=("_compile", "sum"), compile_s_max=("_compile", "max"))
+        .sort_values("compile_s_total", ascending=False)
+    )
+    return _section(
+        "Compile and autotune time",
+        render_table(table, list(table.columns), "compile-time"),
+        "Warm-up seconds per implementation (compile_s: until two warm-up timings agree), never part of the "
+        "timed statistics. Large on a cold Triton cache, small once the cache is warm.",
+    )
 
 
 def _memory_body(site: Site, rows: pd.DataFrame, palette: plots.Palette) -> str:

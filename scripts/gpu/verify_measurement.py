@@ -61,23 +61,32 @@ def sdpa_cudnn_call():
 
 
 def harness_vs_do_bench(report: dict[str, Any]) -> None:
+    """Alternate harness and do_bench (ABABAB): a drift of the GPU's clocks between the two would
+    otherwise read as a difference between the timers."""
     import triton.testing
 
     from harness.timing import measure
 
     call = sdpa_cudnn_call()
-    timing = measure(call, "cuda", on_measure=lambda phase: None, budget_s=1.0, min_reps=20)
-    bare_ms = float(triton.testing.do_bench(call, warmup=100, rep=500, return_mode="median"))
-    harness_ms = timing.median_ms
+    harness_ms, bare_ms, cvs, compile_s = [], [], [], []
+    for _ in range(3):
+        timing = measure(call, "cuda", on_measure=lambda phase: None, budget_s=1.0, min_reps=20)
+        harness_ms.append(timing.median_ms)
+        cvs.append(statistics.stdev(timing.samples_ms) / statistics.mean(timing.samples_ms))
+        compile_s.append(timing.compile_s)
+        bare_ms.append(float(triton.testing.do_bench(call, warmup=100, rep=500, return_mode="median")))
+    harness, bare = statistics.median(harness_ms), statistics.median(bare_ms)
     report["harness_vs_do_bench"] = {
-        "harness_median_ms": harness_ms,
-        "do_bench_median_ms": bare_ms,
-        "relative_difference": abs(harness_ms - bare_ms) / bare_ms,
-        "harness_reps": len(timing.samples_ms),
-        "harness_cv": statistics.stdev(timing.samples_ms) / statistics.mean(timing.samples_ms),
-        "compile_s": timing.compile_s,
+        "harness_median_ms": harness,
+        "do_bench_median_ms": bare,
+        "harness_each_ms": harness_ms,
+        "do_bench_each_ms": bare_ms,
+        "relative_difference": abs(harness - bare) / bare,
+        "harness_cv": statistics.median(cvs),
+        "compile_s": compile_s[0],
         "target": "<= 0.02",
     }
+    print("harness vs do_bench, alternating:", harness_ms, bare_ms, flush=True)
 
 
 def repeatability(report: dict[str, Any]) -> None:
