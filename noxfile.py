@@ -8,6 +8,7 @@ takes a CPU build from the local wheel cache. Elsewhere set SEQBENCH_TORCH to an
 from __future__ import annotations
 
 import os
+import sys
 import time
 from pathlib import Path
 
@@ -67,23 +68,23 @@ def _has_cuda(session: nox.Session) -> bool:
 
 
 def _reuse_launcher_torch(session: nox.Session) -> bool:
-    """Let the session's virtualenv import the torch of the Python that runs nox (a CUDA build, usually).
+    """Let the session's virtualenv import the torch (and the rest) of the Python that runs nox.
 
     `--system-site-packages` alone is not enough: when nox itself runs from a virtualenv (as on most GPU
     images and clusters), the new environment sees the *base* interpreter's site-packages, not that
-    virtualenv's. A .pth file naming the directory that holds torch works in both cases; packages installed
+    virtualenv's. A .pth file naming the launcher's site directories works in both cases; packages installed
     into the session's own environment still come first on sys.path. False where nox's Python has no torch."""
     try:
         import torch
     except ImportError:
         return False
-    torch_parent = os.path.dirname(os.path.dirname(torch.__file__))
+    site_dirs = [p for p in sys.path if p.endswith(("site-packages", "dist-packages")) and os.path.isdir(p)]
     site_packages = session.run(
         "python", "-c", "import sysconfig; print(sysconfig.get_paths()['purelib'])", silent=True, log=False
     )
     with open(os.path.join(str(site_packages).strip(), "_seqbench_launcher_site.pth"), "w") as handle:
-        handle.write(torch_parent + "\n")
-    session.log(f"reusing torch {torch.__version__} from {torch_parent}")
+        handle.write("".join(path + "\n" for path in site_dirs))
+    session.log(f"reusing torch {torch.__version__} and the packages of {', '.join(site_dirs)}")
     return True
 
 
