@@ -100,7 +100,11 @@ def _install_from_folder(session: nox.Session, folder: str) -> None:
         session.install(*offline, *wheels)
     if sdists:
         session.install(*offline, *sdists, env=SDIST_ENV)
-    session.install("--no-index", "--find-links", folder, "--no-build-isolation", "-e", ".")
+    # seqbench's own requirements (pandas, pyarrow, ...) are usually on the node already, yet not always
+    # with the metadata pip wants: install without resolving, then import each and name what is missing.
+    session.install(*offline, "-e", ".")
+    modules = "torch, numpy, click, rich, pandas, pyarrow, matplotlib"
+    session.run("python", "-c", f"import {modules}", log=False)
 
 
 @nox.session(venv_params=["--system-site-packages"])
