@@ -6,9 +6,11 @@ planned from CUDA_VISIBLE_DEVICES without a GPU."""
 
 from __future__ import annotations
 
+import contextlib
 import os
 import signal
 import sys
+import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -17,12 +19,15 @@ import pyarrow.parquet as pq
 import pytest
 from click.testing import CliRunner
 
+import harness.worker
 from harness import results
 from harness.cli import cli
 from harness.commands.run import RunOptions
 from harness.errors import UserError
 from harness.executors import LocalExecutor, RunContext, make_executor
 from harness.executors import base as executors_base
+from harness.executors import local as local_executor
+from harness.executors.base import JobDone
 from harness.runner import Job, RunSummary, run_jobs
 from suites import throughput as throughput_suite
 
@@ -240,6 +245,35 @@ def test_local_slots_pin_one_gpu_each(monkeypatch: pytest.MonkeyPatch, tmp_path:
         LocalExecutor(workers=3)._plan_slots(context)
     cpu = LocalExecutor(workers=2)._plan_slots(RunContext("throughput", tmp_path, "cpu", {}, False))
     assert [s.gpu_index for s in cpu] == [None, None] and "CUDA_VISIBLE_DEVICES" not in cpu[0].env
+
+
+def test_gpu_slots_pin_their_workers_and_leave_this_process_environment_alone(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    """Two pretend GPUs on a CPU machine: each job's worker sees exactly its slot's GPU in
+    CUDA_VISIBLE_DEVICES, both slots take chunks, and this process's environment is as it was (slots
+    start their workers one at a time: Worker.start sets os.environ around the spawn)."""
+    monkeypatch.setattr(local_executor, "visible_gpus", lambda: ["0", "1"])
+    monkeypatch.setattr(Job, "unavailable_reason", lambda self: None)  # cuda "runs" here: nothing touches it
+    original_environment = harness.worker._environment
+
+    @contextlib.contextmanager
+    def slow_environment(overrides: dict[str, str]) -> Iterator[None]:
+        with original_environment(overrides):
+            yield  # the spawn
+            time.sleep(0.3)  # restore late: unserialised starts would restore each other's values and leak them
+
+    monkeypatch.setattr(harness.worker, "_environment", slow_environment)
+    before = dict(os.environ)
+    executor = LocalExecutor()
+    executor.open(RunContext("throughput", tmp_path, "cuda", {}, False))
+    target = "tests.fault_specs:environment"
+    chunks = [[Job("throughput", f"fault/{i}", target, {"name": "CUDA_VISIBLE_DEVICES"})] for i in range(6)]
+    done = [event for event in executor.run(chunks) if isinstance(event, JobDone)]
+    assert len(done) == 6 and all(event.outcome.status == "ok" for event in done)
+    assert all(event.outcome.value == str(event.placement["gpu_index"]) for event in done)
+    assert {event.placement["gpu_index"] for event in done} == {0, 1}
+    assert dict(os.environ) == before
 
 
 def test_files_written_before_the_placement_columns_still_read(tmp_path: Path) -> None:
