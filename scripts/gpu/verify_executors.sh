@@ -28,6 +28,7 @@ PRESET=${PRESET:-quick}
 STAGE_TIMEOUT_S=${STAGE_TIMEOUT_S:-540}
 mkdir -p "$WORK"
 
+export RAY_USAGE_STATS_ENABLED=0  # no network here: do not try to report usage
 echo "== GPUs"
 nvidia-smi -L
 
