@@ -88,6 +88,9 @@ PROVENANCE_COLUMNS: dict[str, pa.DataType] = {
     "host_fingerprint": STRING,
     "peak_matmul_tflops": FLOAT,  # device ceilings, measured once per run
     "peak_copy_gbps": FLOAT,
+    # Where the row's job ran (added with the executors; files written before lack them and read as null):
+    "executor": STRING,  # local | ray | submitit
+    "gpu_index": INT,  # physical GPU index (nvidia-smi's) the job ran on; null on CPU
 }
 
 COMMON_COLUMNS: dict[str, pa.DataType] = {**IDENTITY_COLUMNS, **JOB_COLUMNS, **PROVENANCE_COLUMNS}

@@ -9,15 +9,17 @@ params that are result columns, the config flattened), the provenance of the run
 columns, and writes exactly one row per job that failed: status oom | error | crash | timeout |
 unavailable with a one-line reason.
 
-Workers: consecutive jobs of one implementation share a worker (compilation and autotuning happen once
-per process); the worker is restarted after any failure (a CUDA error or an OOM can leave the process in
-a bad state) and, on CUDA, for each new family (one library's state never leaks into another family's
-numbers; `isolate_families` overrides).
+Executors (harness.executors) run the jobs: chunks of consecutive jobs of one implementation share a
+worker (compilation and autotuning happen once per process); the worker is restarted after any failure
+(a CUDA error or an OOM can leave the process in a bad state) and, on CUDA, for each new family. The
+local executor runs one worker, or one per GPU; ray and submitit run each chunk as a task elsewhere.
+Whichever ran it, a job gives the same rows (same job id, same columns) plus `executor` and `gpu_index`;
+this process alone writes Parquet.
 
 Skipping: a job whose id already has a row (status other than `unavailable`) from this machine in the
 results directory is skipped unless `redo`; `resume` continues the latest run of the suite under its
-run id. Rows are written in batches (one file per implementation, and at least every
-`flush_interval_s`), so an interrupted run loses at most the batch in flight.
+run id. Rows are written in batches (a file per chunk, and at least every `flush_interval_s`), so an
+interrupted run loses at most the batch in flight.
 """
 
 from __future__ import annotations
@@ -37,12 +39,13 @@ from typing import Any
 
 from harness import results
 from harness.errors import UserError
-from harness.worker import Outcome, Worker, one_line
+from harness.executors import Executor, LocalExecutor, RunContext
+from harness.executors.base import JobStarted
+from harness.worker import Outcome, one_line
 
 # Warm-up compiles and autotunes (over 110 s for some fwd+bwd kernels on a cold cache); measurement
 # is bounded by the timing budget, so its limit can be tight.
 DEFAULT_TIMEOUTS_S: dict[str, float] = {"warmup": 900.0, "measure": 120.0}
-PROVENANCE_TIMEOUT_S = 300.0
 FAILED = ("oom", "error", "crash", "timeout")
 
 
@@ -169,12 +172,16 @@ def prepare_results_dir(results_dir: str | Path) -> Path:
 # rows
 
 
-def _base_row(job: Job, run_id: str, command: str, provenance: dict[str, Any]) -> dict[str, Any]:
+def _base_row(
+    job: Job, run_id: str, command: str, provenance: dict[str, Any], placement: dict[str, Any], started_at: str
+) -> dict[str, Any]:
+    """The job's columns, the run's provenance and where the job ran (executor, GPU; a remote machine's
+    host columns take precedence over the run's)."""
     return {
         "schema_version": results.SCHEMA_VERSION,
         "run_id": run_id,
         "job_id": job.job_id,
-        "timestamp": results.utc_now(),
+        "timestamp": started_at,
         "suite": job.suite,
         "implementation": job.implementation,
         **job.columns(),
@@ -182,6 +189,7 @@ def _base_row(job: Job, run_id: str, command: str, provenance: dict[str, Any]) -
         "reason": "",
         "command": command,
         **provenance,
+        **placement,
     }
 
 
@@ -269,29 +277,16 @@ class _Display:
             self.progress.stop()
 
 
-def _group_by_implementation(jobs: Sequence[Job]) -> list[Job]:
-    """Jobs of one implementation next to each other (first-appearance order), duplicates dropped."""
+def _chunks_by_implementation(jobs: Sequence[Job]) -> list[list[Job]]:
+    """The jobs of each implementation together (first-appearance order), duplicates dropped: a chunk is
+    what one worker runs in a row, compiling and autotuning the implementation once."""
     seen: set[str] = set()
-    order: dict[str, list[Job]] = {}
+    chunks: dict[str, list[Job]] = {}
     for job in jobs:
         if job.job_id not in seen:
             seen.add(job.job_id)
-            order.setdefault(job.implementation, []).append(job)
-    return [job for group in order.values() for job in group]
-
-
-def _family(job: Job) -> str:
-    from harness import registry
-
-    try:
-        return registry.get(job.implementation).family
-    except UserError:
-        return job.implementation
-
-
-def _log(log_path: Path, text: str) -> None:
-    with open(log_path, "a") as handle:
-        handle.write(text if text.endswith("\n") else text + "\n")
+            chunks.setdefault(job.implementation, []).append(job)
+    return list(chunks.values())
 
 
 def run_jobs(
@@ -309,10 +304,12 @@ def run_jobs(
     isolate_families: bool | None = None,
     worker_env: dict[str, str] | None = None,
     on_row: Callable[[dict[str, Any]], None] | None = None,
+    executor: Executor | None = None,
 ) -> RunSummary:
-    """Run `jobs` (all of one suite) and write their rows under `results_dir`. Never raises for what a
-    job does; raises UserError for bad input (results directory, mixed suites) before any job runs.
-    Ctrl-C stops the run, writes the rows finished so far and returns with `interrupted` set."""
+    """Run `jobs` (all of one suite) with `executor` (default: local, one worker per GPU) and write their
+    rows under `results_dir`. Never raises for what a job does; raises UserError for bad input (results
+    directory, mixed suites, an executor that cannot start) before any job runs. Ctrl-C stops the run,
+    writes the rows finished so far and returns with `interrupted` set."""
     suites = {job.suite for job in jobs}
     if len(suites) > 1:
         raise UserError(f"one run holds one suite; got {', '.join(sorted(suites))}")
@@ -321,95 +318,100 @@ def run_jobs(
     if resume and run_id is None:
         run_id = results.latest_run_id(results_dir, suite)
     run_id = run_id or results.new_run_id()
-    ordered = _group_by_implementation(jobs)
-    summary = RunSummary(suite, run_id, results_dir, total=len(ordered))
-    if not ordered:
+    chunks = _chunks_by_implementation(jobs)
+    summary = RunSummary(suite, run_id, results_dir, total=sum(len(chunk) for chunk in chunks))
+    if not chunks:
         return summary
 
     run_dir = results_dir / suite / run_id
     run_dir.mkdir(parents=True, exist_ok=True)
-    summary.log_path = log_path = run_dir / "worker.log"
-    device = device or ordered[0].params.get("device", "cpu")
-
-    worker = Worker(env=worker_env, log_path=log_path)
-    # On a GPU each family gets its own process: one library's allocator cache, compiled kernels or CUDA
-    # state never shape another family's numbers. Not one per implementation: a process start imports
-    # torch and the kernel library (5-10 s) and ~30 implementations would spend minutes on it. On a CPU
-    # the references share one process.
+    device = device or chunks[0][0].params.get("device", "cpu")
+    # On a GPU each family gets its own process (see LocalExecutor); on a CPU the references share one.
     isolate = isolate_families if isolate_families is not None else device.startswith("cuda")
-    previous_job = ordered[0]
-    provenance = _provenance(worker, device, measure_ceilings, summary)
+    executor = executor or LocalExecutor()
+    context = RunContext(suite, run_dir, device, dict(worker_env or {}), isolate)
+    try:
+        executor.open(context)
+        summary.log_path = executor.log_pattern(run_dir)
+        provenance = _provenance(executor, measure_ceilings, summary)
 
-    done: set[str] = set()
-    if resume:
-        done |= results.done_job_ids(results_dir, suite, run_id=run_id)
-    if not redo:
-        done |= results.done_job_ids(results_dir, suite, host_fingerprint=provenance.get("host_fingerprint"))
-    todo = [job for job in ordered if job.job_id not in done]
-    summary.skipped = len(ordered) - len(todo)
+        done: set[str] = set()
+        if resume:
+            done |= results.done_job_ids(results_dir, suite, run_id=run_id)
+        if not redo:
+            done |= results.done_job_ids(results_dir, suite, host_fingerprint=provenance.get("host_fingerprint"))
+        todo = [[job for job in chunk if job.job_id not in done] for chunk in chunks]
+        todo = [chunk for chunk in todo if chunk]
+        summary.skipped = summary.total - sum(len(chunk) for chunk in todo)
+        _run_chunks(executor, todo, summary, provenance, command, progress, flush_interval_s, on_row)
+    finally:
+        executor.close()
+    return summary
 
-    display = _Display(progress, len(todo), f"{suite} {run_id}")
+
+def _run_chunks(
+    executor: Executor,
+    chunks: list[list[Job]],
+    summary: RunSummary,
+    provenance: dict[str, Any],
+    command: str,
+    progress: bool | str,
+    flush_interval_s: float,
+    on_row: Callable[[dict[str, Any]], None] | None,
+) -> None:
+    """Feed the executor's completions into rows: written in batches (a file when a chunk is complete, and
+    at least every `flush_interval_s`), so an interrupted run loses at most the batch in flight."""
+    display = _Display(progress, sum(len(chunk) for chunk in chunks), f"{summary.suite} {summary.run_id}")
+    chunk_of = {job.job_id: index for index, chunk in enumerate(chunks) for job in chunk}
+    left_in_chunk = [len(chunk) for chunk in chunks]
     pending: list[dict[str, Any]] = []
     last_flush = time.monotonic()
 
     def flush() -> None:
         nonlocal pending, last_flush
         if pending:
-            summary.paths.append(results.write_rows(pending, results_dir, run_id, suite=suite))
+            path = results.write_rows(pending, summary.results_dir, summary.run_id, suite=summary.suite)
+            summary.paths.append(path)
             pending = []
         last_flush = time.monotonic()
 
-    current_implementation = None
+    events = executor.run(chunks) if chunks else iter(())
     try:
-        for job in todo:
-            if current_implementation is not None and job.implementation != current_implementation:
-                flush()  # one file per implementation at least
-                if isolate and _family(job) != _family(previous_job):
-                    worker.close()  # a fresh process per family (the provenance worker serves the first)
-            current_implementation, previous_job = job.implementation, job
-            display.current(job.label)
-            base = _base_row(job, run_id, command, provenance)
-            reason = job.unavailable_reason()
-            if reason is not None:
-                outcome = Outcome("unavailable", one_line(reason))
-            else:
-                _log(log_path, f"=== {results.utc_now()} job {job.job_id} {job.label}")
-                outcome = worker.call(job.target, dict(job.params), job.timeouts_s)
-                if outcome.status != "ok":
-                    _log(log_path, f"--- {outcome.status}: {outcome.reason}\n{outcome.value or ''}")
-                    worker.kill()  # restart after any failure
-            rows = _rows_from_outcome(job, outcome, base)
+        for event in events:
+            if isinstance(event, JobStarted):
+                display.current(event.job.label)
+                continue
+            job = event.job
+            base = _base_row(job, summary.run_id, command, provenance, event.placement, event.started_at)
+            rows = _rows_from_outcome(job, event.outcome, base)
             pending += rows
             summary.rows += rows
             for row in rows:  # after recording: the row is kept whatever the callback does
                 if on_row is not None:
                     on_row(row)
+            display.current(job.label)
             display.done(summary.job_statuses()[job.job_id])
-            if time.monotonic() - last_flush >= flush_interval_s:
-                flush()
+            left_in_chunk[chunk_of[job.job_id]] -= 1
+            if left_in_chunk[chunk_of[job.job_id]] == 0 or time.monotonic() - last_flush >= flush_interval_s:
+                flush()  # one file per implementation at least
     except KeyboardInterrupt:
         summary.interrupted = True
     finally:
-        worker.kill()
+        if hasattr(events, "close"):
+            events.close()  # stops the jobs still running (kills workers, cancels tasks)
         flush()
         display.stop()
-    return summary
 
 
-def _provenance(worker: Worker, device: str, measure_ceilings: bool, summary: RunSummary) -> dict[str, Any]:
-    """Static provenance (parent) + device provenance and ceilings (measured once, in a worker)."""
+def _provenance(executor: Executor, measure_ceilings: bool, summary: RunSummary) -> dict[str, Any]:
+    """Static provenance (this process) + device provenance and ceilings (measured once, where jobs run)."""
     from harness.provenance import static_provenance
 
     info = static_provenance()
-    outcome = worker.call(
-        "harness.provenance:device_provenance",
-        {"device": device, "measure_ceilings": measure_ceilings},
-        PROVENANCE_TIMEOUT_S,
-    )
+    outcome = executor.describe(measure_ceilings)
     if outcome.status == "ok":
         info.update(outcome.value)
     else:
-        worker.kill()
         summary.notes.append(f"device provenance not collected ({outcome.status}: {outcome.reason})")
         info.update(peak_matmul_tflops=float("nan"), peak_copy_gbps=float("nan"))
     return info

@@ -11,8 +11,11 @@ calls `execute`:
         device, preset = resolve_suite_device("throughput", options)
         execute("throughput", build_jobs(preset, options, device), options, device)
 
-Bad input (unknown preset, L <= 0, batch <= 0, unwritable or foreign results directory) is a one-line
-error before any job starts.
+Where the jobs run is `--executor local|ray|submitit` (harness.executors; docs/executors.md): local
+(default) runs one worker per visible GPU, ray a task per chunk on a Ray cluster, submitit a Slurm job array.
+
+Bad input (unknown preset, L <= 0, batch <= 0, unwritable or foreign results directory, an executor
+that is not installed) is a one-line error before any job starts.
 """
 
 from __future__ import annotations
@@ -50,6 +53,42 @@ class RunOptions:
     dtypes: tuple[str, ...]
     modes: tuple[str, ...]
     timeout_s: float | None
+    # where the jobs run (harness.executors)
+    executor: str = "local"
+    workers: int | None = None
+    ray_address: str | None = None
+    slurm_partition: str | None = None
+    slurm_time_min: int | None = None
+    slurm_gpus_per_task: int | None = None
+    slurm_array_parallelism: int | None = None
+    slurm_folder: str | None = None
+    slurm_cluster: str | None = None
+
+    def make_executor(self) -> Any:
+        """The executor the options name; options of another executor are a one-line error."""
+        from harness.executors import make_executor
+
+        slurm = {
+            "partition": self.slurm_partition,
+            "time_min": self.slurm_time_min,
+            "gpus_per_task": self.slurm_gpus_per_task,
+            "array_parallelism": self.slurm_array_parallelism,
+            "folder": self.slurm_folder,
+            "cluster": self.slurm_cluster,
+        }
+        slurm = {key: value for key, value in slurm.items() if value is not None}
+        if self.ray_address is not None and self.executor != "ray":
+            raise UserError("--ray-address needs --executor ray")
+        if slurm and self.executor != "submitit":
+            given = ", ".join(f"--slurm-{key.replace('_', '-')}" for key in slurm)
+            raise UserError(f"{given} need(s) --executor submitit")
+        if self.executor == "local":
+            return make_executor("local", workers=self.workers)
+        if self.executor == "ray":
+            return make_executor("ray", address=self.ray_address, workers=self.workers)
+        if self.workers is not None:
+            raise UserError("--workers does not apply to --executor submitit: use --slurm-array-parallelism")
+        return make_executor("submitit", **slurm)
 
     def timeouts(self, preset: dict[str, Any]) -> dict[str, float]:
         """Per-phase job limits: the preset's [timeouts] (warmup_s, measure_s), --timeout for measure."""
@@ -74,6 +113,12 @@ def _positive(what: str) -> Callable[[click.Context, click.Parameter, tuple[int,
     return check
 
 
+def _positive_or_none(ctx: click.Context, param: click.Parameter, value: int | None) -> int | None:
+    if value is not None and value <= 0:
+        raise UserError(f"--{param.name.replace('_', '-')} must be a positive integer, got {value}")
+    return value
+
+
 def suite_options(function: Callable[..., Any]) -> Callable[..., Any]:
     """Add the shared options to a suite command; it receives them as `options: RunOptions`."""
 
@@ -95,6 +140,15 @@ def suite_options(function: Callable[..., Any]) -> Callable[..., Any]:
             dtypes=kwargs.pop("dtypes"),
             modes=kwargs.pop("modes"),
             timeout_s=timeout,
+            executor=kwargs.pop("executor"),
+            workers=kwargs.pop("workers"),
+            ray_address=kwargs.pop("ray_address"),
+            slurm_partition=kwargs.pop("slurm_partition"),
+            slurm_time_min=kwargs.pop("slurm_time_min"),
+            slurm_gpus_per_task=kwargs.pop("slurm_gpus_per_task"),
+            slurm_array_parallelism=kwargs.pop("slurm_array_parallelism"),
+            slurm_folder=kwargs.pop("slurm_folder"),
+            slurm_cluster=kwargs.pop("slurm_cluster"),
         )
         return function(options=options, **kwargs)
 
@@ -115,6 +169,48 @@ def suite_options(function: Callable[..., Any]) -> Callable[..., Any]:
         click.option("--dtype", "dtypes", multiple=True, help="dtypes (repeatable): float32, bfloat16, ..."),
         click.option("--mode", "modes", multiple=True, help="Modes (repeatable): fwd, fwd_bwd, prefill, decode, ..."),
         click.option("--timeout", type=float, default=None, help="Seconds per job for the measurement phase."),
+        click.option(
+            "--executor",
+            type=click.Choice(["local", "ray", "submitit"]),
+            default="local",
+            show_default=True,
+            help="Where jobs run: this machine (one worker per GPU), Ray tasks, or a Slurm job array.",
+        ),
+        click.option(
+            "--workers",
+            type=int,
+            default=None,
+            callback=_positive_or_none,
+            help="Worker slots (local: default one per visible GPU, or 1 on CPU; ray: size of a local instance).",
+        ),
+        click.option("--ray-address", default=None, help="Ray cluster to connect to (default: start a local one)."),
+        click.option("--slurm-partition", default=None, help="Slurm partition of the job array."),
+        click.option(
+            "--slurm-time-min",
+            type=int,
+            default=None,
+            callback=_positive_or_none,
+            help="Slurm time limit per array task (one implementation's jobs), minutes [default: 120].",
+        ),
+        click.option("--slurm-gpus-per-task", type=int, default=None, help="GPUs per array task [default: 1 on cuda]."),
+        click.option(
+            "--slurm-array-parallelism",
+            type=int,
+            default=None,
+            callback=_positive_or_none,
+            help="Array tasks running at once (default: Slurm's).",
+        ),
+        click.option(
+            "--slurm-folder",
+            default=None,
+            help="submitit logs and pickles; %j is the job id [default: submitit_logs/%j].",
+        ),
+        click.option(
+            "--slurm-cluster",
+            type=click.Choice(["slurm", "local", "debug"]),
+            default=None,
+            help="submitit cluster (default: detected; local runs the array as processes of this machine).",
+        ),
     ]
     for decorator in reversed(decorators):
         wrapper = decorator(wrapper)
@@ -174,8 +270,9 @@ def execute(suite: str, jobs: list[Any], options: RunOptions, device: str, **run
     check_named_available(options, device, dtypes)
     if not jobs:
         raise UserError(f"no {suite} jobs: the filters and the preset select nothing")
+    executor = options.make_executor()
     console = Console(stderr=True)
-    console.print(f"{suite}: {len(jobs)} job(s) on {device} -> {options.results}", highlight=False)
+    console.print(f"{suite}: {len(jobs)} job(s) on {device} ({options.executor}) -> {options.results}", highlight=False)
     summary = run_jobs(
         jobs,
         options.results,
@@ -184,6 +281,7 @@ def execute(suite: str, jobs: list[Any], options: RunOptions, device: str, **run
         command=command_line(),
         device=device,
         progress=True if sys.stderr.isatty() else "lines",
+        executor=executor,
         **run_kwargs,
     )
     print_summary(summary)
