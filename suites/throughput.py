@@ -62,6 +62,7 @@ TIMING_KEYS = {
     "warmup_agreement",
     "warmup_max_calls",
     "warmup_budget_s",
+    "settle_s",
 }
 
 
