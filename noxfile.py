@@ -28,6 +28,9 @@ SDIST_ENV = {
 nox.options.reuse_existing_virtualenvs = True
 
 TORCH = os.environ.get("SEQBENCH_TORCH", "torch==2.13.0")
+# The bench's stages, in order (anchors only with `-- --anchors`). `-- --stages throughput,report` runs only
+# those: to finish a run in parts on machines held for a limited time, `--resume` continuing each suite's run.
+STAGES = ("kernels", "check", "throughput", "memory", "profile", "recall", "anchors", "report")
 
 
 @nox.session
@@ -111,17 +114,27 @@ def _install_from_folder(session: nox.Session, folder: str) -> None:
 def bench(session: nox.Session) -> None:
     """The main job: check, then the throughput, memory, profile and recall suites, then the report.
 
-    With CUDA: the `quick` presets (override with `-- --preset full`) and the published anchors. Without:
-    the `cpu` presets. `-- --wheels DIR` installs GPU dependencies from DIR only (no network). Other
-    arguments after `--` pass through to every `seqbench run` command."""
+    With CUDA: the `quick` presets (override with `-- --preset full`), and with `-- --anchors` the published
+    anchors too (for a baseline). Without CUDA: the `cpu` presets. `-- --wheels DIR` installs GPU dependencies
+    from DIR only (no network); `-- --stages a,b` runs only those stages; `-- --report DIR` chooses the report
+    folder. Other arguments after `--` pass through to every `seqbench run` command (`--resume`, `--family`)."""
     args = list(session.posargs)
     wheels = _pop_option(args, "--wheels") or os.environ.get(WHEELS_ENV)
     preset = _pop_option(args, "--preset")
     results_dir = _pop_option(args, "--results") or "results"
     report_dir = _pop_option(args, "--report")
+    chosen = _pop_option(args, "--stages")
+    with_anchors = "--anchors" in args
+    args = [arg for arg in args if arg != "--anchors"]
+    # The anchors (124 jobs at the published shapes, up to 64K tokens) are for baselines: asked for.
+    wanted = set(chosen.split(",")) if chosen else set(STAGES) - ({"anchors"} if not with_anchors else set())
+    if wanted - set(STAGES):
+        session.error(f"--stages: unknown {', '.join(sorted(wanted - set(STAGES)))}; known: {', '.join(STAGES)}")
     timings: list[tuple[str, float]] = []
 
     def stage(name: str, *command: str, required: bool = True) -> None:
+        if name not in wanted:
+            return
         began = time.monotonic()
         session.run(*command, success_codes=None if required else [0, 1], env={"PYTHONUNBUFFERED": "1"})
         timings.append((name, time.monotonic() - began))
@@ -142,7 +155,7 @@ def bench(session: nox.Session) -> None:
     if not cuda:
         session.log("No CUDA device: running the cpu presets of the reference implementations.")
     else:
-        stage("kernels build", "seqbench", "kernels", "build")
+        stage("kernels", "seqbench", "kernels", "build")
     common = ["--results", results_dir, *args]
     stage("check", "seqbench", "check", "--results", results_dir, required=False)
     for suite in ("throughput", "memory", "profile"):

@@ -186,6 +186,9 @@ class Implementation:
     # The same models for the core op alone (what `Mixer.core_call` runs), for op-level rooflines.
     core_flops_model: FlopsModel = field(default=_no_model, repr=False)
     core_bytes_model: BytesModel = field(default=_no_model, repr=False)
+    # The per-head width this implementation uses, where its heads split something other than d_model
+    # (Mamba-2's and the mLSTM block's heads split the expanded inner width): recorded in result rows.
+    head_dim_model: Callable[[MixerConfig], int] | None = field(default=None, repr=False)
 
     @property
     def is_reference(self) -> bool:
@@ -219,6 +222,10 @@ class Implementation:
 
     def create(self, config: MixerConfig) -> Mixer:
         return resolve(self.build)(config)
+
+    def head_dim(self, config: MixerConfig) -> int:
+        """The width of one head as this implementation runs `config` (d_model // n_heads unless it says)."""
+        return self.head_dim_model(config) if self.head_dim_model is not None else config.resolved_head_dim
 
     def flops(self, config: MixerConfig, batch: int, seq_len: int, mode: str, core: bool = False) -> float:
         model = self.core_flops_model if core else self.flops_model

@@ -38,7 +38,7 @@ from pathlib import Path
 from typing import Any
 
 from harness import results
-from harness.errors import UserError
+from harness.errors import ConfigError, UserError
 from harness.executors import Executor, LocalExecutor, RunContext
 from harness.executors.base import JobStarted
 from harness.worker import Outcome, one_line
@@ -87,6 +87,7 @@ class Job:
         from harness.config import MixerConfig
 
         out: dict[str, Any] = {}
+        impl = None
         try:
             impl = registry.get(self.implementation)
             out.update(family=impl.family, backend=impl.backend)
@@ -96,7 +97,13 @@ class Job:
             if key in results.KNOWN_COLUMNS and key not in results.IDENTITY_COLUMNS and _is_scalar(value):
                 out[key] = value
         if isinstance(self.params.get("config"), dict):
-            out.update(MixerConfig.from_dict(self.params["config"]).to_dict())
+            config = MixerConfig.from_dict(self.params["config"])
+            out.update(config.to_dict())
+            if impl is not None:
+                try:
+                    out["head_dim"] = impl.head_dim(config)
+                except ConfigError:
+                    pass  # a config this implementation rejects: the job's own row will say why
         return out
 
     def unavailable_reason(self) -> str | None:

@@ -3,45 +3,25 @@ ratios, exponents, crossovers and speedups correctly from rows with known closed
 
 from __future__ import annotations
 
-from pathlib import Path
 from unittest import mock
 
 import numpy as np
 import pandas as pd
 import pytest
 
-from harness.commands.run import RunOptions
 from harness.interface import Availability, Implementation
 from harness.report import anchors
 from harness.report.site import build_report
 from suites import load_preset
 from suites.throughput import build_jobs
-
-
-def _options(**changes) -> RunOptions:
-    values = dict(
-        preset=None,
-        results=Path("results"),
-        redo=False,
-        resume=False,
-        device="cuda",
-        names=(),
-        families=(),
-        seq_lens=(),
-        batches=(),
-        dtypes=(),
-        modes=(),
-        timeout_s=None,
-    )
-    values.update(changes)
-    return RunOptions(**values)
+from tests.test_suites import options
 
 
 def _anchor_jobs() -> list:
     """The anchors preset's jobs as on a GPU machine where every implementation is available."""
     available = Availability(True, "")
     with mock.patch.object(Implementation, "availability", lambda self, device="cpu", dtype=None: available):
-        return build_jobs(load_preset("throughput", "anchors"), _options(), "cuda")
+        return build_jobs(load_preset("throughput", "anchors"), options(device="cuda"), "cuda")
 
 
 def _job_row(job) -> dict:
@@ -79,7 +59,7 @@ def test_sweep_config_overrides_give_distinct_jobs():
 def test_mode_option_narrows_sweep_modes():
     available = Availability(True, "")
     with mock.patch.object(Implementation, "availability", lambda self, device="cpu", dtype=None: available):
-        jobs = build_jobs(load_preset("throughput", "anchors"), _options(modes=("fwd",)), "cuda")
+        jobs = build_jobs(load_preset("throughput", "anchors"), options(device="cuda", modes=("fwd",)), "cuda")
     assert {j.params["mode"] for j in jobs} == {"fwd"}
 
 

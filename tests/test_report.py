@@ -232,3 +232,15 @@ def test_unknown_suite_name_cannot_escape_the_site(tmp_path: Path) -> None:
     assert not list(tmp_path.glob("*.html"))
     page = (tmp_path / "site" / "evil_b.html").read_text()
     assert "../../evil&lt;b&gt;" in page and "custom" in page  # a suite the report does not know: every column
+
+
+def test_provenance_names_the_executor_and_the_gpus_each_run_used():
+    from harness.report.site import provenance_table
+
+    rows = throughput_rows("r-local")
+    rows = [dict(row, executor="local", gpu_index=i % 2) for i, row in enumerate(rows)]
+    rows += [dict(row, run_id="r-single", executor="local", gpu_index=0) for row in throughput_rows("r-single")]
+    table = provenance_table(pd.DataFrame(rows)).set_index("run_id")
+    assert table.loc["r-local", "gpu_indices"] == "0, 1"
+    assert table.loc["r-single", "gpu_indices"] == "0"
+    assert table.loc["r-local", "executor"] == "local"

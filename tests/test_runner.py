@@ -105,3 +105,15 @@ def test_bad_results_directories_fail_before_any_job(tmp_path: Path) -> None:
         prepare_results_dir(not_a_dir / "below")
     with pytest.raises(UserError, match="one run holds one suite"):
         run_jobs([job(), Job("memory", "fault/ok", TARGET, {})], tmp_path)
+
+
+def test_rows_record_the_head_dim_each_implementation_runs():
+    """Mamba-2's heads split d_inner = expand·d_model: 32 heads over d_model 1024 (expand 2) are 64 wide,
+    not d_model / n_heads = 32; attention's split d_model."""
+    from harness.runner import Job
+
+    config = {"d_model": 1024, "n_heads": 32, "expand": 2}
+    mamba2 = Job("throughput", "mamba2/reference", "x:y", {"config": config}, {"measure": 1})
+    attention = Job("throughput", "attention/reference", "x:y", {"config": config}, {"measure": 1})
+    assert mamba2.columns()["head_dim"] == 64
+    assert attention.columns()["head_dim"] == 32

@@ -87,3 +87,22 @@ def test_worker_sees_the_cache_environment(worker: Worker) -> None:
 def test_classify_exception_recognises_oom_messages() -> None:
     assert classify_exception(RuntimeError("CUDA error: out of memory")).status == "oom"
     assert classify_exception(RuntimeError("out of resource: shared memory")).status == "error"
+
+
+def test_not_implemented_is_unavailable() -> None:
+    outcome = classify_exception(NotImplementedError("Backward pass for fused_recurrent is not implemented"))
+    assert outcome.status == "unavailable" and "NotImplementedError: Backward pass" in outcome.reason
+
+
+def test_runner_restarts_the_worker_after_an_error_but_not_after_unavailable(worker: Worker) -> None:
+    from harness.executors.base import run_job
+    from harness.runner import Job
+
+    def job(kind: str) -> Job:
+        return Job("throughput", "attention/reference", TARGET, {"kind": kind}, {"warmup": 60, "measure": 60})
+
+    pid = worker.call("tests.fault_specs:process_id", {}, 60).value
+    assert run_job(worker, job("unavailable"), None).status == "unavailable"
+    assert worker.call("tests.fault_specs:process_id", {}, 60).value == pid  # same process: nothing to reset
+    assert run_job(worker, job("raise"), None).status == "error"
+    assert worker.call("tests.fault_specs:process_id", {}, 60).value != pid  # restarted after a failure

@@ -101,6 +101,17 @@ def command(
         raise SystemExit(1)
 
 
+def _head_dim(implementation: str, config: MixerConfig) -> int:
+    """The head width this implementation runs the check config at (Mamba-2's heads split d_inner)."""
+    from harness import registry
+    from harness.errors import ConfigError, UserError
+
+    try:
+        return registry.get(implementation).head_dim(config)
+    except (ConfigError, UserError):
+        return config.resolved_head_dim
+
+
 def write_check_rows(rows, results_dir: str, config: MixerConfig, batch: int, seq_len: int | None, device: str):
     """Check rows as result rows (suite `check`), so the report can mark implementations that failed."""
     import hashlib
@@ -136,6 +147,7 @@ def write_check_rows(rows, results_dir: str, config: MixerConfig, batch: int, se
                 "implementation": row.implementation,
                 "family": row.family,
                 "backend": row.backend,
+                "head_dim": _head_dim(row.implementation, config),
                 "dtype": row.dtype,
                 "status": status,  # the job ran; whether it passed is its own column
                 "reason": row.reason,

@@ -102,7 +102,8 @@ def log_line(log_path: Path | None, text: str) -> None:
 
 def run_job(worker: Worker, job: Job, log_path: Path | None, start_lock: threading.Lock | None = None) -> Outcome:
     """The job's outcome: `unavailable` without starting anything if it cannot run here, else the worker's
-    result; the worker is killed after any failure (a CUDA error or an OOM can leave it in a bad state).
+    result; the worker is killed after any failure but `unavailable` (a CUDA error or an OOM can leave it
+    in a bad state).
     `start_lock`: held while the worker process starts, where several threads start workers."""
     from harness.results import utc_now
 
@@ -117,6 +118,9 @@ def run_job(worker: Worker, job: Job, log_path: Path | None, start_lock: threadi
     outcome = worker.call(job.target, dict(job.params), job.timeouts_s)
     if outcome.status != "ok":
         log_line(log_path, f"--- {outcome.status}: {outcome.reason}\n{outcome.value or ''}")
+    # `unavailable` is a clean refusal (the adapter or library said it cannot do this): the process is
+    # sound, and a restart would cost the next job a torch import and a reload of every compiled kernel.
+    if outcome.status not in ("ok", "unavailable"):
         worker.kill()
     return outcome
 

@@ -59,6 +59,7 @@ PROVENANCE_COLUMNS = (
     "host_fingerprint",
     "peak_matmul_tflops",
     "peak_copy_gbps",
+    "executor",
 )
 
 FAILED_STATUSES = ("oom", "error", "crash", "timeout", "unavailable")

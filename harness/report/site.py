@@ -235,6 +235,8 @@ PROVENANCE_ORDER = [
     "suites",
     "rows",
     "failed",
+    "executor",
+    "gpu_indices",
     "gpu_name",
     "gpu_count",
     "gpu_memory_bytes",
@@ -266,6 +268,9 @@ def provenance_table(frame: pd.DataFrame) -> pd.DataFrame:
                 record[column] = values.iloc[0] if not values.empty else None
         if record.get("package_versions") is not None:
             record["package_versions"] = package_versions_text(record["package_versions"])
+        if "gpu_index" in run.columns:  # which GPUs the run's jobs were pinned to (several executors/slots)
+            indices = sorted({int(i) for i in pd.to_numeric(run["gpu_index"], errors="coerce").dropna()})
+            record["gpu_indices"] = ", ".join(map(str, indices)) or None
         record["suites"] = ", ".join(suites_present(run))
         record["rows"] = len(run)
         record["failed"] = len(failed_rows(run))

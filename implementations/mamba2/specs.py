@@ -128,9 +128,16 @@ _NO_EXTENSION_NOTE = (
     "runs without mamba_ssm's compiled selective_scan_cuda (a stub module stands in so the package imports)"
 )
 
+
+def mamba2_head_dim(config: MixerConfig) -> int:
+    """Mamba-2's heads split d_inner = expand·d_model, not d_model."""
+    return config.d_inner // config.n_heads
+
+
 IMPLEMENTATIONS = [
     Implementation(
         family=FAMILY,
+        head_dim_model=mamba2_head_dim,
         name="mamba2/reference",
         backend="reference",
         build=f"{_PKG}.reference:build_reference",
@@ -140,6 +147,7 @@ IMPLEMENTATIONS = [
     ),
     Implementation(
         family=FAMILY,
+        head_dim_model=mamba2_head_dim,
         name="mamba2/mamba_ssm_ssd",
         backend="triton",
         build=f"{_PKG}.mamba_ssm_adapters:build_ssd",
@@ -154,6 +162,7 @@ IMPLEMENTATIONS = [
     ),
     Implementation(
         family=FAMILY,
+        head_dim_model=mamba2_head_dim,
         name="mamba2/mamba_ssm",
         backend="triton",
         build=f"{_PKG}.mamba_ssm_adapters:build_layer",
@@ -171,6 +180,7 @@ IMPLEMENTATIONS = [
     ),
     Implementation(
         family=FAMILY,
+        head_dim_model=mamba2_head_dim,
         name="mamba2/fla_simple_gla",
         backend="triton",
         build=f"{_PKG}.fla_adapter:build",

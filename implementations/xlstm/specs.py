@@ -243,10 +243,17 @@ LARGE_MODELS = {
     "core_bytes_model": large_layer_core_min_bytes,
 }
 
+
+def mlstm_head_dim(config: MixerConfig) -> int:
+    """The mLSTM block's heads split the up-projected width expand·d_model, not d_model."""
+    return mlstm_block_dims(config)[1]
+
+
 IMPLEMENTATIONS = [
     Implementation(
         family=FAMILY,
         name="xlstm/mlstm_reference",
+        head_dim_model=mlstm_head_dim,
         backend="reference",
         build=f"{_PKG}.blocks:build_mlstm_reference",
         description="mLSTM block of the xLSTM paper in PyTorch: chunkwise cell, recurrent-step decoding",
@@ -255,6 +262,7 @@ IMPLEMENTATIONS = [
     Implementation(
         family=FAMILY,
         name="xlstm/mlstm_sig_reference",
+        head_dim_model=mlstm_head_dim,
         backend="reference",
         build=f"{_PKG}.blocks:build_mlstm_sig_reference",
         description="the mLSTM block with a sigmoid input gate (mLSTMsig, TFLA): reference of xl_chunk_siging",
@@ -279,6 +287,7 @@ IMPLEMENTATIONS = [
     Implementation(
         family=FAMILY,
         name="xlstm/mlstm_kernels_native",
+        head_dim_model=mlstm_head_dim,
         backend="torch",
         build=f"{_PKG}.mlstm_kernels_ops:build_native",
         needs=(MLSTM_KERNELS,),
@@ -290,6 +299,7 @@ IMPLEMENTATIONS = [
     Implementation(
         family=FAMILY,
         name="xlstm/mlstm_kernels_limit_chunk",
+        head_dim_model=mlstm_head_dim,
         backend="triton",
         build=f"{_PKG}.mlstm_kernels_ops:build_limit_chunk",
         devices=("cuda",),
@@ -303,6 +313,7 @@ IMPLEMENTATIONS = [
     Implementation(
         family=FAMILY,
         name="xlstm/mlstm_kernels_xl_chunk",
+        head_dim_model=mlstm_head_dim,
         backend="triton",
         build=f"{_PKG}.mlstm_kernels_ops:build_xl_chunk",
         devices=("cuda",),
@@ -317,6 +328,7 @@ IMPLEMENTATIONS = [
     Implementation(
         family=FAMILY,
         name="xlstm/mlstm_kernels_xl_chunk_siging",
+        head_dim_model=mlstm_head_dim,
         backend="triton",
         build=f"{_PKG}.mlstm_kernels_ops:build_xl_chunk_siging",
         devices=("cuda",),

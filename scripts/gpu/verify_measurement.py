@@ -61,7 +61,7 @@ def sdpa_cudnn_call():
 
 
 def harness_vs_do_bench(report: dict[str, Any]) -> None:
-    """Alternate harness and do_bench (ABABAB): a drift of the GPU's clocks between the two would
+    """Alternate harness and do_bench (8 rounds, medians compared): a drift of the GPU's clocks between the two would
     otherwise read as a difference between the timers."""
     import triton.testing
 
@@ -69,16 +69,15 @@ def harness_vs_do_bench(report: dict[str, Any]) -> None:
 
     call = sdpa_cudnn_call()
     harness_ms, rested_ms, bare_ms, cvs, compile_s = [], [], [], [], []
-    for _ in range(3):
-        # settle_s=0: the timed reps start right after the synchronised warm-up (the earlier behaviour).
-        rested_ms.append(
-            measure(call, "cuda", on_measure=lambda p: None, budget_s=1.0, min_reps=20, settle_s=0).median_ms
-        )
+    for _ in range(8):
         timing = measure(call, "cuda", on_measure=lambda phase: None, budget_s=1.0, min_reps=20)
         harness_ms.append(timing.median_ms)
         cvs.append(statistics.stdev(timing.samples_ms) / statistics.mean(timing.samples_ms))
         compile_s.append(timing.compile_s)
         bare_ms.append(float(triton.testing.do_bench(call, warmup=100, rep=500, return_mode="median")))
+        # settle_s=0: the timed reps start right after the synchronised warm-up (the earlier behaviour).
+        rested = measure(call, "cuda", on_measure=lambda p: None, budget_s=1.0, min_reps=20, settle_s=0)
+        rested_ms.append(rested.median_ms)
     print("without settling:", rested_ms, flush=True)
     harness, bare = statistics.median(harness_ms), statistics.median(bare_ms)
     report["harness_vs_do_bench"] = {
