@@ -18,7 +18,6 @@ import signal
 import time
 import traceback
 from collections.abc import Mapping
-from contextlib import contextmanager
 from dataclasses import dataclass
 from multiprocessing.connection import Connection
 from pathlib import Path
@@ -120,8 +119,11 @@ def _redirect_output(log_path: str | None) -> None:
     os.close(fd)
 
 
-def _worker_main(connection: Connection, log_path: str | None = None) -> None:
+def _worker_main(connection: Connection, log_path: str | None = None, env: Mapping[str, str] | None = None) -> None:
     global _phase_connection
+    # The worker's own variables (its GPU pin, the compile caches), set before anything reads them: CUDA
+    # reads CUDA_VISIBLE_DEVICES at its first call, Triton and inductor their cache paths when they compile.
+    os.environ.update(env or {})
     _phase_connection = connection
     # Ctrl-C reaches the whole process group: let the parent decide (it kills us and saves its rows).
     signal.signal(signal.SIGINT, signal.SIG_IGN)
@@ -160,20 +162,6 @@ def _release_device_memory() -> None:
         pass
 
 
-@contextmanager
-def _environment(overrides: Mapping[str, str]):
-    saved = {key: os.environ.get(key) for key in overrides}
-    os.environ.update(overrides)
-    try:
-        yield
-    finally:
-        for key, value in saved.items():
-            if value is None:
-                os.environ.pop(key, None)
-            else:
-                os.environ[key] = value
-
-
 # ---------------------------------------------------------------------------------------------
 # the parent's handle
 
@@ -202,9 +190,10 @@ class Worker:
     def start(self) -> None:
         context = mp.get_context("spawn")
         parent_end, child_end = context.Pipe()
-        with _environment(self.env):  # spawn copies os.environ at start: set the worker's env then
-            process = context.Process(target=_worker_main, args=(child_end, self.log_path), daemon=True)
-            process.start()
+        # The environment travels as an argument: setting os.environ around the spawn would race with other
+        # threads starting workers (one per GPU) and briefly change this process's own environment.
+        process = context.Process(target=_worker_main, args=(child_end, self.log_path, dict(self.env)), daemon=True)
+        process.start()
         child_end.close()
         self._process, self._connection = process, parent_end
         self.starts += 1

@@ -6,11 +6,9 @@ planned from CUDA_VISIBLE_DEVICES without a GPU."""
 
 from __future__ import annotations
 
-import contextlib
 import os
 import signal
 import sys
-import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -251,19 +249,19 @@ def test_gpu_slots_pin_their_workers_and_leave_this_process_environment_alone(
     monkeypatch: pytest.MonkeyPatch, tmp_path: Path
 ) -> None:
     """Two pretend GPUs on a CPU machine: each job's worker sees exactly its slot's GPU in
-    CUDA_VISIBLE_DEVICES, both slots take chunks, and this process's environment is as it was (slots
-    start their workers one at a time: Worker.start sets os.environ around the spawn)."""
+    CUDA_VISIBLE_DEVICES, both slots take chunks, and this process's environment is as it was (the pin
+    travels to the worker as an argument, never through this process's os.environ)."""
     monkeypatch.setattr(local_executor, "visible_gpus", lambda: ["0", "1"])
     monkeypatch.setattr(Job, "unavailable_reason", lambda self: None)  # cuda "runs" here: nothing touches it
-    original_environment = harness.worker._environment
+    seen: list[dict[str, str]] = []
+    original_start = harness.worker.Worker.start
 
-    @contextlib.contextmanager
-    def slow_environment(overrides: dict[str, str]) -> Iterator[None]:
-        with original_environment(overrides):
-            yield  # the spawn
-            time.sleep(0.3)  # restore late: unserialised starts would restore each other's values and leak them
+    def watching_start(self: harness.worker.Worker) -> None:
+        seen.append(dict(os.environ))
+        original_start(self)
+        seen.append(dict(os.environ))
 
-    monkeypatch.setattr(harness.worker, "_environment", slow_environment)
+    monkeypatch.setattr(harness.worker.Worker, "start", watching_start)
     before = dict(os.environ)
     executor = LocalExecutor()
     executor.open(RunContext("throughput", tmp_path, "cuda", {}, False))
@@ -274,6 +272,7 @@ def test_gpu_slots_pin_their_workers_and_leave_this_process_environment_alone(
     assert all(event.outcome.value == str(event.placement["gpu_index"]) for event in done)
     assert {event.placement["gpu_index"] for event in done} == {0, 1}
     assert dict(os.environ) == before
+    assert seen and all(environment == before for environment in seen)  # unchanged during every start, too
 
 
 def test_files_written_before_the_placement_columns_still_read(tmp_path: Path) -> None:

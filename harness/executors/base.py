@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import os
 import subprocess
-import threading
 from abc import ABC, abstractmethod
 from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
@@ -100,20 +99,15 @@ def log_line(log_path: Path | None, text: str) -> None:
         handle.write(text if text.endswith("\n") else text + "\n")
 
 
-def run_job(worker: Worker, job: Job, log_path: Path | None, start_lock: threading.Lock | None = None) -> Outcome:
+def run_job(worker: Worker, job: Job, log_path: Path | None) -> Outcome:
     """The job's outcome: `unavailable` without starting anything if it cannot run here, else the worker's
     result; the worker is killed after any failure but `unavailable` (a CUDA error or an OOM can leave it
-    in a bad state).
-    `start_lock`: held while the worker process starts, where several threads start workers."""
+    in a bad state)."""
     from harness.results import utc_now
 
     reason = job.unavailable_reason()
     if reason is not None:
         return Outcome("unavailable", one_line(reason))
-    if start_lock is not None:
-        with start_lock:
-            if not worker.alive:
-                worker.start()
     log_line(log_path, f"=== {utc_now()} job {job.job_id} {job.label}")
     outcome = worker.call(job.target, dict(job.params), job.timeouts_s)
     if outcome.status != "ok":

@@ -57,12 +57,6 @@ class Slot:
         return {"executor": "local", "gpu_index": self.gpu_index}
 
 
-# Worker.start sets the worker's environment (its CUDA_VISIBLE_DEVICES pin) in os.environ for the moment
-# of the spawn and restores it after: two slots starting at once would mix each other's variables up
-# (and leak them into this process). Starts go one at a time.
-_START_LOCK = threading.Lock()
-
-
 @dataclass
 class _SlotExit:
     error: BaseException | None = None
@@ -77,7 +71,6 @@ class LocalExecutor(Executor):
         self.workers = workers
         self.slots: list[Slot] = []
         self.context: RunContext | None = None
-        self._start_lock: threading.Lock | None = None  # set when slots run in threads
 
     # -- setup
 
@@ -158,7 +151,7 @@ class LocalExecutor(Executor):
                 for job in chunk:
                     yield JobStarted(job)
                     started_at = utc_now()
-                    outcome = run_job(slot.worker, job, slot.log_path, self._start_lock)
+                    outcome = run_job(slot.worker, job, slot.log_path)
                     yield JobDone(job, outcome, slot.placement, started_at)
         finally:
             slot.worker.kill()
@@ -169,7 +162,6 @@ class LocalExecutor(Executor):
         from harness import registry
 
         registry.implementations()  # load the registry once here, not concurrently in the slots
-        self._start_lock = _START_LOCK
         work: queue.Queue[Sequence[Job]] = queue.Queue()
         for chunk in chunks:
             work.put(chunk)
