@@ -266,3 +266,51 @@ def test_cost_models() -> None:
     assert mamba2_flops(CONFIG, 2, 4096, "fwd") == pytest.approx(2 * mamba2_flops(CONFIG, 2, 2048, "fwd"))
     assert mamba2_flops(CONFIG, 2, 16, "decode") == mamba2_flops(CONFIG, 2, 1 << 20, "decode")
     assert 0 < mamba2_core_flops(CONFIG, 2, 64, "fwd") < mamba2_flops(CONFIG, 2, 64, "fwd")
+
+
+def _fake_fla(monkeypatch, hopper: bool, triton_34: bool, triton_371: bool) -> None:
+    """Stand-ins for the fla modules the adapter reads (fla itself needs Triton on a GPU): its flags, and
+    chunk_simple_gla as the pure-PyTorch definition."""
+    import sys
+    import types
+
+    from implementations.mamba2.simple_gla import simple_gla_recurrent
+
+    flags = types.ModuleType("fla.ops.common.chunk_o")
+    flags.IS_NVIDIA_HOPPER, flags.TRITON_ABOVE_3_4_0, flags.TRITON_ABOVE_3_7_1 = hopper, triton_34, triton_371
+    ops = types.ModuleType("fla.ops.simple_gla")
+    ops.chunk_simple_gla = simple_gla_recurrent
+    for name in ("fla", "fla.ops", "fla.ops.common"):
+        monkeypatch.setitem(sys.modules, name, types.ModuleType(name))
+    monkeypatch.setitem(sys.modules, "fla.ops.common.chunk_o", flags)
+    monkeypatch.setitem(sys.modules, "fla.ops.simple_gla", ops)
+
+
+def test_fla_backward_refusal_follows_flas_own_condition(monkeypatch):
+    from implementations.mamba2.fla_adapter import fla_backward_refusal
+
+    _fake_fla(monkeypatch, hopper=True, triton_34=True, triton_371=False)
+    assert "#640" in fla_backward_refusal()
+    _fake_fla(monkeypatch, hopper=True, triton_34=True, triton_371=True)
+    assert fla_backward_refusal() is None
+    _fake_fla(monkeypatch, hopper=False, triton_34=True, triton_371=False)
+    assert fla_backward_refusal() is None
+
+
+def test_fla_adapter_training_step_is_unavailable_where_fla_refuses_backward(monkeypatch):
+    """Forward without autograd runs (and equals the reference's); a training step is `unavailable` before
+    any work, instead of an error from fla's backward."""
+    from harness.worker import Unavailable
+    from implementations.mamba2.fla_adapter import Mamba2FlaSimpleGla
+
+    _fake_fla(monkeypatch, hopper=True, triton_34=True, triton_371=False)
+    config = MixerConfig(d_model=32, n_heads=4, d_state=8, chunk_size=8)
+    torch.manual_seed(0)
+    reference = Mamba2Reference(config).double()
+    adapter = Mamba2FlaSimpleGla(config).double()
+    adapter.load_reference_weights(reference)
+    x = torch.randn(2, 16, 32, dtype=torch.float64)
+    with torch.no_grad():
+        torch.testing.assert_close(adapter(x), reference(x), rtol=1e-10, atol=1e-10)
+    with pytest.raises(Unavailable, match="#640"):
+        adapter(x.requires_grad_())
