@@ -1,5 +1,5 @@
 # Wait up to $1 seconds for the background bench (scripts/gpu/bench_start.sh) to finish, print its
-# progress, and pack results, report and (with PACK_CACHE=1) the compile caches into $OUT.
+# progress, and pack results, report and (with PACK_CACHE=autotune) Triton's autotuning results into $OUT.
 SB=${SB:-/root/sb}
 deadline=$((SECONDS + ${1:-540}))
 while [ $SECONDS -lt $deadline ] && ! grep -q BENCH_EXIT "$SB/bench.log" 2>/dev/null; do sleep 10; done
@@ -9,9 +9,8 @@ nvidia-smi --query-gpu=clocks.sm,temperature.gpu,power.draw,memory.used --format
 if [ -n "${OUT:-}" ]; then
   tar -czf "$OUT/results.tgz" -C "$SB" results report 2>/dev/null
   cp "$SB/bench.log" "$OUT/bench.log"
-  if [ "${PACK_CACHE:-0}" = 1 ]; then  # at most 6 parts of 15 MB come back (8 files in all)
-    tar -czf - -C "$SB/cache" --exclude=seqbench/kernels seqbench | split -b 15M -d - "$OUT/cache.part"
-    du -sh "$SB/cache/seqbench"/*
+  if [ "${PACK_CACHE:-0}" = autotune ]; then  # Triton's autotuning results only: ~0.3 MB, not ~600 MB
+    (cd "$SB/cache/seqbench/triton" && find . -name '*.autotune.json' | tar czf "$OUT/triton-autotune.tgz" -T -)
   fi
   ls -la "$OUT"
 fi
