@@ -109,17 +109,24 @@ def _driver_version() -> str | None:
                 return token
     except OSError:
         pass
+    lines = nvidia_smi_query("driver_version")
+    return lines[0] if lines else None
+
+
+def nvidia_smi_query(fields: str) -> list[str] | None:
+    """`nvidia-smi --query-gpu=FIELDS` as one stripped CSV line per GPU; None where nvidia-smi is missing
+    or fails (no driver, a CPU machine)."""
     try:
         out = subprocess.run(
-            ["nvidia-smi", "--query-gpu=driver_version", "--format=csv,noheader"],
+            ["nvidia-smi", f"--query-gpu={fields}", "--format=csv,noheader"],
             capture_output=True,
             text=True,
-            timeout=20,
+            timeout=30,
             check=True,
         ).stdout
-        return out.strip().splitlines()[0] if out.strip() else None
-    except (OSError, subprocess.SubprocessError, IndexError):
+    except (OSError, subprocess.SubprocessError):
         return None
+    return [line.strip() for line in out.splitlines() if line.strip()]
 
 
 def host_fingerprint(gpu_names: list[str]) -> str:

@@ -13,7 +13,6 @@ executors import their library only when chosen.
 from __future__ import annotations
 
 import os
-import subprocess
 from abc import ABC, abstractmethod
 from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
@@ -22,6 +21,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from harness.errors import UserError
+from harness.provenance import nvidia_smi_query
 from harness.worker import Outcome, Worker, one_line
 
 if TYPE_CHECKING:
@@ -272,34 +272,14 @@ def visible_gpus() -> list[str]:
                 break
             entries.append(entry)
         return entries
-    try:
-        out = subprocess.run(
-            ["nvidia-smi", "--query-gpu=index", "--format=csv,noheader"],
-            capture_output=True,
-            text=True,
-            timeout=30,
-            check=True,
-        ).stdout
-    except (OSError, subprocess.SubprocessError):
-        return []
-    return [line.strip() for line in out.splitlines() if line.strip().isdigit()]
+    return [line for line in nvidia_smi_query("index") or [] if line.isdigit()]
 
 
 def physical_gpu_index(entry: str) -> int | None:
     """The nvidia-smi index of a CUDA_VISIBLE_DEVICES entry (an index already, or a GPU UUID)."""
     if entry.isdigit():
         return int(entry)
-    try:
-        out = subprocess.run(
-            ["nvidia-smi", "--query-gpu=index,uuid", "--format=csv,noheader"],
-            capture_output=True,
-            text=True,
-            timeout=30,
-            check=True,
-        ).stdout
-    except (OSError, subprocess.SubprocessError):
-        return None
-    for line in out.splitlines():
+    for line in nvidia_smi_query("index,uuid") or []:
         index, _, uuid = (part.strip() for part in line.partition(","))
         if uuid == entry or uuid.startswith(entry):
             return int(index)
