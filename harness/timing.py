@@ -39,6 +39,20 @@ from harness.worker import report_phase
 
 TIMERS = ("cuda_event", "cuda_graph", "host")
 L2_FLUSH_BYTES = 256 * 1024 * 1024
+# The options of `measure` that a preset's [timing] table may set (suites pass the table on as it is).
+PRESET_TIMING_KEYS = frozenset(
+    {
+        "budget_s",
+        "min_reps",
+        "max_reps",
+        "min_time_s",
+        "target_rel_error",
+        "warmup_agreement",
+        "warmup_max_calls",
+        "warmup_budget_s",
+        "settle_s",
+    }
+)
 HARD_MIN_REPS = 3
 ROUND_MAX = 25  # reps queued between two synchronisations
 

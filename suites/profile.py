@@ -59,6 +59,7 @@ from harness.commands.run import RunOptions, execute, resolve_suite_device, suit
 from harness.errors import UserError
 from harness.interface import PARTS, dtype_name, parse_dtype
 from harness.runner import Job
+from harness.timing import PRESET_TIMING_KEYS
 from suites import check_keys, config_params, family_config, select_implementations
 
 SUITE = "profile"
@@ -89,16 +90,6 @@ PRESET_KEYS = {
     "timing",
     "timeouts",
     "reference_max_seq_len",
-}
-TIMING_KEYS = {
-    "budget_s",
-    "min_reps",
-    "max_reps",
-    "min_time_s",
-    "target_rel_error",
-    "warmup_agreement",
-    "warmup_max_calls",
-    "warmup_budget_s",
 }
 
 
@@ -528,7 +519,7 @@ def profile_job(**params: Any) -> list[dict[str, Any]]:
 def build_jobs(preset: dict[str, Any], options: RunOptions, device: str) -> list[Job]:
     check_keys(f"profile preset {preset['name']!r}", preset, PRESET_KEYS)
     timing = dict(preset.get("timing", {}))
-    check_keys("[timing]", timing, TIMING_KEYS)
+    check_keys("[timing]", timing, PRESET_TIMING_KEYS)
     modes = list(options.modes or preset.get("modes", ["fwd", "fwd_bwd", "decode"]))
     for mode in modes:
         if mode not in MODES:

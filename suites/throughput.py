@@ -27,9 +27,11 @@ from typing import Any
 import click
 
 from harness.commands.run import RunOptions, execute, resolve_suite_device, suite_options
-from harness.errors import UserError
+from harness.config import MixerConfig
+from harness.errors import ConfigError, UserError
 from harness.interface import dtype_name, parse_dtype
 from harness.runner import Job
+from harness.timing import PRESET_TIMING_KEYS
 from suites import check_keys, config_params, family_config, select_implementations
 
 SUITE = "throughput"
@@ -52,17 +54,6 @@ PRESET_KEYS = {
     "timeouts",
     "decode_timer",
     "reference_max_seq_len",
-}
-TIMING_KEYS = {
-    "budget_s",
-    "min_reps",
-    "max_reps",
-    "min_time_s",
-    "target_rel_error",
-    "warmup_agreement",
-    "warmup_max_calls",
-    "warmup_budget_s",
-    "settle_s",
 }
 
 
@@ -278,7 +269,7 @@ def _sweep_groups(preset: dict[str, Any], options: RunOptions) -> list[dict[str,
 def build_jobs(preset: dict[str, Any], options: RunOptions, device: str) -> list[Job]:
     check_keys(f"throughput preset {preset['name']!r}", preset, PRESET_KEYS)
     timing = dict(preset.get("timing", {}))
-    check_keys("[timing]", timing, TIMING_KEYS)
+    check_keys("[timing]", timing, PRESET_TIMING_KEYS)
     preset_modes = list(options.modes or preset.get("modes", ["fwd"]))
     for mode in preset_modes:
         if mode not in MODES:
@@ -336,9 +327,6 @@ def _with_overrides(
     """A family's config params with a sweep's overrides, validated as a MixerConfig."""
     if not overrides:
         return values
-    from harness.config import MixerConfig
-    from harness.errors import ConfigError
-
     merged = {**values, **overrides}
     try:
         MixerConfig.from_dict(merged)

@@ -146,3 +146,19 @@ def test_report_shows_anchor_sections(tmp_path):
     page = (index.parent / "throughput.html").read_text()
     assert "grows as L^2" in page and "overtake attention" in page
     assert (tmp_path / "img" / "throughput-scaling_anchor.png").is_file()
+
+
+@pytest.mark.parametrize(
+    ("sweep", "message"),
+    [
+        ({"shape": "fixed_batch", "batch": 1, "seq_lens": [64], "config": {"n_heads": 7}}, "a sweep's config"),
+        ({"shape": "fixed_batch", "batch": 1, "seq_lens": [64], "config": {"heads": 2}}, "a sweep's config"),
+        ({"shape": "fixed_batch", "batch": 1, "seq_lens": [64], "implementation": ["x"]}, "unknown key"),
+    ],
+)
+def test_bad_sweep_overrides_are_one_line_errors(sweep, message):
+    from harness.errors import UserError
+
+    preset = {"name": "bad", "device": "cpu", "config": {"d_model": 64, "n_heads": 4}, "sweeps": [sweep]}
+    with pytest.raises(UserError, match=message):
+        build_jobs(preset, options(device="cpu", names=("attention/reference",)), "cpu")

@@ -131,3 +131,11 @@ def test_real_host_clock_measures_a_known_sleep() -> None:
     timing = measure(lambda: time.sleep(0.002), "cpu", on_measure=no_phase, budget_s=0.05, min_reps=5)
     assert timing.median_ms >= 2.0  # sleep never returns early
     assert timing.median_ms < 50.0
+
+
+def test_every_preset_timing_key_is_an_option_of_measure() -> None:
+    import inspect
+
+    from harness.timing import PRESET_TIMING_KEYS, measure
+
+    assert PRESET_TIMING_KEYS <= set(inspect.signature(measure).parameters)
