@@ -126,8 +126,26 @@ def fla_fused_recurrent_rwkv7(
     )
 
 
-class FlaChunkRWKV7(RWKV7TimeMix):
-    """Our block, core = fla chunk_rwkv7 (decoding: fused_recurrent_rwkv7, as fla's layer does)."""
+class _FlaRWKV7(RWKV7TimeMix):
+    """Our block with an fla core; decoding steps through fused_recurrent_rwkv7, as fla's layer does."""
+
+    def core_step(
+        self,
+        r: torch.Tensor,
+        w: torch.Tensor,
+        k: torch.Tensor,
+        v: torch.Tensor,
+        a: torch.Tensor,
+        b: torch.Tensor,
+        state: torch.Tensor,
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        o, new_state = fla_fused_recurrent_rwkv7(r, w, k, v, a, b, 1.0, state, True)
+        assert new_state is not None
+        return o, new_state
+
+
+class FlaChunkRWKV7(_FlaRWKV7):
+    """Our block, core = fla chunk_rwkv7 (decoding: fused_recurrent_rwkv7)."""
 
     def __init__(self, config: MixerConfig) -> None:
         check_fla_config(config, chunked=True)
@@ -146,22 +164,8 @@ class FlaChunkRWKV7(RWKV7TimeMix):
     ) -> tuple[torch.Tensor, torch.Tensor | None]:
         return fla_chunk_rwkv7(r, w, k, v, a, b, 1.0, initial_state, output_final_state, chunk_size=self.chunk_size)
 
-    def core_step(
-        self,
-        r: torch.Tensor,
-        w: torch.Tensor,
-        k: torch.Tensor,
-        v: torch.Tensor,
-        a: torch.Tensor,
-        b: torch.Tensor,
-        state: torch.Tensor,
-    ) -> tuple[torch.Tensor, torch.Tensor]:
-        o, new_state = fla_fused_recurrent_rwkv7(r, w, k, v, a, b, 1.0, state, True)
-        assert new_state is not None
-        return o, new_state
 
-
-class FlaFusedRecurrentRWKV7(RWKV7TimeMix):
+class FlaFusedRecurrentRWKV7(_FlaRWKV7):
     """Our block, core = fla fused_recurrent_rwkv7 everywhere (forward only: fla has no backward)."""
 
     def __init__(self, config: MixerConfig) -> None:
@@ -180,20 +184,6 @@ class FlaFusedRecurrentRWKV7(RWKV7TimeMix):
         output_final_state: bool = False,
     ) -> tuple[torch.Tensor, torch.Tensor | None]:
         return fla_fused_recurrent_rwkv7(r, w, k, v, a, b, 1.0, initial_state, output_final_state)
-
-    def core_step(
-        self,
-        r: torch.Tensor,
-        w: torch.Tensor,
-        k: torch.Tensor,
-        v: torch.Tensor,
-        a: torch.Tensor,
-        b: torch.Tensor,
-        state: torch.Tensor,
-    ) -> tuple[torch.Tensor, torch.Tensor]:
-        o, new_state = fla_fused_recurrent_rwkv7(r, w, k, v, a, b, 1.0, state, True)
-        assert new_state is not None
-        return o, new_state
 
 
 def build_chunk(config: MixerConfig) -> FlaChunkRWKV7:
