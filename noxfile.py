@@ -138,6 +138,7 @@ def bench(session: nox.Session) -> None:
         began = time.monotonic()
         session.run(*command, success_codes=None if required else [0, 1], env={"PYTHONUNBUFFERED": "1"})
         timings.append((name, time.monotonic() - began))
+        session.log(f"stage {name}: {timings[-1][1]:.0f} s")
 
     began = time.monotonic()
     if not _reuse_launcher_torch(session) and not wheels:
