@@ -15,6 +15,7 @@ from click.testing import CliRunner
 
 from harness.cli import cli
 from harness.report import build_report
+from harness.report.data import series_labels
 from harness.report.plots import fit_scaling_exponent
 from harness.report.references import COLUMNS as REFERENCE_COLUMNS
 from harness.report.references import recall_references
@@ -244,3 +245,20 @@ def test_provenance_names_the_executor_and_the_gpus_each_run_used():
     assert table.loc["r-local", "gpu_indices"] == "0, 1"
     assert table.loc["r-single", "gpu_indices"] == "0"
     assert table.loc["r-local", "executor"] == "local"
+
+
+def test_series_labels_name_only_what_tells_one_implementations_series_apart() -> None:
+    # Each family's own head count (a preset's per-family config) is implied by the name; two dtypes
+    # of one implementation are two series and must be told apart.
+    frame = pd.DataFrame(
+        {
+            "implementation": ["attention/sdpa_flash", "mamba2/mamba_ssm", "mamba2/mamba_ssm"],
+            "n_heads": [16, 32, 32],
+            "dtype": ["bfloat16", "bfloat16", "float32"],
+        }
+    )
+    assert series_labels(frame).tolist() == [
+        "attention/sdpa_flash · bfloat16",
+        "mamba2/mamba_ssm · bfloat16",
+        "mamba2/mamba_ssm · float32",
+    ]

@@ -171,15 +171,19 @@ SERIES_FIELDS = (
 
 
 def series_labels(frame: pd.DataFrame, extra_fields: Sequence[str] = ()) -> pd.Series:
-    """A legend label per row: the implementation, plus each field that varies across the frame."""
-    implementation = frame["implementation"].map(key_text) if "implementation" in frame.columns else ""
+    """A legend label per row: the implementation, plus each field that varies within one implementation's
+    rows (two series of it). A field that differs only between implementations (each family's own head
+    count or state size in a preset) says nothing the implementation's name does not: the tables show it."""
+    has_implementation = "implementation" in frame.columns
+    implementation = frame["implementation"].map(key_text) if has_implementation else ""
     labels = pd.Series(implementation, index=frame.index, dtype=object)
     fields = [*SERIES_FIELDS, *option_columns(frame), *extra_fields]
     for name in fields:
         if name not in frame.columns:
             continue
         texts = frame[name].map(key_text)
-        if texts.nunique() > 1:
+        varies = (texts.groupby(implementation).nunique() > 1).any() if has_implementation else texts.nunique() > 1
+        if varies:
             short = name.removeprefix("opt_")
             shown = texts if name in ("level", "device", "dtype") else short + "=" + texts
             labels = labels + " · " + shown
