@@ -289,10 +289,11 @@ def roofline(frame: pd.DataFrame, palette: Palette | None = None) -> list[Plot]:
         return []
     intensity = (flops[keep] / min_bytes[keep]).to_numpy()
     achieved = tflops[keep].to_numpy()
-    figure = _new_figure(8, 5)
-    axis = figure.subplots()
     implementations = sorted(rows["implementation"].astype(str).unique())
     modes = _modes(rows)
+    # Legend: one entry per implementation and per mode (marker), and the ceiling line.
+    figure = _new_figure(8, _height_with_legend(3.8, len(implementations) + len(modes) + 1))
+    axis = figure.subplots()
     for implementation in implementations:
         for mode in modes:
             mask = ((rows["implementation"].astype(str) == implementation) & (rows["mode"] == mode)).to_numpy()
@@ -423,7 +424,10 @@ def peak_memory(frame: pd.DataFrame, palette: Palette | None = None) -> list[Plo
     if measured.empty or not modes:
         return []
     rows_of_panels, columns = math.ceil(len(modes) / 3), min(len(modes), 3)
-    figure = _new_figure(5.2 * columns, 4.4 * rows_of_panels)
+    legend_columns = max(2, columns)
+    # One entry per series, plus the frontier, out-of-memory and device-memory keys.
+    entries = _labels_with_batch_if_swept(measured).nunique() + 3
+    figure = _new_figure(5.2 * columns, _height_with_legend(4.4 * rows_of_panels, entries, legend_columns))
     axes = np.atleast_1d(figure.subplots(rows_of_panels, columns, squeeze=False)).ravel()
     legend: dict[str, object] = {}
     capacity = numeric(frame, "gpu_memory_bytes").max()
@@ -465,7 +469,7 @@ def peak_memory(frame: pd.DataFrame, palette: Palette | None = None) -> list[Plo
         axis.set_title(f"mode {plain(mode)}", fontsize=10)
     for axis in axes[len(modes) :]:
         axis.set_visible(False)
-    _figure_legend(figure, list(legend.values()), list(legend))
+    _figure_legend(figure, list(legend.values()), list(legend), columns=legend_columns)
     return [
         Plot(
             slug="peak_memory",
@@ -487,7 +491,8 @@ def state_bytes(frame: pd.DataFrame, palette: Palette | None = None) -> list[Plo
     if rows.empty or not has_values(rows, "seq_len"):
         return []
     rows = rows.assign(_label=_labels_with_batch_if_swept(rows))
-    figure = _new_figure(8, 5)
+    # Legend: one entry per series, and the analytic and measured keys.
+    figure = _new_figure(8, _height_with_legend(3.8, rows["_label"].nunique() + 2))
     axis = figure.subplots()
     handles, labels = [], []
     for label, group in sorted(rows.groupby("_label"), key=lambda item: str(item[0])):
