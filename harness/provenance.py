@@ -55,6 +55,20 @@ def package_versions(extra: tuple[str, ...] = ()) -> dict[str, str]:
     return versions
 
 
+def software_versions(extra: tuple[str, ...] = ()) -> dict[str, str]:
+    """Python, torch and its CUDA, every kernel package (or "not installed": a missing one explains an
+    unavailable implementation) and the GPU: the header of a scripts/gpu verification report. Imports
+    torch, so it belongs in a worker or a script, never in the runner's parent."""
+    import torch
+
+    found = {"python": platform.python_version(), "torch": torch.__version__, "cuda": str(torch.version.cuda)}
+    for name in sorted((set(KERNEL_PACKAGES) | set(extra)) - {"torch"}):
+        found[name] = package_version(name) or "not installed"
+    if torch.cuda.is_available():
+        found["gpu"] = torch.cuda.get_device_name()
+    return found
+
+
 @cache
 def git_state(root: Path = REPO_ROOT) -> tuple[str | None, bool | None]:
     """(commit, dirty) of the seqbench checkout; (None, None) outside a git checkout."""

@@ -33,7 +33,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import platform
 import sys
 import time
 from collections.abc import Callable
@@ -61,15 +60,9 @@ def one_line(exc: BaseException) -> str:
 
 
 def environment() -> dict[str, Any]:
-    from importlib import metadata
+    from harness.provenance import software_versions
 
-    found: dict[str, Any] = {"python": platform.python_version(), "torch": torch.__version__}
-    found["cuda"] = torch.version.cuda
-    for name in ("triton", "mamba-ssm", "causal-conv1d", "fla-core", "flash-linear-attention", "transformers"):
-        try:
-            found[name] = metadata.version(name)
-        except metadata.PackageNotFoundError:
-            found[name] = "not installed"
+    found: dict[str, Any] = software_versions(extra=("transformers",))
     if torch.cuda.is_available():
         found["gpu"] = f"{torch.cuda.get_device_name()} sm_{''.join(map(str, torch.cuda.get_device_capability()))}"
     from harness.kernel_build import SELECTIVE_SCAN, cache_root, cached_library, extension_installed

@@ -30,7 +30,6 @@ import argparse
 import json
 import math
 import os
-import platform
 import sys
 import tempfile
 import time
@@ -41,6 +40,8 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[2]))  # run from anywhere in a checkout
 
+from harness.provenance import software_versions
+
 SEQ_LEN = 8192
 REFERENCE_SEQ_LEN = 2048
 MODES = ("fwd_bwd", "decode")
@@ -49,20 +50,6 @@ BIG_TRACE_BYTES = 20 * 1024 * 1024
 
 def one_line(exc: BaseException) -> str:
     return f"{type(exc).__name__}: {exc}".splitlines()[0][:300]
-
-
-def versions() -> dict[str, str]:
-    from importlib import metadata
-
-    found = {"python": platform.python_version(), "torch": torch.__version__, "cuda": str(torch.version.cuda)}
-    for name in ("triton", "fla-core", "flash-linear-attention", "mlstm-kernels", "xlstm", "mamba-ssm"):
-        try:
-            found[name] = metadata.version(name)
-        except metadata.PackageNotFoundError:
-            found[name] = "not installed"
-    if torch.cuda.is_available():
-        found["gpu"] = torch.cuda.get_device_name()
-    return found
 
 
 def build_jobs(seq_len: int, modes: tuple[str, ...], with_references: bool) -> list[Any]:
@@ -277,7 +264,7 @@ def main() -> int:
     if not torch.cuda.is_available():
         print("no CUDA device: nothing to verify")
         return 1
-    info = versions()
+    info = software_versions()
     print(" ".join(f"{k}={v}" for k, v in info.items()), flush=True)
     out_dir = Path(os.environ["OUT"]) if os.environ.get("OUT") else Path(tempfile.mkdtemp(prefix="verify_profile_"))
     results_dir = out_dir / "results"

@@ -39,6 +39,8 @@ from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[2]))  # run from anywhere in a checkout
 
+from harness.provenance import software_versions
+
 COPY_MIXERS = ("s4", "mamba", "attention")
 MQAR_MIXERS = ("attention", "mamba", "mamba2", "rwkv", "xlstm:mlstm")
 MQAR_CELLS = ({"seq_len": 64, "n_pairs": 4, "batch": 512}, {"seq_len": 128, "n_pairs": 8, "batch": 512},
@@ -49,27 +51,6 @@ JOB_OVERHEAD_S = 600.0  # per-job timeout beyond the training budget: worker sta
 
 def one_line(exc: BaseException) -> str:
     return f"{type(exc).__name__}: {exc}".splitlines()[0][:300]
-
-
-def environment() -> dict[str, Any]:
-    import platform
-    from importlib import metadata
-
-    import torch
-
-    found: dict[str, Any] = {
-        "python": platform.python_version(),
-        "torch": torch.__version__,
-        "cuda": torch.version.cuda,
-    }
-    for name in ("triton", "mamba-ssm", "causal-conv1d", "fla-core", "flash-linear-attention", "mlstm-kernels"):
-        try:
-            found[name] = metadata.version(name)
-        except metadata.PackageNotFoundError:
-            found[name] = "not installed"
-    if torch.cuda.is_available():
-        found["gpu"] = torch.cuda.get_device_name()
-    return found
 
 
 def picks(entries: tuple[str, ...], device: str) -> dict[str, dict[str, Any]]:
@@ -250,7 +231,7 @@ def main() -> None:
     began = time.perf_counter()
 
     try:
-        report["environment"] = environment()
+        report["environment"] = software_versions()
         print(json.dumps(report["environment"], indent=1), flush=True)
     except Exception as exc:
         report["environment"] = {"error": one_line(exc)}

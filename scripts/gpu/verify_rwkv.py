@@ -25,7 +25,6 @@ import argparse
 import json
 import math
 import os
-import platform
 import sys
 import time
 from collections.abc import Callable
@@ -35,6 +34,8 @@ from typing import Any
 import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[2]))  # run from anywhere in a checkout
+
+from harness.provenance import software_versions
 
 DEVICE = "cuda"
 BATCH, HEADS, HEAD_DIM = 4, 16, 64
@@ -47,20 +48,6 @@ REFERENCE_FWD_BWD_MAX_LEN = 2048
 
 def one_line(exc: BaseException) -> str:
     return f"{type(exc).__name__}: {exc}".splitlines()[0][:300]
-
-
-def versions() -> dict[str, str]:
-    found = {"python": platform.python_version(), "torch": torch.__version__}
-    from importlib import metadata
-
-    for name in ("triton", "fla-core", "flash-linear-attention", "transformers"):
-        try:
-            found[name] = metadata.version(name)
-        except metadata.PackageNotFoundError:
-            found[name] = "not installed"
-    if torch.cuda.is_available():
-        found["gpu"] = torch.cuda.get_device_name()
-    return found
 
 
 # ---- 1. check rows ---------------------------------------------------------------------------------
@@ -267,7 +254,7 @@ def main() -> int:
         print("no CUDA device visible to torch: nothing to verify here")
         return 1
     torch.backends.cuda.matmul.allow_tf32 = False
-    results: dict[str, Any] = {"versions": versions()}
+    results: dict[str, Any] = {"versions": software_versions(extra=("transformers",))}
     started = time.perf_counter()
     steps: list[tuple[str, bool, Callable[[], Any]]] = [
         ("check", args.skip_check, check_rows),

@@ -24,7 +24,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import platform
 import sys
 import time
 from collections.abc import Callable
@@ -35,6 +34,8 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[2]))  # run from anywhere in a checkout
 
+from harness.provenance import software_versions
+
 DEVICE = "cuda"
 D_MODEL, D_STATE, BATCH = 1024, 64, 4
 LENGTHS = (2048, 8192, 32768)
@@ -43,19 +44,6 @@ MODELS = {"s4": "s4/cufft", "s4d": "s4/s4d_cufft"}
 
 def one_line(exc: BaseException) -> str:
     return f"{type(exc).__name__}: {exc}".splitlines()[0][:300]
-
-
-def versions() -> dict[str, str]:
-    from importlib import metadata
-
-    found = {"python": platform.python_version(), "torch": torch.__version__, "cuda": str(torch.version.cuda)}
-    try:
-        found["triton"] = metadata.version("triton")
-    except metadata.PackageNotFoundError:
-        found["triton"] = "not installed"
-    if torch.cuda.is_available():
-        found["gpu"] = torch.cuda.get_device_name()
-    return found
 
 
 # ---- 1. check rows ---------------------------------------------------------------------------------
@@ -240,7 +228,7 @@ def main() -> int:
         return 1
     torch.backends.cuda.matmul.allow_tf32 = False
     torch.backends.cudnn.allow_tf32 = False
-    results: dict[str, Any] = {"versions": versions()}
+    results: dict[str, Any] = {"versions": software_versions()}
     started = time.perf_counter()
     steps: list[tuple[str, bool, Callable[[], Any]]] = [
         ("check", args.skip_check, check_rows),

@@ -32,7 +32,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import platform
 import sys
 import time
 from collections.abc import Callable
@@ -44,6 +43,8 @@ import torch
 SCRIPT_DIR = Path(__file__).resolve().parent
 sys.path.insert(0, str(SCRIPT_DIR.parents[1]))  # the repository root: harness, implementations
 sys.path.insert(0, str(SCRIPT_DIR))  # this module, importable in the worker as `verify_xlstm`
+
+from harness.provenance import software_versions  # noqa: E402  (after the path insert)
 
 DEVICE = "cuda"
 SAFE_KERNELS = ("chunkwise--triton_limit_chunk", "chunkwise--triton_xl_chunk_siging")
@@ -63,20 +64,6 @@ ITEM_TIMEOUTS_S = {"start": 600.0}
 
 def one_line(exc: BaseException) -> str:
     return f"{type(exc).__name__}: {exc}".splitlines()[0][:300]
-
-
-def versions() -> dict[str, str]:
-    from importlib import metadata
-
-    found = {"python": platform.python_version(), "torch": torch.__version__}
-    for name in ("triton", "mlstm-kernels", "xlstm"):
-        try:
-            found[name] = metadata.version(name)
-        except metadata.PackageNotFoundError:
-            found[name] = "not installed"
-    if torch.cuda.is_available():
-        found["gpu"] = torch.cuda.get_device_name()
-    return found
 
 
 # ---- 1. check rows ---------------------------------------------------------------------------------
@@ -299,7 +286,7 @@ def main() -> int:
         from implementations.xlstm.requirements import FORCE_UNSAFE_ENV
 
         os.environ[FORCE_UNSAFE_ENV] = "1"  # read by the probe here and inherited by the workers
-    results: dict[str, Any] = {"versions": versions()}
+    results: dict[str, Any] = {"versions": software_versions()}
     try:
         kernels, results["left_out"] = kernels_to_run(args.force_unsafe)
     except Exception as exc:
