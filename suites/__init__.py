@@ -85,11 +85,14 @@ def select_implementations(
     preset: dict[str, Any], names: tuple[str, ...] = (), families: tuple[str, ...] = ()
 ) -> list[Implementation]:
     """Implementations named (--name) or of the families (--family), else all; then only the preset's
-    backends unless names were given explicitly (an explicit name is always honoured)."""
+    backends, and no references where the preset says `references = false`, unless names were given
+    explicitly (an explicit name is always honoured)."""
     from harness import registry
 
     chosen = registry.select(names, families)
     backends = preset.get("backends") or []
     if backends and not names:
         chosen = [impl for impl in chosen if impl.backend in backends]
+    if preset.get("references", True) is False and not names:
+        chosen = [impl for impl in chosen if not impl.is_reference]
     return chosen

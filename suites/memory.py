@@ -61,6 +61,7 @@ PRESET_KEYS = {
     "state_seq_lens",
     "timeouts",
     "reference_max_seq_len",
+    "references",
 }
 FRONTIER_MULTIPLE = 64  # bisected lengths are multiples of this (chunked kernels want whole chunks)
 

@@ -90,6 +90,7 @@ PRESET_KEYS = {
     "timing",
     "timeouts",
     "reference_max_seq_len",
+    "references",
 }
 
 

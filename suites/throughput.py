@@ -54,6 +54,7 @@ PRESET_KEYS = {
     "timeouts",
     "decode_timer",
     "reference_max_seq_len",
+    "references",
 }
 
 

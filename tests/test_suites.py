@@ -192,6 +192,20 @@ def test_every_preset_parses_and_builds_jobs(suite: str) -> None:
     assert (PRESETS_DIR / suite / "cpu.toml").is_file()
 
 
+@pytest.mark.parametrize("suite", ["throughput", "memory"])
+def test_gpu_quick_presets_leave_references_to_check_unless_named(suite: str) -> None:
+    from harness import registry
+
+    build = throughput_suite.build_jobs if suite == "throughput" else memory_suite.build_jobs
+    preset = load_preset(suite, "quick")
+    assert preset["references"] is False
+    chosen = {job.implementation for job in build(preset, options(), "cuda")}
+    assert chosen and not any(registry.get(name).is_reference for name in chosen)
+    assert "attention/sdpa_flash" in chosen
+    named = build(preset, options(names=("attention/reference",)), "cuda")
+    assert {job.implementation for job in named} == {"attention/reference"}
+
+
 # ---------------------------------------------------------------------------------------------
 # the command line
 
