@@ -16,6 +16,7 @@ import torch
 
 from harness.config import MixerConfig
 from harness.worker import Unavailable
+from implementations.fla_import import import_fla
 from implementations.mamba2.reference import Mamba2Block
 from implementations.mamba2.simple_gla import ssd_via_simple_gla
 
@@ -29,7 +30,7 @@ def fla_backward_refusal() -> str | None:
     so that a training step is `unavailable` at once instead of failing in backward (after the forward's
     work, and with a worker restart for the next job)."""
     try:
-        flags = importlib.import_module(FLA_BACKWARD_MODULE)
+        flags = import_fla(FLA_BACKWARD_MODULE)
     except ImportError:
         return None
     hopper = getattr(flags, "IS_NVIDIA_HOPPER", False)
@@ -45,7 +46,7 @@ def fla_backward_refusal() -> str | None:
 class Mamba2FlaSimpleGla(Mamba2Block):
     def __init__(self, config: MixerConfig) -> None:
         super().__init__(config)
-        from fla.ops.simple_gla import chunk_simple_gla
+        chunk_simple_gla = import_fla("fla.ops.simple_gla").chunk_simple_gla
 
         self._core = partial(ssd_via_simple_gla, simple_gla=chunk_simple_gla)
         self._backward_refusal = fla_backward_refusal()

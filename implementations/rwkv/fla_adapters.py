@@ -31,6 +31,7 @@ from torch import nn
 from harness.config import MixerConfig
 from harness.errors import ConfigError
 from harness.interface import CoreCall, Mixer, part
+from implementations.fla_import import import_fla
 from implementations.rwkv.op import check_rwkv7_inputs
 from implementations.rwkv.reference import (
     LOG_DECAY_LOWER_BOUND,
@@ -69,7 +70,7 @@ def fla_chunk_rwkv7(
 ) -> tuple[torch.Tensor, torch.Tensor | None]:
     """fla's chunk_rwkv7 as fla's RWKV7Attention calls it. Needs lower_bound <= w < 0 (not checked:
     reading w would sync the device; the RWKV-7 block builds w in that range)."""
-    from fla.ops.rwkv7 import chunk_rwkv7
+    chunk_rwkv7 = import_fla("fla.ops.rwkv7").chunk_rwkv7
 
     check_rwkv7_inputs(r, w, k, v, a, b, initial_state, check_decay=False)
     if r.shape[-1] > MAX_HEAD_DIM:
@@ -108,7 +109,7 @@ def fla_fused_recurrent_rwkv7(
     output_final_state: bool = False,
 ) -> tuple[torch.Tensor, torch.Tensor | None]:
     """fla's fused_recurrent_rwkv7 with an explicit scale (fla's default would be 1/sqrt(head_dim))."""
-    from fla.ops.rwkv7 import fused_recurrent_rwkv7
+    fused_recurrent_rwkv7 = import_fla("fla.ops.rwkv7").fused_recurrent_rwkv7
 
     check_rwkv7_inputs(r, w, k, v, a, b, initial_state, check_decay=False)
     if r.shape[-1] > MAX_HEAD_DIM:
@@ -272,7 +273,7 @@ class FlaRWKV7Layer(Mixer):
             )
         if settings.chunk_size != 64:
             raise ConfigError("chunk_size", "fla's RWKV7Attention always uses chunk_size 64; set chunk_size=64")
-        from fla.layers.rwkv7 import RWKV7Attention
+        RWKV7Attention = import_fla("fla.layers.rwkv7").RWKV7Attention
 
         self.config = config
         self.settings = settings
