@@ -36,17 +36,18 @@ def _register_bare_package(name: str) -> None:
         return  # not installed: the import that follows raises the usual ModuleNotFoundError
     package = importlib.util.module_from_spec(spec)  # a package object whose code has not run
     if name == "fla":
-        package.__version__ = _fla_version()  # fla.utils reads `from fla import __version__`
+        package.__version__ = fla_version() or "0"  # fla.utils reads `from fla import __version__`
     sys.modules[name] = package
     parent, _, child = name.rpartition(".")
     if parent:
         setattr(sys.modules[parent], child, package)
 
 
-def _fla_version() -> str:
+def fla_version() -> str | None:
+    """The installed fla's version from its metadata (never importing it), or None."""
     for distribution in ("fla-core", "flash-linear-attention"):
         try:
             return metadata.version(distribution)
         except metadata.PackageNotFoundError:
             continue
-    return "0"
+    return None

@@ -4,22 +4,14 @@ from __future__ import annotations
 
 import importlib.util
 import os
-from importlib import metadata
 
 import torch
+
+from implementations.fla_import import fla_version
 
 
 def _missing(module: str) -> bool:
     return importlib.util.find_spec(module) is None
-
-
-def _fla_version() -> str:
-    for distribution in ("fla-core", "flash-linear-attention"):
-        try:
-            return metadata.version(distribution)
-        except metadata.PackageNotFoundError:
-            continue
-    return "unknown"
 
 
 def fla_ops(device: str, dtype: torch.dtype | None) -> str | None:
@@ -37,7 +29,8 @@ def fla_layer(device: str, dtype: torch.dtype | None) -> str | None:
     spec = importlib.util.find_spec("fla")
     locations = list(spec.submodule_search_locations or []) if spec is not None else []
     if not any(os.path.exists(os.path.join(path, "layers", "rwkv7.py")) for path in locations):
-        return f"fla {_fla_version()} has no fla.layers.rwkv7: install flash-linear-attention, not only fla-core"
+        version = fla_version() or "unknown"
+        return f"fla {version} has no fla.layers.rwkv7: install flash-linear-attention, not only fla-core"
     if _missing("transformers"):
         return "fla's layers need transformers (pip install flash-linear-attention pulls it in)"
     return None
