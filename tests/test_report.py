@@ -16,7 +16,7 @@ from click.testing import CliRunner
 from harness.cli import cli
 from harness.report import build_report
 from harness.report.data import series_labels
-from harness.report.plots import fit_scaling_exponent
+from harness.report.plots import Palette, fit_scaling_exponent
 from harness.report.references import COLUMNS as REFERENCE_COLUMNS
 from harness.report.references import recall_references
 from harness.results import write_rows
@@ -262,3 +262,32 @@ def test_series_labels_name_only_what_tells_one_implementations_series_apart() -
         "mamba2/mamba_ssm · bfloat16",
         "mamba2/mamba_ssm · float32",
     ]
+
+
+@pytest.mark.parametrize("count", [3, 15, 30])
+def test_every_implementation_of_a_report_has_its_own_colour(count: int) -> None:
+    names = [f"family{i % 6}/impl{i}" for i in range(count)]
+    palette = Palette(names)
+    assert len({palette(name) for name in names}) == count
+    assert palette(names[0]) == Palette(list(reversed(names)))(names[0])  # stable whatever the order
+
+
+def test_a_legend_of_long_labels_takes_fewer_columns_and_the_figure_grows_to_hold_it() -> None:
+    from matplotlib.figure import Figure
+    from matplotlib.lines import Line2D
+
+    from harness.report.plots import _figure_legend
+
+    short = Figure(figsize=(11, 4))
+    _figure_legend(short, [Line2D([], [])] * 20, [f"impl{i}" for i in range(20)])
+    assert short.legends[0]._ncols == 2 and short.get_figheight() == 4
+
+    long = Figure(figsize=(11, 4))
+    labels = [f"family/impl{i} · layer · d_model=1024 · n_heads=16 · head_dim=64 · chunk_size=64" for i in range(20)]
+    _figure_legend(long, [Line2D([], [])] * 20, labels)
+    assert long.legends[0]._ncols == 1
+    assert long.get_figheight() == pytest.approx(4 + 0.2 * 10)  # 20 rows where 2 columns had 10
+
+    wider_than_figure = Figure(figsize=(4, 4))
+    _figure_legend(wider_than_figure, [Line2D([], [])], ["x" * 100])
+    assert wider_than_figure.get_figwidth() >= 100 * 0.065

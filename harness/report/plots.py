@@ -56,7 +56,10 @@ class Palette:
         from matplotlib import colormaps
 
         names = sorted({str(i) for i in implementations})
-        colors = list(colormaps["tab10"].colors) if len(names) <= 10 else list(colormaps["tab20"].colors)
+        # tab10 while it suffices; then tab20, and past 20 (a GPU run holds 30) tab20b and tab20c as well,
+        # so no two implementations of a report share a colour up to 60.
+        maps = ["tab10"] if len(names) <= 10 else ["tab20"] if len(names) <= 20 else ["tab20", "tab20b", "tab20c"]
+        colors = [color for name in maps for color in colormaps[name].colors]
         self._colors = {name: colors[i % len(colors)] for i, name in enumerate(names)}
 
     def __call__(self, implementation: str) -> tuple[float, ...]:
@@ -170,9 +173,24 @@ def _log2_axis(axis) -> None:
     axis.grid(True, which="major", alpha=0.3)
 
 
+# Width of a legend entry at fontsize 8: the handle and its padding, and per character of the label.
+LEGEND_HANDLE_IN = 0.6
+LEGEND_CHAR_IN = 0.065
+
+
 def _figure_legend(figure: Figure, handles: list, labels: list[str], columns: int = 2) -> None:
-    if handles:
-        figure.legend(handles, labels, loc="outside lower center", ncol=columns, fontsize=8, frameon=False)
+    """The legend below the axes, in at most `columns` columns: fewer where the labels are too long for
+    the figure's width (a baseline mixing presets labels its series with their configs), the figure
+    then growing taller (and, for a label longer than the figure, wider) so the axes keep their size."""
+    if not handles:
+        return
+    entry_in = LEGEND_HANDLE_IN + LEGEND_CHAR_IN * max(len(label) for label in labels)
+    fitted = max(1, min(columns, int(figure.get_figwidth() // entry_in)))
+    if fitted < columns:
+        extra_rows = math.ceil(len(labels) / fitted) - math.ceil(len(labels) / columns)
+        figure.set_figheight(figure.get_figheight() + 0.2 * extra_rows)
+    figure.set_figwidth(max(figure.get_figwidth(), entry_in * fitted))
+    figure.legend(handles, labels, loc="outside lower center", ncol=fitted, fontsize=8, frameon=False)
 
 
 # --------------------------------------------------------------------------------------- throughput
