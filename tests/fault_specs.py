@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import os
 import time
+from pathlib import Path
 
 import torch
 
@@ -117,6 +118,16 @@ def process_id() -> int:
 
 def environment(name: str) -> str | None:
     return os.environ.get(name)
+
+
+def process_age_s(sleep_s: float = 0.0) -> tuple[int, float]:
+    """This process's id and, after sleeping `sleep_s`, how long ago it started (Linux /proc)."""
+    import time
+
+    time.sleep(sleep_s)
+    started_ticks = int(Path("/proc/self/stat").read_text().rsplit(")", 1)[1].split()[19])
+    uptime_s = float(Path("/proc/uptime").read_text().split()[0])
+    return os.getpid(), uptime_s - started_ticks / os.sysconf("SC_CLK_TCK")
 
 
 _MODELS = {"flops_model": attention_flops, "bytes_model": attention_min_bytes, "state_bytes_model": kv_cache_bytes}

@@ -275,6 +275,40 @@ def test_gpu_slots_pin_their_workers_and_leave_this_process_environment_alone(
     assert seen and all(environment == before for environment in seen)  # unchanged during every start, too
 
 
+@pytest.mark.skipif(not Path("/proc/self/stat").exists(), reason="reads process start times from /proc")
+def test_the_next_familys_process_starts_while_the_current_family_runs(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(Job, "unavailable_reason", lambda self: None)  # bare targets, no registered adapter
+    executor = LocalExecutor()
+    executor.open(RunContext("throughput", tmp_path, "cpu", {}, True))  # a process per family, as on CUDA
+    target = "tests.fault_specs:process_age_s"
+    chunks = [
+        [Job("throughput", "fault/first", target, {"sleep_s": 5.0})],
+        [Job("throughput", "fault/second", target, {})],
+    ]
+    done = [event for event in executor.run(chunks) if isinstance(event, JobDone)]
+    assert [event.outcome.status for event in done] == ["ok", "ok"], [event.outcome.reason for event in done]
+    (first_pid, _), (second_pid, second_age_s) = (event.outcome.value for event in done)
+    assert first_pid != second_pid  # still one process per family
+    # Started as a spare when the first family began, 5 s of the first job ago (a start on demand would
+    # be younger than its own torch import, ~2-3 s here).
+    assert second_age_s >= 4.5
+    assert not harness.worker.mp.active_children()  # the run leaves no spare behind
+
+
+def test_a_spare_process_is_taken_by_the_next_start_and_shut_down_with_the_worker() -> None:
+    worker = harness.worker.Worker()
+    worker.start_spare()
+    spare_pid = worker._spare[0].pid
+    worker.start()
+    assert worker.pid == spare_pid and worker.starts == 1
+    worker.start_spare()
+    spare = worker._spare[0]
+    worker.shutdown()
+    assert not worker.alive and not spare.is_alive()
+
+
 def test_files_written_before_the_placement_columns_still_read(tmp_path: Path) -> None:
     row = {
         "schema_version": results.SCHEMA_VERSION,

@@ -137,24 +137,36 @@ class LocalExecutor(Executor):
     def _run_slot(self, slot: Slot, chunks: Iterable[Sequence[Job]]) -> Iterator[Event]:
         """Chunks one after another on the slot's worker. On CUDA each family gets its own process (one
         library's allocator cache, compiled kernels or CUDA state never shape another family's numbers);
-        not one per implementation: a process start imports torch and the kernel library (5-10 s)."""
+        not one per implementation: a process start imports torch and the kernel library (5-10 s). The
+        next family's process is started while this one runs (`Worker.start_spare`), so a family switch
+        does not wait for torch's import."""
         from harness.results import utc_now
 
         assert self.context is not None and slot.worker is not None
+        isolate = self.context.isolate_families
+        families = [family_of(chunk[0]) for chunk in chunks] if isinstance(chunks, Sequence) else None
         previous_family = None
         try:
-            for chunk in chunks:
-                family = family_of(chunk[0])
-                if self.context.isolate_families and previous_family is not None and family != previous_family:
+            for index, chunk in enumerate(chunks):
+                family = families[index] if families is not None else family_of(chunk[0])
+                if isolate and previous_family is not None and family != previous_family:
                     slot.worker.close()
+                    slot.worker.start()  # the spare started during the previous family
                 previous_family = family
+                # A later family to come (always possible when the chunks arrive from a queue) gets a spare,
+                # started once this family's process runs (a failed job's restart may take it: then anew).
+                spare_wanted = isolate and (families is None or any(f != family for f in families[index + 1 :]))
                 for job in chunk:
+                    if spare_wanted:
+                        if not slot.worker.alive:
+                            slot.worker.start()
+                        slot.worker.start_spare()
                     yield JobStarted(job)
                     started_at = utc_now()
                     outcome = run_job(slot.worker, job, slot.log_path)
                     yield JobDone(job, outcome, slot.placement, started_at)
         finally:
-            slot.worker.kill()
+            slot.worker.shutdown()
 
     def _run_threads(self, chunks: Sequence[Sequence[Job]]) -> Iterator[Event]:
         """One thread per slot, each taking the next chunk when free; events reach the runner in the
