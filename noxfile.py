@@ -162,16 +162,17 @@ def bench(session: nox.Session) -> None:
         stage("kernels", "seqbench", "kernels", "build")
     common = ["--results", results_dir, *args]
     check = ("check", "seqbench", "check", "--results", results_dir)
-    if cuda and {"check", "memory"} <= wanted:
-        # Neither check (numerics) nor memory (each worker's own allocator peaks) reads a clock, so they
-        # share the GPU at once; the timed stages (throughput, profile, recall) each have it alone.
-        # check's output is held back and printed when it ends, so the two logs do not interleave.
-        alongside = ThreadPoolExecutor(max_workers=1).submit(stage, *check, required=False, silent=True)
+    # Neither check (numerics) nor memory (each worker's own allocator peaks) reads a clock, so on a GPU
+    # they share it at once; the timed stages (throughput, profile, recall) each have it alone. check's
+    # output is held back and printed when it ends, so the two logs do not interleave.
+    alongside = cuda and {"check", "memory"} <= wanted
+    with ThreadPoolExecutor(max_workers=1) as pool:
+        checking = pool.submit(stage, *check, required=False, silent=True) if alongside else None
+        if checking is None:
+            stage(*check, required=False)
         stage("memory", "seqbench", "run", "memory", "--preset", preset, *common)
-        print(alongside.result() or "", flush=True)
-    else:
-        stage(*check, required=False)
-        stage("memory", "seqbench", "run", "memory", "--preset", preset, *common)
+        if checking is not None:
+            print(checking.result() or "", flush=True)
     for suite in ("throughput", "profile"):
         stage(suite, "seqbench", "run", suite, "--preset", preset, *common)
     stage("recall", "seqbench", "run", "recall", "--preset", recall_preset, *common)

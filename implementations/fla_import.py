@@ -1,8 +1,9 @@
 """Import parts of flash-linear-attention (fla) without running its package `__init__`s.
 
 `fla/__init__.py` imports every layer and every model (and with them transformers), and
-`fla/ops/__init__.py` every op: on an H100 (2026-11-23) the first adapter to touch fla spent 16 s
-importing, in every worker of every suite, where the adapters here need one op or one layer. `import_fla`
+`fla/ops/__init__.py` every op: on an H100 host (2026-11-23) `import fla` took 12.4 s, in every worker of
+every suite, where the adapters here need one op or one layer (7.3 s for the RWKV-7 layer and the
+simple-GLA op, most of it the torch._dynamo and torch._inductor modules they import). `import_fla`
 registers `fla`, `fla.ops` and `fla.layers` as bare packages (their folders on the import path, their
 `__init__` not run), so importing `fla.ops.rwkv7` loads that op and what it imports, nothing else.
 `fla.modules` keeps its own `__init__`: the layers import names from it.
