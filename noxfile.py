@@ -7,10 +7,11 @@ takes a CPU build from the local wheel cache. Elsewhere set SEQBENCH_TORCH to an
 
 from __future__ import annotations
 
+import hashlib
+import json
 import os
 import sys
 import time
-from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import nox
@@ -31,7 +32,9 @@ nox.options.reuse_existing_virtualenvs = True
 TORCH = os.environ.get("SEQBENCH_TORCH", "torch==2.13.0")
 # The bench's stages, in order (anchors only with `-- --anchors`). `-- --stages throughput,report` runs only
 # those: to finish a run in parts on machines held for a limited time, `--resume` continuing each suite's run.
-STAGES = ("kernels", "check", "memory", "throughput", "profile", "recall", "anchors", "report")
+STAGES = ("kernels", "check", "throughput", "memory", "profile", "recall", "anchors", "report")
+# The stages measured in one pass of `seqbench bench` (one worker per family for all of them).
+PASS_STAGES = ("throughput", "memory", "profile", "recall")
 
 
 @nox.session
@@ -111,14 +114,22 @@ def _install_from_folder(session: nox.Session, folder: str) -> None:
     session.run("python", "-c", f"import {modules}", log=False)
 
 
+def _install_fingerprint(wheels: str | None, cuda: bool) -> str:
+    """What an install of the bench session depends on: pyproject.toml, the wheels folder's files, CUDA."""
+    parts = [Path("pyproject.toml").read_text(), f"cuda={cuda}", f"torch={TORCH}", f"wheels={wheels}"]
+    if wheels:
+        parts += sorted(f"{path.name} {path.stat().st_size}" for path in Path(wheels).iterdir() if path.is_file())
+    return hashlib.sha256("\n".join(parts).encode()).hexdigest()
+
+
 @nox.session(venv_params=["--system-site-packages"])
 def bench(session: nox.Session) -> None:
-    """The main job: check, then the throughput, memory, profile and recall suites, then the report.
+    """The main job: check, then the throughput, memory, profile and recall suites (in one pass), then the report.
 
     With CUDA: the `quick` presets (override with `-- --preset full`), and with `-- --anchors` the published
     anchors too (for a baseline). Without CUDA: the `cpu` presets. `-- --wheels DIR` installs GPU dependencies
     from DIR only (no network); `-- --stages a,b` runs only those stages; `-- --report DIR` chooses the report
-    folder. Other arguments after `--` pass through to every `seqbench run` command (`--resume`, `--family`)."""
+    folder. Other arguments after `--` pass through to `seqbench bench` and `seqbench run` (`--resume`, `--family`)."""
     args = list(session.posargs)
     wheels = _pop_option(args, "--wheels") or os.environ.get(WHEELS_ENV)
     preset = _pop_option(args, "--preset")
@@ -133,26 +144,33 @@ def bench(session: nox.Session) -> None:
         session.error(f"--stages: unknown {', '.join(sorted(wanted - set(STAGES)))}; known: {', '.join(STAGES)}")
     timings: list[tuple[str, float]] = []
 
-    def stage(name: str, *command: str, required: bool = True, silent: bool = False) -> str | None:
-        if name not in wanted:
-            return None
+    def stage(name: str, *command: str, required: bool = True) -> None:
+        if not set(name.split("+")) & wanted:  # the pass "throughput+memory+..." runs when any of them is wanted
+            return
         began = time.monotonic()
         codes = None if required else [0, 1]
-        output = session.run(*command, success_codes=codes, env={"PYTHONUNBUFFERED": "1"}, silent=silent)
+        session.run(*command, success_codes=codes, env={"PYTHONUNBUFFERED": "1"})
         timings.append((name, time.monotonic() - began))
         session.log(f"stage {name}: {timings[-1][1]:.0f} s")
-        return output if isinstance(output, str) else None
 
     began = time.monotonic()
     if not _reuse_launcher_torch(session) and not wheels:
         session.install(TORCH)  # never let pip pull a multi-GB CUDA build by accident
     cuda = _has_cuda(session)
-    if wheels:
-        _install_from_folder(session, wheels)
-    elif cuda:
-        session.install("--no-build-isolation", "-e", ".[gpu]", env=SDIST_ENV)
+    # nox keeps the session's environment between runs; reinstalling the same wheels took ~50 s on an H100
+    # host, so a rerun skips it unless pyproject.toml, the wheels folder or the GPU's presence changed.
+    stamp = Path(session.virtualenv.location) / ".seqbench-installed"
+    fingerprint = _install_fingerprint(wheels, cuda)
+    if stamp.is_file() and stamp.read_text() == fingerprint:
+        session.log("installed already from the same pyproject.toml and wheels: not reinstalling")
     else:
-        session.install("-e", ".")
+        if wheels:
+            _install_from_folder(session, wheels)
+        elif cuda:
+            session.install("--no-build-isolation", "-e", ".[gpu]", env=SDIST_ENV)
+        else:
+            session.install("-e", ".")
+        stamp.write_text(fingerprint)
     timings.append(("install", time.monotonic() - began))
     preset = preset or ("quick" if cuda else "cpu")
     recall_preset = "recall-quick" if cuda else "recall-cpu"
@@ -161,21 +179,18 @@ def bench(session: nox.Session) -> None:
     else:
         stage("kernels", "seqbench", "kernels", "build")
     common = ["--results", results_dir, *args]
-    check = ("check", "seqbench", "check", "--results", results_dir)
-    # Neither check (numerics) nor memory (each worker's own allocator peaks) reads a clock, so on a GPU
-    # they share it at once; the timed stages (throughput, profile, recall) each have it alone. check's
-    # output is held back and printed when it ends, so the two logs do not interleave.
-    alongside = cuda and {"check", "memory"} <= wanted
-    with ThreadPoolExecutor(max_workers=1) as pool:
-        checking = pool.submit(stage, *check, required=False, silent=True) if alongside else None
-        if checking is None:
-            stage(*check, required=False)
-        stage("memory", "seqbench", "run", "memory", "--preset", preset, *common)
-        if checking is not None:
-            print(checking.result() or "", flush=True)
-    for suite in ("throughput", "profile"):
-        stage(suite, "seqbench", "run", suite, "--preset", preset, *common)
-    stage("recall", "seqbench", "run", "recall", "--preset", recall_preset, *common)
+    stage("check", "seqbench", "check", "--results", results_dir, required=False)
+    # The suites in one pass (`seqbench bench`): each implementation's jobs of every suite run on one worker,
+    # so its library is imported and its kernels are loaded once, not once per suite.
+    suites = [suite for suite in PASS_STAGES if suite in wanted]
+    if suites:
+        times_file = os.path.join(session.create_tmp(), "suite-times.json")
+        bench_args = ["--suites", ",".join(suites), "--preset", preset, "--recall-preset", recall_preset]
+        stage("+".join(suites), "seqbench", "bench", *bench_args, "--times-json", times_file, *common)
+        with open(times_file) as handle:
+            suite_times = json.load(handle)["suites_s"]
+        within = ", ".join(f"{suite} {seconds:.0f} s" for suite, seconds in suite_times.items())
+        timings[-1] = (f"{timings[-1][0]} ({within})", timings[-1][1])
     if cuda:
         stage("anchors", "seqbench", "run", "throughput", "--preset", "anchors", *common)
     report_dir = report_dir or os.path.join("reports", "gpu" if cuda else "cpu")

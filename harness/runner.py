@@ -10,8 +10,10 @@ columns, and writes exactly one row per job that failed: status oom | error | cr
 unavailable with a one-line reason.
 
 Executors (harness.executors) run the jobs: chunks of consecutive jobs of one implementation share a
-worker (compilation and autotuning happen once per process); the worker is restarted after any failure
-(a CUDA error or an OOM can leave the process in a bad state) and, on CUDA, for each new family. The
+worker (compilation and autotuning happen once per process; `run_suites` puts an implementation's jobs
+of several suites in one chunk, so its library and kernels load once for all of them); the worker is
+restarted after any failure (a CUDA error or an OOM can leave the process in a bad state) and, on CUDA,
+for each new family. The
 local executor runs one worker, or one per GPU; ray and submitit run each chunk as a task elsewhere.
 Whichever ran it, a job gives the same rows (same job id, same columns) plus `executor` and `gpu_index`;
 this process alone writes Parquet.
@@ -152,6 +154,11 @@ class RunSummary:
     def counts(self) -> Counter:
         """Jobs by status."""
         return Counter(self.job_statuses().values())
+
+    def job_wall_s(self) -> float:
+        """Seconds the workers spent on this suite's jobs (each job's wall time, counted once)."""
+        walls = {row["job_id"]: row.get("job_wall_s") or 0.0 for row in self.rows}
+        return float(sum(walls.values()))
 
 
 # ---------------------------------------------------------------------------------------------
@@ -299,6 +306,19 @@ def _chunks_by_implementation(jobs: Sequence[Job]) -> list[list[Job]]:
 def run_jobs(
     jobs: Sequence[Job],
     results_dir: str | Path = "results",
+    **options: Any,
+) -> RunSummary:
+    """Run `jobs` (all of one suite) and write their rows under `results_dir`: `run_suites` for one suite
+    (the same keyword options). A mix of suites is a UserError here; `run_suites` takes one."""
+    suites = {job.suite for job in jobs}
+    if len(suites) > 1:
+        raise UserError(f"one run holds one suite; got {', '.join(sorted(suites))} (run_suites takes several)")
+    return run_suites(jobs, results_dir, **options)[0]
+
+
+def run_suites(
+    jobs: Sequence[Job],
+    results_dir: str | Path = "results",
     *,
     run_id: str | None = None,
     redo: bool = False,
@@ -312,74 +332,97 @@ def run_jobs(
     worker_env: dict[str, str] | None = None,
     on_row: Callable[[dict[str, Any]], None] | None = None,
     executor: Executor | None = None,
-) -> RunSummary:
-    """Run `jobs` (all of one suite) with `executor` (default: local, one worker per GPU) and write their
-    rows under `results_dir`. Never raises for what a job does; raises UserError for bad input (results
-    directory, mixed suites, an executor that cannot start) before any job runs. Ctrl-C stops the run,
-    writes the rows finished so far and returns with `interrupted` set."""
-    suites = {job.suite for job in jobs}
-    if len(suites) > 1:
-        raise UserError(f"one run holds one suite; got {', '.join(sorted(suites))}")
+) -> list[RunSummary]:
+    """Run `jobs` with `executor` (default: local, one worker per GPU) and write their rows under
+    `results_dir`; one RunSummary per suite, in the order the suites first appear.
+
+    Jobs of several suites share one pass: an implementation's jobs of every suite run in a row on one
+    worker (its library imported and its kernels loaded once, not once per suite), under one run id,
+    with the device provenance measured once; each suite's rows go to `<results_dir>/<suite>/<run_id>/`,
+    the workers' logs to the first suite's run directory. Never raises for what a job does; raises
+    UserError for bad input (results directory, an executor that cannot start) before any job runs.
+    Ctrl-C stops the run, writes the rows finished so far and returns with `interrupted` set."""
     results_dir = prepare_results_dir(results_dir)
-    suite = suites.pop() if suites else "unknown"
+    suites = list(dict.fromkeys(job.suite for job in jobs)) or ["unknown"]
     if resume and run_id is None:
-        run_id = results.latest_run_id(results_dir, suite)
+        run_id = max(filter(None, (results.latest_run_id(results_dir, suite) for suite in suites)), default=None)
     run_id = run_id or results.new_run_id()
     chunks = _chunks_by_implementation(jobs)
-    summary = RunSummary(suite, run_id, results_dir, total=sum(len(chunk) for chunk in chunks))
-    if not chunks:
-        return summary
-
-    run_dir = results_dir / suite / run_id
-    run_dir.mkdir(parents=True, exist_ok=True)
-    device = device or chunks[0][0].params.get("device", "cpu")
+    device = device or (chunks[0][0].params.get("device", "cpu") if chunks else "cpu")
     # On a GPU each family gets its own process (see LocalExecutor); on a CPU the references share one.
     isolate = isolate_families if isolate_families is not None else device.startswith("cuda")
+    if isolate:
+        chunks = _families_together(chunks)
+    summaries = {suite: RunSummary(suite, run_id, results_dir) for suite in suites}
+    for chunk in chunks:
+        for job in chunk:
+            summaries[job.suite].total += 1
+    if not chunks:
+        return list(summaries.values())
+
+    for suite in suites:
+        (results_dir / suite / run_id).mkdir(parents=True, exist_ok=True)
+    run_dir = results_dir / suites[0] / run_id
     executor = executor or LocalExecutor()
-    context = RunContext(suite, run_dir, device, dict(worker_env or {}), isolate)
+    context = RunContext("+".join(suites), run_dir, device, dict(worker_env or {}), isolate)
     try:
         executor.open(context)
-        summary.log_path = executor.log_pattern(run_dir)
-        provenance = _provenance(executor, measure_ceilings, summary)
-
-        done: set[str] = set()
-        if resume:
-            done |= results.done_job_ids(results_dir, suite, run_id=run_id)
-        if not redo:
-            done |= results.done_job_ids(results_dir, suite, host_fingerprint=provenance.get("host_fingerprint"))
-        todo = [[job for job in chunk if job.job_id not in done] for chunk in chunks]
+        provenance = _provenance(executor, measure_ceilings, list(summaries.values()))
+        todo = chunks
+        for suite, summary in summaries.items():
+            summary.log_path = executor.log_pattern(run_dir)
+            done: set[str] = set()
+            if resume:
+                done |= results.done_job_ids(results_dir, suite, run_id=run_id)
+            if not redo:
+                done |= results.done_job_ids(results_dir, suite, host_fingerprint=provenance.get("host_fingerprint"))
+            todo = [[job for job in chunk if job.job_id not in done] for chunk in todo]
+            summary.skipped = summary.total - sum(job.suite == suite for chunk in todo for job in chunk)
         todo = [chunk for chunk in todo if chunk]
-        summary.skipped = summary.total - sum(len(chunk) for chunk in todo)
-        _run_chunks(executor, todo, summary, provenance, command, progress, flush_interval_s, on_row)
+        _run_chunks(executor, todo, summaries, provenance, command, progress, flush_interval_s, on_row)
     finally:
         executor.close()
-    return summary
+    return list(summaries.values())
+
+
+def _families_together(chunks: list[list[Job]]) -> list[list[Job]]:
+    """The chunks of one family next to each other (families in first-appearance order, chunks in their
+    order within a family): a worker process per family then starts once, not again on every return."""
+    from harness.executors.base import family_of
+
+    families = [family_of(chunk[0]) for chunk in chunks]
+    first_seen = {family: index for index, family in reversed(list(enumerate(families)))}
+    order = sorted(range(len(chunks)), key=lambda index: first_seen[families[index]])
+    return [chunks[index] for index in order]
 
 
 def _run_chunks(
     executor: Executor,
     chunks: list[list[Job]],
-    summary: RunSummary,
+    summaries: dict[str, RunSummary],
     provenance: dict[str, Any],
     command: str,
     progress: bool | str,
     flush_interval_s: float,
     on_row: Callable[[dict[str, Any]], None] | None,
 ) -> None:
-    """Feed the executor's completions into rows: written in batches (a file when a chunk is complete, and
-    at least every `flush_interval_s`), so an interrupted run loses at most the batch in flight."""
-    display = _Display(progress, sum(len(chunk) for chunk in chunks), f"{summary.suite} {summary.run_id}")
+    """Feed the executor's completions into each suite's rows: written in batches (a file when a chunk is
+    complete, and at least every `flush_interval_s`), so an interrupted run loses at most the batch in flight."""
+    run_id = next(iter(summaries.values())).run_id
+    title = f"{' + '.join(summaries)} {run_id}"
+    display = _Display(progress, sum(len(chunk) for chunk in chunks), title)
     chunk_of = {job.job_id: index for index, chunk in enumerate(chunks) for job in chunk}
     left_in_chunk = [len(chunk) for chunk in chunks]
-    pending: list[dict[str, Any]] = []
+    pending: dict[str, list[dict[str, Any]]] = {suite: [] for suite in summaries}
     last_flush = time.monotonic()
 
     def flush() -> None:
-        nonlocal pending, last_flush
-        if pending:
-            path = results.write_rows(pending, summary.results_dir, summary.run_id, suite=summary.suite)
-            summary.paths.append(path)
-            pending = []
+        nonlocal last_flush
+        for suite, rows in pending.items():
+            if rows:
+                summary = summaries[suite]
+                summary.paths.append(results.write_rows(rows, summary.results_dir, summary.run_id, suite=suite))
+                pending[suite] = []
         last_flush = time.monotonic()
 
     events = executor.run(chunks) if chunks else iter(())
@@ -389,9 +432,10 @@ def _run_chunks(
                 display.current(event.job.label)
                 continue
             job = event.job
+            summary = summaries[job.suite]
             base = _base_row(job, summary.run_id, command, provenance, event.placement, event.started_at)
             rows = _rows_from_outcome(job, event.outcome, base)
-            pending += rows
+            pending[job.suite] += rows
             summary.rows += rows
             for row in rows:  # after recording: the row is kept whatever the callback does
                 if on_row is not None:
@@ -402,7 +446,8 @@ def _run_chunks(
             if left_in_chunk[chunk_of[job.job_id]] == 0 or time.monotonic() - last_flush >= flush_interval_s:
                 flush()  # one file per implementation at least
     except KeyboardInterrupt:
-        summary.interrupted = True
+        for summary in summaries.values():
+            summary.interrupted = True
     finally:
         if hasattr(events, "close"):
             events.close()  # stops the jobs still running (kills workers, cancels tasks)
@@ -410,7 +455,7 @@ def _run_chunks(
         display.stop()
 
 
-def _provenance(executor: Executor, measure_ceilings: bool, summary: RunSummary) -> dict[str, Any]:
+def _provenance(executor: Executor, measure_ceilings: bool, summaries: list[RunSummary]) -> dict[str, Any]:
     """Static provenance (this process) + device provenance and ceilings (measured once, where jobs run)."""
     from harness.provenance import static_provenance
 
@@ -419,7 +464,8 @@ def _provenance(executor: Executor, measure_ceilings: bool, summary: RunSummary)
     if outcome.status == "ok":
         info.update(outcome.value)
     else:
-        summary.notes.append(f"device provenance not collected ({outcome.status}: {outcome.reason})")
+        for summary in summaries:
+            summary.notes.append(f"device provenance not collected ({outcome.status}: {outcome.reason})")
         info.update(peak_matmul_tflops=float("nan"), peak_copy_gbps=float("nan"))
     return info
 

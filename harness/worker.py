@@ -12,6 +12,7 @@ user's cache directory, so a second worker, or a second run, does not compile ag
 
 from __future__ import annotations
 
+import importlib
 import multiprocessing as mp
 import os
 import signal
@@ -119,7 +120,12 @@ def _redirect_output(log_path: str | None) -> None:
     os.close(fd)
 
 
-def _worker_main(connection: Connection, log_path: str | None = None, env: Mapping[str, str] | None = None) -> None:
+def _worker_main(
+    connection: Connection,
+    log_path: str | None = None,
+    env: Mapping[str, str] | None = None,
+    preload: tuple[str, ...] = (),
+) -> None:
     global _phase_connection
     # The worker's own variables (its GPU pin, the compile caches), set before anything reads them: CUDA
     # reads CUDA_VISIBLE_DEVICES at its first call, Triton and inductor their cache paths when they compile.
@@ -129,6 +135,12 @@ def _worker_main(connection: Connection, log_path: str | None = None, env: Mappi
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     _redirect_output(log_path)
     from harness.interface import resolve
+
+    for module in preload:  # ahead of the first job; a job that needs a module that failed here says why
+        try:
+            importlib.import_module(module)
+        except Exception:
+            pass
 
     while True:
         try:
@@ -170,11 +182,15 @@ class Worker:
     """One reusable child process. `call` never raises for what happens inside the child.
 
     env: extra environment variables for the child (on top of the shared compilation caches);
-    log_path: where the child's stdout/stderr go (None: inherited from the parent)."""
+    log_path: where the child's stdout/stderr go (None: inherited from the parent);
+    preload: modules each process imports as it starts, before its first job (see `start_spare`)."""
 
-    def __init__(self, env: Mapping[str, str] | None = None, log_path: str | Path | None = None) -> None:
+    def __init__(
+        self, env: Mapping[str, str] | None = None, log_path: str | Path | None = None, preload: tuple[str, ...] = ()
+    ) -> None:
         self.env = cache_environment() | dict(env or {})
         self.log_path = str(log_path) if log_path else None
+        self.preload = tuple(preload)
         self._process: mp.process.BaseProcess | None = None
         self._connection: Connection | None = None
         self._spare: tuple[mp.process.BaseProcess, Connection] | None = None
@@ -199,8 +215,9 @@ class Worker:
 
     def start_spare(self) -> None:
         """Start, ahead of need, the process the next `start` will take. A process start imports torch
-        (4.4 s on an H100 host): a spare does it on another core while the current process measures,
-        and touches no GPU until it gets a job (CUDA initialises at the first call that needs it)."""
+        (4.4 s on an H100 host) and the `preload` modules: a spare does it on another core while the
+        current process measures, and touches no GPU until it gets a job (CUDA initialises at the first
+        call that needs it; preload only modules that do not initialise it at import)."""
         if self._spare is None or not self._spare[0].is_alive():
             self._spare = self._spawn()
 
@@ -209,7 +226,8 @@ class Worker:
         parent_end, child_end = context.Pipe()
         # The environment travels as an argument: setting os.environ around the spawn would race with other
         # threads starting workers (one per GPU) and briefly change this process's own environment.
-        process = context.Process(target=_worker_main, args=(child_end, self.log_path, dict(self.env)), daemon=True)
+        args = (child_end, self.log_path, dict(self.env), self.preload)
+        process = context.Process(target=_worker_main, args=args, daemon=True)
         process.start()
         child_end.close()
         return process, parent_end

@@ -36,7 +36,7 @@ from typing import Any
 
 import click
 
-from harness.commands.run import RunOptions, execute, resolve_suite_device, suite_options
+from harness.commands.run import RunOptions, SuitePlan, execute, resolve_suite_device, suite_options
 from harness.errors import UserError
 from harness.interface import dtype_name, parse_dtype
 from harness.runner import Job
@@ -375,11 +375,15 @@ def build_jobs(preset: dict[str, Any], options: RunOptions, device: str) -> list
     return jobs
 
 
+def plan(options: RunOptions) -> SuitePlan:
+    """The jobs of the preset the options name (or the machine's default), on its device."""
+    device, preset = resolve_suite_device(SUITE, options)
+    return SuitePlan(SUITE, device, build_jobs(preset, options, device))
+
+
 @click.command(SUITE)
 @suite_options
 def command(options: RunOptions) -> None:
     """Peak memory of inference and training steps versus sequence length, the out-of-memory frontier,
     and decoding state bytes (analytic and measured)."""
-    device, preset = resolve_suite_device(SUITE, options)
-    jobs = build_jobs(preset, options, device)
-    execute(SUITE, jobs, options, device)
+    execute(plan(options), options)

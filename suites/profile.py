@@ -55,7 +55,7 @@ from typing import Any
 
 import click
 
-from harness.commands.run import RunOptions, execute, resolve_suite_device, suite_options
+from harness.commands.run import RunOptions, SuitePlan, execute, resolve_suite_device, suite_options
 from harness.errors import UserError
 from harness.interface import PARTS, dtype_name, parse_dtype
 from harness.runner import Job
@@ -574,25 +574,38 @@ def trace_root(results_dir: str | Path, run_id: str) -> Path:
     return Path(results_dir) / "traces" / run_id
 
 
+def plan(options: RunOptions) -> SuitePlan:
+    """The jobs of the preset the options name (or the machine's default); workers write their traces
+    under RESULTS/traces/<run>/."""
+    device, preset = resolve_suite_device(SUITE, options)
+    return SuitePlan(
+        SUITE,
+        device,
+        build_jobs(preset, options, device),
+        worker_env=lambda results_dir, run_id: {TRACE_DIR_ENV: str(trace_root(results_dir, run_id))},
+        after=_print_after,
+    )
+
+
+def _print_after(summary: Any) -> None:
+    """The top kernels of a small run, and where the summary and the traces are."""
+    from harness.commands.options import make_console
+    from harness.commands.profile_summary import print_top_kernels
+
+    ok = [row for row in summary.rows if row.get("status") == "ok"]
+    if not ok:
+        return
+    if len({row["job_id"] for row in ok}) <= SUMMARY_MAX_JOBS:
+        print_top_kernels(ok, make_console(), top=5)
+    traces = trace_root(summary.results_dir, summary.run_id)
+    click.echo(f"top kernels: seqbench profile-summary {summary.run_dir}")
+    click.echo(f"traces: {traces} (tensorboard --logdir {traces}, or open a *.pt.trace.json in ui.perfetto.dev)")
+
+
 @click.command(SUITE)
 @suite_options
 def command(options: RunOptions) -> None:
     """Profile one step of each implementation kernel by kernel: time per kernel and per mixer part
     (projection, convolution, core, norm, gating), launch overhead, the core's roofline position, and a
     trace per job (Perfetto / tensorboard) under RESULTS/traces/<run>/<job>/."""
-    from harness import results
-    from harness.commands.options import make_console
-    from harness.commands.profile_summary import print_top_kernels
-
-    device, preset = resolve_suite_device(SUITE, options)
-    jobs = build_jobs(preset, options, device)
-    run_id = (results.latest_run_id(options.results, SUITE) if options.resume else None) or results.new_run_id()
-    traces = trace_root(options.results, run_id)
-    summary = execute(SUITE, jobs, options, device, run_id=run_id, worker_env={TRACE_DIR_ENV: str(traces)})
-    ok = [row for row in summary.rows if row.get("status") == "ok"]
-    if not ok:
-        return
-    if len({row["job_id"] for row in ok}) <= SUMMARY_MAX_JOBS:
-        print_top_kernels(ok, make_console(), top=5)
-    click.echo(f"top kernels: seqbench profile-summary {summary.run_dir}")
-    click.echo(f"traces: {traces} (tensorboard --logdir {traces}, or open a *.pt.trace.json in ui.perfetto.dev)")
+    execute(plan(options), options)

@@ -26,7 +26,7 @@ from typing import Any
 
 import click
 
-from harness.commands.run import RunOptions, execute, resolve_suite_device, suite_options
+from harness.commands.run import RunOptions, SuitePlan, execute, resolve_suite_device, suite_options
 from harness.config import MixerConfig
 from harness.errors import ConfigError, UserError
 from harness.interface import dtype_name, parse_dtype
@@ -336,11 +336,15 @@ def _with_overrides(
     return merged
 
 
+def plan(options: RunOptions) -> SuitePlan:
+    """The jobs of the preset the options name (or the machine's default), on its device."""
+    device, preset = resolve_suite_device(SUITE, options)
+    return SuitePlan(SUITE, device, build_jobs(preset, options, device))
+
+
 @click.command(SUITE)
 @suite_options
 def command(options: RunOptions) -> None:
     """Time every implementation's forward, training step, prefill and decode step over sweeps of
     batch and sequence length (tokens/s, TFLOP/s, GB/s, fraction of the device's measured peak)."""
-    device, preset = resolve_suite_device(SUITE, options)
-    jobs = build_jobs(preset, options, device)
-    execute(SUITE, jobs, options, device)
+    execute(plan(options), options)

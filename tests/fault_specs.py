@@ -109,11 +109,20 @@ def behave(kind: str = "ok", value: float = 1.0, seq_len: int = 0, **_: object) 
         raise Unavailable("planted: not here")
     if kind == "rows":
         return [{"median_ms": value, "seq_len": n} for n in (64, 128)]  # type: ignore[return-value]
+    if kind == "pid":  # which worker process ran the job
+        return {"median_ms": value, "worker_pid": os.getpid()}
     return {"median_ms": value, "achieved_tflops": 2.0 * value}
 
 
 def process_id() -> int:
     return os.getpid()
+
+
+def loaded(module: str) -> bool:
+    """Whether this process has imported `module`."""
+    import sys
+
+    return module in sys.modules
 
 
 def environment(name: str) -> str | None:

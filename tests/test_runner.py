@@ -10,7 +10,7 @@ import pytest
 
 from harness import results
 from harness.errors import UserError
-from harness.runner import Job, prepare_results_dir, run_jobs
+from harness.runner import Job, prepare_results_dir, run_jobs, run_suites
 
 TARGET = "tests.fault_specs:behave"
 CONFIG = {"d_model": 16, "n_heads": 2, "options": {"expand_k": 2}}
@@ -105,6 +105,55 @@ def test_bad_results_directories_fail_before_any_job(tmp_path: Path) -> None:
         prepare_results_dir(not_a_dir / "below")
     with pytest.raises(UserError, match="one run holds one suite"):
         run_jobs([job(), Job("memory", "fault/ok", TARGET, {})], tmp_path)
+
+
+def test_several_suites_share_one_pass_one_worker_per_implementation_and_one_run_id(tmp_path: Path) -> None:
+    """An implementation's jobs of every suite run on one worker (its kernels load once), each suite's
+    rows go to its own directory under one run id, and skip / resume work per suite."""
+    throughput = [job("pid", implementation=name, seq_len=n) for name in ("fault/ok", "fault/raise") for n in (16, 32)]
+    memory = [Job("memory", j.implementation, TARGET, {**j.params, "batch": 1}, j.timeouts_s) for j in throughput]
+    memory.append(Job("memory", "fault/ok", TARGET, {**memory[0].params, "kind": "raise"}, {"start": 60.0}))
+    summaries = run_suites(throughput + memory, tmp_path, measure_ceilings=False)
+
+    assert [s.suite for s in summaries] == ["throughput", "memory"]
+    assert summaries[0].run_id == summaries[1].run_id
+    assert (summaries[0].total, summaries[1].total) == (4, 5)
+    frame = results.read_results(tmp_path)
+    assert sorted(frame.suite.value_counts().items()) == [("memory", 5), ("throughput", 4)]
+    assert set(frame.run_id) == {summaries[0].run_id}
+    for suite in ("throughput", "memory"):
+        assert list((tmp_path / suite / summaries[0].run_id).glob("*.parquet"))
+    # Each implementation's jobs of both suites ran in one worker process; fault/ok's last job (memory's
+    # planted failure) had its worker restarted, so fault/raise's chunk ran in a fresh one.
+    pids = frame[frame.status == "ok"].groupby("implementation").worker_pid.unique()
+    assert [len(pids[name]) for name in ("fault/ok", "fault/raise")] == [1, 1]
+    assert pids["fault/ok"][0] != pids["fault/raise"][0]
+    assert summaries[1].job_statuses()[memory[-1].job_id] == "error"
+    assert summaries[0].job_wall_s() > 0
+
+    again = run_suites(throughput + memory, tmp_path, measure_ceilings=False)
+    assert [(s.skipped, len(s.rows)) for s in again] == [(4, 0), (5, 0)]
+    resumed = run_suites(throughput[:1] + memory[:1], tmp_path, resume=True, redo=True, measure_ceilings=False)
+    assert resumed[0].run_id == summaries[0].run_id  # the latest run of these suites continues
+
+
+def test_a_pass_keeps_each_family_on_consecutive_chunks(tmp_path: Path) -> None:
+    """With a process per family, a family's chunks run together even when the suites list them apart."""
+    from harness.runner import _chunks_by_implementation, _families_together
+
+    jobs = [
+        Job("throughput", "fault/ok", TARGET, {"kind": "ok"}),
+        Job("throughput", "attention/reference", TARGET, {"kind": "ok"}),
+        Job("memory", "fault/raise", TARGET, {"kind": "ok"}),
+        Job("memory", "attention/reference", TARGET, {"kind": "ok", "batch": 1}),
+    ]
+    chunks = _families_together(_chunks_by_implementation(jobs))
+    assert [[j.implementation for j in chunk] for chunk in chunks] == [
+        ["fault/ok"],
+        ["fault/raise"],
+        ["attention/reference", "attention/reference"],
+    ]
+    assert [j.suite for j in chunks[2]] == ["throughput", "memory"]  # an implementation's suites in order
 
 
 def test_rows_record_the_head_dim_each_implementation_runs():

@@ -256,3 +256,38 @@ def test_unwritable_or_foreign_results_directory_is_refused_before_any_job(tmp_p
 def test_a_gpu_preset_without_a_gpu_is_refused() -> None:
     code, output = invoke("throughput", "--preset", "quick")
     assert code == 2 and "no CUDA device is visible" in output
+
+
+def test_bench_runs_several_suites_in_one_pass_under_one_run_id(tmp_path: Path) -> None:
+    """`seqbench bench`: each suite's rows in its own directory under one run id, each suite's summary,
+    and the time per suite (also as JSON, for `nox -s bench`)."""
+    import json
+
+    times = tmp_path / "times.json"
+    args = ["bench", "--suites", "throughput,memory,profile", "--preset", "cpu", "--name", "attention/reference"]
+    args += ["--seq-len", "16", "--results", str(tmp_path / "results"), "--times-json", str(times)]
+    result = CliRunner().invoke(cli, args)
+    assert result.exit_code == 0, result.output
+    frame = results.read_results(tmp_path / "results")
+    assert set(frame.suite) == {"throughput", "memory", "profile"}
+    assert frame.run_id.nunique() == 1 and set(frame.implementation) == {"attention/reference"}
+    assert (frame.status == "ok").all()
+    assert "time per suite (its jobs' wall time): throughput" in result.output
+    recorded = json.loads(times.read_text())
+    assert list(recorded["suites_s"]) == ["throughput", "memory", "profile"]
+    assert recorded["pass_s"] >= sum(recorded["suites_s"].values()) > 0
+
+
+def test_bench_plans_recall_with_its_own_preset_and_refuses_unknown_suites() -> None:
+    from harness.commands.bench import _plans
+
+    plans = _plans(["throughput", "recall"], options(preset="cpu", modes=("fwd",), seq_lens=(16,)), None)
+    assert [plan.suite for plan in plans] == ["throughput", "recall"]
+    assert {plan.device for plan in plans} == {"cpu"}
+    # recall-cpu's cells (MQAR at L 16, selective copying at L 32): --mode and --seq-len are the other suites'
+    assert {(job.params["task"], job.params["seq_len"]) for job in plans[1].jobs} == {
+        ("mqar", 16),
+        ("selective-copying", 32),
+    }
+    result = CliRunner().invoke(cli, ["bench", "--suites", "throughput,speed"])
+    assert result.exit_code == 2 and "--suites: unknown speed" in result.output

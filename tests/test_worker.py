@@ -84,6 +84,12 @@ def test_worker_sees_the_cache_environment(worker: Worker) -> None:
     assert worker.call("tests.fault_specs:environment", {"name": "TRITON_CACHE_DIR"}, 60).value == expected
 
 
+def test_preloaded_modules_are_imported_before_the_first_job_and_a_missing_one_is_skipped() -> None:
+    with Worker(preload=("colorsys", "no_such_module_anywhere")) as preloading, Worker() as plain:
+        assert preloading.call("tests.fault_specs:loaded", {"module": "colorsys"}, 60).value is True
+        assert plain.call("tests.fault_specs:loaded", {"module": "colorsys"}, 60).value is False
+
+
 def test_classify_exception_recognises_oom_messages() -> None:
     assert classify_exception(RuntimeError("CUDA error: out of memory")).status == "oom"
     assert classify_exception(RuntimeError("out of resource: shared memory")).status == "error"

@@ -2,14 +2,17 @@
 
 The subcommands are discovered, not listed: every module or subpackage of `suites` that exposes
 `command` (a click command) is a suite, so a new suite never edits this file. A suite command takes the
-shared options with `@suite_options` (it then receives one `options: RunOptions`), builds its jobs and
-calls `execute`:
+shared options with `@suite_options` (it then receives one `options: RunOptions`), plans its jobs and
+calls `execute`; a suite that also exposes `plan` can run with others in one pass (`seqbench bench`):
+
+    def plan(options: RunOptions) -> SuitePlan:
+        device, preset = resolve_suite_device("throughput", options)
+        return SuitePlan("throughput", device, build_jobs(preset, options, device))
 
     @click.command("throughput")
     @suite_options
     def command(options: RunOptions) -> None:
-        device, preset = resolve_suite_device("throughput", options)
-        execute("throughput", build_jobs(preset, options, device), options, device)
+        execute(plan(options), options)
 
 Where the jobs run is `--executor local|ray|submitit` (harness.executors; docs/executors.md): local
 (default) runs one worker per visible GPU, ray a task per chunk on a Ray cluster, submitit a Slurm job array.
@@ -260,34 +263,78 @@ def command_line() -> str:
     return shlex.join(["seqbench", *sys.argv[1:]])
 
 
-def execute(suite: str, jobs: list[Any], options: RunOptions, device: str, **run_kwargs: Any) -> Any:
-    """Run the jobs with a progress bar, print the summary table; exit 130 if interrupted."""
+@dataclass
+class SuitePlan:
+    """What one suite runs: its jobs on a device, the variables its workers need, what to print after."""
+
+    suite: str
+    device: str
+    jobs: list[Any]
+    # (results directory, run id) -> variables for every worker of the run (profile: where traces go)
+    worker_env: Callable[[Path, str], dict[str, str]] | None = None
+    after: Callable[[Any], None] | None = None  # called with the suite's RunSummary once the run ends
+
+
+def execute(plan: SuitePlan, options: RunOptions) -> Any:
+    """Run one suite's plan (`execute_plans`); its RunSummary."""
+    return execute_plans([plan], options)[0]
+
+
+def execute_plans(plans: list[SuitePlan], options: RunOptions) -> list[Any]:
+    """Run the plans' jobs in one pass with a progress bar (harness.runner.run_suites: an implementation's
+    jobs of every suite on one worker), print each suite's summary table, then the plans' `after`.
+    A plan without jobs is an error when it is the only one, else skipped with a note. Exits 130 if
+    interrupted."""
     from rich.console import Console
 
-    from harness.runner import print_summary, run_jobs
+    from harness import results
+    from harness.runner import print_summary, run_suites
 
-    dtypes = sorted({job.params["dtype"] for job in jobs if "dtype" in job.params})
-    check_named_available(options, device, dtypes)
-    if not jobs:
-        raise UserError(f"no {suite} jobs: the filters and the preset select nothing")
-    executor = options.make_executor()
     console = Console(stderr=True)
-    console.print(f"{suite}: {len(jobs)} job(s) on {device} ({options.executor}) -> {options.results}", highlight=False)
-    summary = run_jobs(
+    devices = {plan.device for plan in plans}
+    if len(devices) > 1:
+        raise UserError(f"the suites run on different devices ({', '.join(sorted(devices))}): give --device")
+    for plan in plans:
+        dtypes = sorted({job.params["dtype"] for job in plan.jobs if "dtype" in job.params})
+        check_named_available(options, plan.device, dtypes)
+    empty = [plan.suite for plan in plans if not plan.jobs]
+    plans = [plan for plan in plans if plan.jobs]
+    if not plans:
+        raise UserError(f"no {' or '.join(empty)} jobs: the filters and the preset select nothing")
+    for suite in empty:
+        console.print(f"{suite}: no jobs (the filters and the preset select nothing)", highlight=False)
+    device = plans[0].device
+    executor = options.make_executor()
+    run_id = None
+    if options.resume:
+        run_id = max(filter(None, (results.latest_run_id(options.results, p.suite) for p in plans)), default=None)
+    run_id = run_id or results.new_run_id()
+    worker_env: dict[str, str] = {}
+    for plan in plans:
+        worker_env |= plan.worker_env(options.results, run_id) if plan.worker_env else {}
+    jobs = [job for plan in plans for job in plan.jobs]
+    names = " + ".join(plan.suite for plan in plans)
+    console.print(f"{names}: {len(jobs)} job(s) on {device} ({options.executor}) -> {options.results}", highlight=False)
+    summaries = run_suites(
         jobs,
         options.results,
+        run_id=run_id,
         redo=options.redo,
         resume=options.resume,
         command=command_line(),
         device=device,
         progress=True if sys.stderr.isatty() else "lines",
         executor=executor,
-        **run_kwargs,
+        worker_env=worker_env,
     )
-    print_summary(summary)
-    if summary.interrupted:
+    for summary in summaries:
+        print_summary(summary)
+    for plan, summary in zip(plans, summaries, strict=True):
+        if plan.after is not None and not summary.interrupted:
+            plan.after(summary)
+    if any(summary.interrupted for summary in summaries):
         raise SystemExit(130)
-    return summary
+    return summaries
 
 
 # ---------------------------------------------------------------------------------------------
@@ -306,23 +353,41 @@ def _broken_suite(name: str, error: Exception) -> click.Command:
 
 
 @functools.cache
-def discover_suites() -> dict[str, click.Command]:
-    """name -> command of every suite module or subpackage of `suites` that exposes `command`."""
+def _suite_modules() -> dict[str, Any]:
+    """name -> the module (or subpackage) of every suite under `suites`, or the error that broke its import."""
     import suites
 
-    found: dict[str, click.Command] = {}
+    found: dict[str, Any] = {}
     for info in sorted(pkgutil.iter_modules(suites.__path__), key=lambda i: i.name):
         if info.name.startswith("_") or info.name == "presets":
             continue
         try:
-            module = importlib.import_module(f"suites.{info.name}")
+            found[info.name] = importlib.import_module(f"suites.{info.name}")
         except Exception as exc:  # one broken suite must not take the others down
-            found[info.name] = _broken_suite(info.name, exc)
+            found[info.name] = exc
+    return found
+
+
+def discover_suites() -> dict[str, click.Command]:
+    """name -> command of every suite module or subpackage of `suites` that exposes `command`."""
+    found: dict[str, click.Command] = {}
+    for name, module in _suite_modules().items():
+        if isinstance(module, Exception):
+            found[name] = _broken_suite(name, module)
             continue
         command = getattr(module, "command", None)
         if isinstance(command, click.Command):
-            found[command.name or info.name] = command
+            found[command.name or name] = command
     return found
+
+
+def suite_planners() -> dict[str, Callable[..., SuitePlan]]:
+    """name -> `plan(options)` of every suite that exposes one: the suites `seqbench bench` runs together."""
+    return {
+        name: module.plan
+        for name, module in _suite_modules().items()
+        if not isinstance(module, Exception) and callable(getattr(module, "plan", None))
+    }
 
 
 class SuiteGroup(click.Group):

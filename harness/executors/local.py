@@ -42,6 +42,12 @@ if TYPE_CHECKING:
     from harness.runner import Job
 
 
+# Modules a family's worker process imports as it starts (a spare: while the previous family measures).
+# fla's ops and layers and FlexAttention import torch._dynamo and torch._inductor: 6.5 s of the 7.3 s fla's
+# light import took on an H100 host (2026-11-23), in the family's first job. None of them initialises CUDA.
+PROCESS_PRELOAD = ("triton", "torch._dynamo", "torch._inductor")
+
+
 @dataclass
 class Slot:
     """One worker process and where it runs."""
@@ -77,8 +83,9 @@ class LocalExecutor(Executor):
     def open(self, context: RunContext) -> None:
         self.context = context
         self.slots = self._plan_slots(context)
+        preload = PROCESS_PRELOAD if context.isolate_families else ()
         for slot in self.slots:
-            slot.worker = Worker(env=slot.env, log_path=slot.log_path)
+            slot.worker = Worker(env=slot.env, log_path=slot.log_path, preload=preload)
 
     def _plan_slots(self, context: RunContext) -> list[Slot]:
         device, env = context.device, dict(context.worker_env)

@@ -1,6 +1,6 @@
 """The recall suite: synthetic tasks (Zoology's MQAR, the Mamba paper's selective copying and induction
 heads, the MAD set) trained on any registered mixer, one runner job per (task, mixer, d_model, seq_len,
-lr, seed) cell. `command` is `seqbench run recall`.
+lr, seed) cell. `command` is `seqbench run recall`; `plan` its jobs (for `seqbench bench`).
 
     data.py        generators of MQAR, selective copying, induction heads; the data cache
     mad.py         generators of the six MAD tasks
@@ -12,6 +12,6 @@ lr, seed) cell. `command` is `seqbench run recall`.
     references.py  published numbers with their sources
 """
 
-from suites.recall.cli import command
+from suites.recall.cli import command, plan
 
-__all__ = ["command"]
+__all__ = ["command", "plan"]

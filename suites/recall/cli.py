@@ -18,7 +18,7 @@ from typing import Any
 
 import click
 
-from harness.commands.run import RunOptions, execute, suite_options
+from harness.commands.run import RunOptions, SuitePlan, execute, suite_options
 from harness.errors import UserError
 
 SUITE = "recall"
@@ -125,6 +125,55 @@ def _print_best(rows: list[dict[str, Any]]) -> None:
             )
 
 
+def plan(
+    options: RunOptions,
+    tasks: tuple[str, ...] = (),
+    d_models: tuple[int, ...] = (),
+    lrs: tuple[float, ...] = (),
+    seeds: tuple[int, ...] = (),
+    weight_decays: tuple[float, ...] = (),
+    epochs: int | None = None,
+    max_steps: int | None = None,
+    task_params: tuple[str, ...] = (),
+) -> SuitePlan:
+    """One job per cell of the preset the options name (default recall-cpu), with the overrides given."""
+    from harness.commands.options import resolve_device
+    from suites.recall.presets import DEFAULT_PRESET, build_jobs, load_preset
+
+    if options.modes and set(options.modes) != {"train"}:
+        raise UserError("--mode: recall jobs train (mode train); other modes belong to throughput and memory")
+    for value, name in ((epochs, "--epochs"), (max_steps, "--max-steps")):
+        if value is not None and value < 1:
+            raise UserError(f"{name} must be a positive integer, got {value}")
+    for d_model in d_models:
+        if d_model < 1:
+            raise UserError(f"--d-model must be a positive integer, got {d_model}")
+    for lr in lrs:
+        if not lr > 0:
+            raise UserError(f"--lr must be positive, got {lr:g}")
+    preset = load_preset(options.preset or DEFAULT_PRESET)
+    device = resolve_device(preset.get("device", "auto") if options.device == "auto" else options.device)
+    import torch
+
+    if device.startswith("cuda") and not torch.cuda.is_available():
+        raise UserError(f"preset {preset['name']!r} runs on {device}, but no CUDA device is visible; use --device cpu")
+    overrides = _overrides(d_models, lrs, seeds, weight_decays, options.batches, epochs, max_steps, options.dtypes)
+    if options.timeout_s is not None:
+        overrides["timeout_s"] = options.timeout_s
+    mixers = tuple(options.names) + tuple(options.families)
+    jobs = build_jobs(
+        preset,
+        device=device,
+        tasks=tasks,
+        mixers=mixers,
+        overrides=overrides,
+        task_overrides=_parse_task_params(task_params),
+    )
+    if options.seq_lens:
+        jobs = [job for job in jobs if job.params["seq_len"] in options.seq_lens]
+    return SuitePlan(SUITE, device, jobs, after=lambda summary: _print_best(summary.rows))
+
+
 @click.command(SUITE)
 @suite_options
 @click.option("--task", "tasks", multiple=True, help="Only these tasks of the preset (repeatable).")
@@ -164,43 +213,19 @@ def command(
     reference) replace the preset's mixers; --seq-len keeps the cells of those lengths; --timeout is
     seconds per training job.
     """
-    from harness.commands.options import resolve_device
-    from suites.recall.presets import DEFAULT_PRESET, build_jobs, load_preset
-
-    if options.modes and set(options.modes) != {"train"}:
-        raise UserError("--mode: recall jobs train (mode train); other modes belong to throughput and memory")
-    for value, name in ((epochs, "--epochs"), (max_steps, "--max-steps")):
-        if value is not None and value < 1:
-            raise UserError(f"{name} must be a positive integer, got {value}")
-    for d_model in d_models:
-        if d_model < 1:
-            raise UserError(f"--d-model must be a positive integer, got {d_model}")
-    for lr in lrs:
-        if not lr > 0:
-            raise UserError(f"--lr must be positive, got {lr:g}")
-    preset = load_preset(options.preset or DEFAULT_PRESET)
-    device = resolve_device(preset.get("device", "auto") if options.device == "auto" else options.device)
-    import torch
-
-    if device.startswith("cuda") and not torch.cuda.is_available():
-        raise UserError(f"preset {preset['name']!r} runs on {device}, but no CUDA device is visible; use --device cpu")
-    overrides = _overrides(d_models, lrs, seeds, weight_decays, options.batches, epochs, max_steps, options.dtypes)
-    if options.timeout_s is not None:
-        overrides["timeout_s"] = options.timeout_s
-    mixers = tuple(options.names) + tuple(options.families)
-    jobs = build_jobs(
-        preset,
-        device=device,
+    recall_plan = plan(
+        options,
         tasks=tasks,
-        mixers=mixers,
-        overrides=overrides,
-        task_overrides=_parse_task_params(task_params),
+        d_models=d_models,
+        lrs=lrs,
+        seeds=seeds,
+        weight_decays=weight_decays,
+        epochs=epochs,
+        max_steps=max_steps,
+        task_params=task_params,
     )
-    if options.seq_lens:
-        jobs = [job for job in jobs if job.params["seq_len"] in options.seq_lens]
     if dry_run:
-        for job in jobs:
+        for job in recall_plan.jobs:
             click.echo(json.dumps({"job_id": job.job_id, "implementation": job.implementation, **job.params}))
         return
-    summary = execute(SUITE, jobs, options, device)
-    _print_best(summary.rows)
+    execute(recall_plan, options)

@@ -1,0 +1,83 @@
+"""`seqbench bench`: several suites' presets in one pass, the measuring part of `nox -s bench`.
+
+    seqbench bench                                    # throughput, memory, profile, recall: quick on a GPU
+    seqbench bench --suites throughput,memory --family mamba2
+
+Run one after another (`seqbench run throughput`, then `seqbench run memory`, ...), every suite starts a
+worker process per family, and each of them imports the family's kernel library and loads its compiled
+kernels again: on an H100 with warm caches, the first job of an implementation in a suite took 5-14 s
+where the next took under 1 s, ~300 s of a 13-minute bench. In one pass (harness.runner.run_suites) an
+implementation's jobs of every suite run in a row on one worker, so that happens once. Each suite keeps
+its own rows (RESULTS/<suite>/<run_id>/, one run id for the pass), summary table and printout; the time
+each suite's jobs took is printed at the end.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import time
+from pathlib import Path
+
+import click
+
+from harness.commands.run import RunOptions, SuitePlan, execute_plans, suite_options, suite_planners
+from harness.errors import UserError
+
+DEFAULT_SUITES = ("throughput", "memory", "profile", "recall")
+RECALL_PRESET = {"cpu": "recall-cpu", "cuda": "recall-quick"}
+
+
+def _plans(suites: list[str], options: RunOptions, recall_preset: str | None) -> list[SuitePlan]:
+    planners = suite_planners()
+    unknown = [suite for suite in suites if suite not in planners]
+    if unknown:
+        raise UserError(f"--suites: unknown {', '.join(unknown)}; known: {', '.join(sorted(planners))}")
+    plans = [planners[suite](options) for suite in suites if suite != "recall"]
+    if "recall" in suites:
+        # Recall presets name their own cells, training dtype and batch; --mode, --seq-len, --batch and
+        # --dtype are about the other suites. Its preset follows their device unless named.
+        from harness.commands.options import resolve_device
+
+        kind = (plans[0].device if plans else resolve_device(options.device)).split(":")[0]
+        recall_options = dataclasses.replace(
+            options, preset=recall_preset or RECALL_PRESET[kind], modes=(), seq_lens=(), batches=(), dtypes=()
+        )
+        plans.insert(suites.index("recall"), planners["recall"](recall_options))
+    return plans
+
+
+@click.command("bench")
+@suite_options
+@click.option(
+    "--suites",
+    default=",".join(DEFAULT_SUITES),
+    show_default=True,
+    help="The suites to run in the pass, comma-separated, in order.",
+)
+@click.option(
+    "--recall-preset",
+    default=None,
+    help="The recall suite's preset (default: recall-quick on a GPU, recall-cpu without); --preset names the others'.",
+)
+@click.option(
+    "--times-json",
+    type=click.Path(dir_okay=False),
+    default=None,
+    help="Also write the pass's wall time and each suite's job time (seconds) to this JSON file.",
+)
+def command(options: RunOptions, suites: str, recall_preset: str | None, times_json: str | None) -> None:
+    """Run several suites in one pass: each implementation's jobs of every suite on one worker, so its
+    kernel library is imported and its kernels loaded once. --preset (default: quick on a GPU, cpu
+    without) names the throughput, memory and profile presets; the filters apply to every suite."""
+    chosen = [suite.strip() for suite in suites.split(",") if suite.strip()]
+    if not chosen:
+        raise UserError("--suites names no suite")
+    began = time.monotonic()
+    summaries = execute_plans(_plans(chosen, options, recall_preset), options)
+    wall_s = time.monotonic() - began
+    per_suite = {summary.suite: round(summary.job_wall_s(), 1) for summary in summaries}
+    text = ", ".join(f"{suite} {seconds:.0f} s" for suite, seconds in per_suite.items())
+    click.echo(f"time per suite (its jobs' wall time): {text}; the pass: {wall_s:.0f} s")
+    if times_json is not None:
+        Path(times_json).write_text(json.dumps({"pass_s": round(wall_s, 1), "suites_s": per_suite}))
