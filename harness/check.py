@@ -37,7 +37,7 @@ DTYPE_PREFERENCE = {
     "cuda": (torch.bfloat16, torch.float16, torch.float32),
 }
 CHECK_TIMEOUTS_S = {"start": 900.0}  # first calls compile and autotune Triton kernels
-GPU_WORKERS = 4  # processes checking families at once on a GPU
+GPU_WORKERS = 8  # processes checking families at once on a GPU (every family of the registry today)
 
 
 @dataclass
@@ -152,7 +152,7 @@ def run_checks(
 ) -> tuple[list[CheckRow], list[tuple[Implementation, str]]]:
     """Check every implementation that can run here. Returns (rows in the order of `impls`, skipped with
     reasons). The families are checked by `workers` worker processes at once (default: one on CPU, where
-    they would share two cores; up to GPU_WORKERS on a GPU): a check reads no clock, and on an H100 one
+    they would share two cores; one per family up to GPU_WORKERS on a GPU): a check reads no clock, and on an H100 one
     process took 58 s, most of it importing and loading each family's kernels one family after another."""
     kind = torch.device(device).type
     config = config or DEFAULT_CONFIG[kind]
