@@ -34,9 +34,9 @@ def test_abort_is_isolated_and_wrong_function_fails(planted: None) -> None:
     assert all(r.passed for r in by_name["planted/reference"])  # ran after the crash, in a fresh worker
 
 
-def test_families_checked_at_once_give_the_same_rows_in_the_same_order() -> None:
-    """Several worker processes (one family each, as on a GPU) change when the checks run, not what they
-    find: the rows equal one process's, in the order of the implementations asked for."""
+def test_several_workers_give_the_same_rows_in_the_same_order() -> None:
+    """Several worker processes taking the next implementation (as on a GPU) change when the checks run,
+    not what they find: the rows equal one process's, in the order of the implementations asked for."""
     impls = registry.select(["mamba/reference", "attention/sdpa_math", "attention/reference", "s4/s4d_reference"])
     small = MixerConfig(d_model=16, n_heads=2)
     one, _ = run_checks(impls, "cpu", (torch.float64,), config=small, seq_len=8, workers=1)
