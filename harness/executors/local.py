@@ -44,7 +44,9 @@ if TYPE_CHECKING:
 
 # Modules a family's worker process imports as it starts (a spare: while the previous family measures).
 # fla's ops and layers and FlexAttention import torch._dynamo and torch._inductor: 6.5 s of the 7.3 s fla's
-# light import took on an H100 host (2026-11-23), in the family's first job. None of them initialises CUDA.
+# light import took on an H100 host (2026-11-23), in the family's first job. Importing the three took 5.9 s
+# there and left CUDA uninitialised (torch.cuda.is_initialized() False, no process on the GPU), so a spare
+# does not touch the GPU another family is measuring on.
 PROCESS_PRELOAD = ("triton", "torch._dynamo", "torch._inductor")
 
 
