@@ -32,9 +32,10 @@ nox.options.reuse_existing_virtualenvs = True
 TORCH = os.environ.get("SEQBENCH_TORCH", "torch==2.13.0")
 # The bench's stages, in order (anchors only with `-- --anchors`). `-- --stages throughput,report` runs only
 # those: to finish a run in parts on machines held for a limited time, `--resume` continuing each suite's run.
-STAGES = ("kernels", "check", "throughput", "memory", "profile", "recall", "anchors", "report")
-# The stages measured in one pass of `seqbench bench` (one worker per family for all of them).
-PASS_STAGES = ("throughput", "memory", "profile", "recall")
+STAGES = ("kernels", "check", "throughput", "memory", "recall", "profile", "anchors", "report")
+# The stages measured in one pass of `seqbench bench` (one worker per family for all of them), in the order
+# each family's process runs them: the timed suites first, profile (torch.profiler) last.
+PASS_STAGES = ("throughput", "memory", "recall", "profile")
 
 
 @nox.session
@@ -180,8 +181,8 @@ def bench(session: nox.Session) -> None:
         stage("kernels", "seqbench", "kernels", "build")
     common = ["--results", results_dir, *args]
     stage("check", "seqbench", "check", "--results", results_dir, required=False)
-    # The suites in one pass (`seqbench bench`): each implementation's jobs of every suite run on one worker,
-    # so its library is imported and its kernels are loaded once, not once per suite.
+    # The suites in one pass (`seqbench bench`): a family's worker process runs its jobs of every suite, so
+    # its library is imported and its kernels are loaded once, not once per suite.
     suites = [suite for suite in PASS_STAGES if suite in wanted]
     if suites:
         times_file = os.path.join(session.create_tmp(), "suite-times.json")

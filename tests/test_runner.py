@@ -123,11 +123,12 @@ def test_several_suites_share_one_pass_one_worker_per_implementation_and_one_run
     assert set(frame.run_id) == {summaries[0].run_id}
     for suite in ("throughput", "memory"):
         assert list((tmp_path / suite / summaries[0].run_id).glob("*.parquet"))
-    # Each implementation's jobs of both suites ran in one worker process; fault/ok's last job (memory's
-    # planted failure) had its worker restarted, so fault/raise's chunk ran in a fresh one.
-    pids = frame[frame.status == "ok"].groupby("implementation").worker_pid.unique()
-    assert [len(pids[name]) for name in ("fault/ok", "fault/raise")] == [1, 1]
-    assert pids["fault/ok"][0] != pids["fault/raise"][0]
+    # Suite by suite: both implementations' throughput jobs, then fault/ok's memory jobs, in one process;
+    # the memory job that raised (last of fault/ok's) restarted it, so fault/raise's memory jobs ran anew.
+    ok = frame[frame.status == "ok"]
+    before = ok[(ok.suite == "throughput") | (ok.implementation == "fault/ok")].worker_pid.unique()
+    after = ok[(ok.suite == "memory") & (ok.implementation == "fault/raise")].worker_pid.unique()
+    assert len(before) == 1 and len(after) == 1 and before[0] != after[0]
     assert summaries[1].job_statuses()[memory[-1].job_id] == "error"
     assert summaries[0].job_wall_s() > 0
 
@@ -137,8 +138,9 @@ def test_several_suites_share_one_pass_one_worker_per_implementation_and_one_run
     assert resumed[0].run_id == summaries[0].run_id  # the latest run of these suites continues
 
 
-def test_a_pass_keeps_each_family_on_consecutive_chunks(tmp_path: Path) -> None:
-    """With a process per family, a family's chunks run together even when the suites list them apart."""
+def test_a_pass_runs_each_family_suite_by_suite_on_consecutive_chunks(tmp_path: Path) -> None:
+    """With a process per family, a family's chunks run together, suite by suite in the pass's order,
+    even when the suites list the families apart."""
     from harness.runner import _chunks_by_implementation, _families_together
 
     jobs = [
@@ -146,14 +148,16 @@ def test_a_pass_keeps_each_family_on_consecutive_chunks(tmp_path: Path) -> None:
         Job("throughput", "attention/reference", TARGET, {"kind": "ok"}),
         Job("memory", "fault/raise", TARGET, {"kind": "ok"}),
         Job("memory", "attention/reference", TARGET, {"kind": "ok", "batch": 1}),
+        Job("memory", "fault/ok", TARGET, {"kind": "ok"}),
     ]
     chunks = _families_together(_chunks_by_implementation(jobs))
-    assert [[j.implementation for j in chunk] for chunk in chunks] == [
-        ["fault/ok"],
-        ["fault/raise"],
-        ["attention/reference", "attention/reference"],
+    assert [(chunk[0].implementation, chunk[0].suite, len(chunk)) for chunk in chunks] == [
+        ("fault/ok", "throughput", 1),
+        ("fault/raise", "memory", 1),
+        ("fault/ok", "memory", 1),
+        ("attention/reference", "throughput", 1),
+        ("attention/reference", "memory", 1),
     ]
-    assert [j.suite for j in chunks[2]] == ["throughput", "memory"]  # an implementation's suites in order
 
 
 def test_rows_record_the_head_dim_each_implementation_runs():

@@ -1,15 +1,15 @@
 """`seqbench bench`: several suites' presets in one pass, the measuring part of `nox -s bench`.
 
-    seqbench bench                                    # throughput, memory, profile, recall: quick on a GPU
+    seqbench bench                                    # throughput, memory, recall, profile: quick on a GPU
     seqbench bench --suites throughput,memory --family mamba2
 
 Run one after another (`seqbench run throughput`, then `seqbench run memory`, ...), every suite starts a
 worker process per family, and each of them imports the family's kernel library and loads its compiled
 kernels again: on an H100 with warm caches, the first job of an implementation in a suite took 5-14 s
-where the next took under 1 s, ~300 s of a 13-minute bench. In one pass (harness.runner.run_suites) an
-implementation's jobs of every suite run in a row on one worker, so that happens once. Each suite keeps
-its own rows (RESULTS/<suite>/<run_id>/, one run id for the pass), summary table and printout; the time
-each suite's jobs took is printed at the end.
+where the next took under 1 s, ~300 s of a 13-minute bench. In one pass (harness.runner.run_suites) a
+family's worker process runs its jobs of every suite, suite by suite, so that happens once. Each suite
+keeps its own rows (RESULTS/<suite>/<run_id>/, one run id for the pass), summary table and printout; the
+time each suite's jobs took is printed at the end.
 """
 
 from __future__ import annotations
@@ -24,7 +24,8 @@ import click
 from harness.commands.run import RunOptions, SuitePlan, execute_plans, suite_options, suite_planners
 from harness.errors import UserError
 
-DEFAULT_SUITES = ("throughput", "memory", "profile", "recall")
+# In each family's process the suites run in this order: the timed ones first, profile (torch.profiler) last.
+DEFAULT_SUITES = ("throughput", "memory", "recall", "profile")
 RECALL_PRESET = {"cpu": "recall-cpu", "cuda": "recall-quick"}
 
 
@@ -67,7 +68,7 @@ def _plans(suites: list[str], options: RunOptions, recall_preset: str | None) ->
     help="Also write the pass's wall time and each suite's job time (seconds) to this JSON file.",
 )
 def command(options: RunOptions, suites: str, recall_preset: str | None, times_json: str | None) -> None:
-    """Run several suites in one pass: each implementation's jobs of every suite on one worker, so its
+    """Run several suites in one pass: a family's worker process runs its jobs of every suite, so its
     kernel library is imported and its kernels loaded once. --preset (default: quick on a GPU, cpu
     without) names the throughput, memory and profile presets; the filters apply to every suite."""
     chosen = [suite.strip() for suite in suites.split(",") if suite.strip()]
