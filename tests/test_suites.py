@@ -291,3 +291,17 @@ def test_bench_plans_recall_with_its_own_preset_and_refuses_unknown_suites() -> 
     }
     result = CliRunner().invoke(cli, ["bench", "--suites", "throughput,speed"])
     assert result.exit_code == 2 and "--suites: unknown speed" in result.output
+
+
+@pytest.mark.parametrize("preset", ["cpu", "quick", "full"])
+def test_every_suite_of_the_pass_has_the_presets_nox_bench_names(preset: str) -> None:
+    """`nox -s bench -- --preset P` runs P of throughput, memory and profile in one pass: each has it."""
+    from harness.commands.bench import _plans
+
+    device = "cpu" if preset == "cpu" else "cuda"
+    for suite in ("throughput", "memory", "profile"):
+        assert preset in preset_names(suite), suite
+        assert load_preset(suite, preset)["device"] == device
+    if device == "cpu" or torch.cuda.is_available():
+        plans = _plans(["throughput", "memory", "profile"], options(preset=preset), None)
+        assert all(plan.jobs for plan in plans)
