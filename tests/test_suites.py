@@ -291,6 +291,8 @@ def test_bench_plans_recall_with_its_own_preset_and_refuses_unknown_suites() -> 
     }
     result = CliRunner().invoke(cli, ["bench", "--suites", "throughput,speed"])
     assert result.exit_code == 2 and "--suites: unknown speed" in result.output
+    result = CliRunner().invoke(cli, ["bench", "--suites", " , "])
+    assert result.exit_code == 2 and result.output == "Error: --suites names no suite\n"
 
 
 @pytest.mark.parametrize("preset", ["cpu", "quick", "full"])
