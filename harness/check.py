@@ -4,8 +4,16 @@ For one implementation, on fresh random weights and inputs (seeded):
   parallel   forward(x) of the implementation vs forward(x) of the reference,
   recurrent  a loop of step() over x vs the reference forward (parallel form == recurrent form),
   prefill    prefill() of the first half, then step() over the rest, vs the reference forward.
+  grad_input   d<y, g>/dx for a random cotangent g, through the implementation's backward, vs the
+               reference's (the suites time fwd_bwd and recall trains: a forward alone proves no backward).
+  grad_params  the same for every parameter, each paired with the reference parameter it was loaded
+               from; the row holds the worst parameter's error and names it (`detail`: all of them).
 The reference runs in float64 on the CPU and in float32 (TF32 off) on a GPU; the error is the RMS
 ratio, compared with the tolerance of the dtype under test (harness.numerics).
+
+The gradients are taken at a generic point: every reference parameter is moved by a small random amount
+first, so that parameters initialised to constants (D = 1, zero biases, norm weights) differ from one
+another and each implementation parameter pairs with exactly one reference parameter by its values.
 
 Each implementation runs inside an isolated worker (on a GPU several workers at once): a kernel that
 aborts the process (a compiler assertion, a segfault) becomes a failed row with its reason,
@@ -23,11 +31,17 @@ import torch
 
 from harness import registry
 from harness.config import MixerConfig
-from harness.interface import Implementation, dtype_name, parse_dtype, run_recurrent
+from harness.interface import Implementation, Mixer, dtype_name, parse_dtype, run_recurrent
 from harness.numerics import rms_ratio, tolerance
-from harness.worker import Worker
+from harness.worker import Unavailable, Worker
 
-TESTS = ("parallel", "recurrent", "prefill")
+FORWARD_TESTS = ("parallel", "recurrent", "prefill")
+GRADIENT_TESTS = ("grad_input", "grad_params")
+TESTS = FORWARD_TESTS + GRADIENT_TESTS
+# Relative size of the random move of the reference's parameters before the gradient tests: large enough
+# that bf16 copies of two parameters initialised alike differ (bf16 keeps ~3 significant digits), small
+# enough to stay near the family's initialisation (a mixer's gates and decays keep their ranges).
+GENERIC_POINT_SCALE = 0.05
 
 # Small sizes: the check is about the function, not speed. Multiples of 64 suit every chunked kernel.
 DEFAULT_CONFIG = {"cpu": MixerConfig(d_model=64, n_heads=4), "cuda": MixerConfig(d_model=256, n_heads=4)}
@@ -54,6 +68,12 @@ class CheckRow:
     passed: bool
     status: str  # ok | failed | error | crash | timeout | oom | unavailable
     reason: str = ""
+    detail: str = ""  # grad_params: "name=error" for every parameter, worst first
+
+    @property
+    def counts_as_failure(self) -> bool:
+        """An `unavailable` row (a backward the library refuses here, by design) is reported, not failed."""
+        return not self.passed and self.status != "unavailable"
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -105,30 +125,141 @@ def compare_with_reference(
             return torch.cat([y_first, torch.stack(rest, dim=1)], dim=1)
 
         outputs["prefill"] = prefill_then_step
-        rows = []
         limit = tolerance(test_dtype)
-        for test in TESTS:
+        rows = []
+        for test in FORWARD_TESTS:
             try:
                 error = rms_ratio(outputs[test](), expected)
                 status, reason = ("ok", "") if error <= limit else ("failed", f"rms ratio {error:.3g} > {limit:g}")
             except Exception as exc:  # one form failing must not hide the others
-                error, status, reason = float("nan"), "error", f"{type(exc).__name__}: {exc}".splitlines()[0]
-            rows.append(
-                CheckRow(
-                    impl.name,
-                    impl.family,
-                    impl.backend,
-                    device,
-                    dtype,
-                    test,
-                    error,
-                    limit,
-                    status == "ok",
-                    status,
-                    reason,
-                ).to_dict()
-            )
+                error, status, reason = float("nan"), "error", _one_line(exc)
+            rows.append(_row(impl, device, dtype, test, error, limit, status, reason))
+    rows += gradient_rows(impl, mixer, ref_mixer, x_ref, device, dtype, limit, seed)
+    return [row.to_dict() for row in rows]
+
+
+def _one_line(exc: BaseException) -> str:
+    return f"{type(exc).__name__}: {exc}".splitlines()[0]
+
+
+def _row(
+    impl: Implementation,
+    device: str,
+    dtype: str,
+    test: str,
+    error: float,
+    limit: float,
+    status: str,
+    reason: str,
+    detail: str = "",
+) -> CheckRow:
+    return CheckRow(
+        impl.name, impl.family, impl.backend, device, dtype, test, error, limit, status == "ok", status, reason, detail
+    )
+
+
+def move_to_generic_point(module: torch.nn.Module, seed: int) -> None:
+    """Add GENERIC_POINT_SCALE x N(0, 1) x (mean |p| + 0.01) to every parameter, in place."""
+    generator = torch.Generator(device="cpu").manual_seed(seed)
+    with torch.no_grad():
+        for parameter in module.parameters():
+            noise = torch.randn(parameter.shape, generator=generator, dtype=torch.float64)
+            scale = GENERIC_POINT_SCALE * (float(parameter.detach().abs().double().mean()) + 0.01)
+            parameter.add_((noise * scale).to(parameter.device, parameter.dtype))
+
+
+def pair_parameters(
+    mixer: torch.nn.Module, reference: torch.nn.Module
+) -> list[tuple[str, torch.nn.Parameter, torch.nn.Parameter]]:
+    """(reference name, implementation parameter, reference parameter) for every trainable parameter of
+    the implementation, paired by value: after `load_reference_weights` an implementation parameter holds
+    one reference parameter's values rounded to its dtype, possibly renamed or reshaped (fla's RWKV-7 and
+    the xlstm package name and shape them their own way). Raises ValueError when a parameter pairs with
+    none or with several."""
+    candidates = list(reference.named_parameters())
+    pairs = []
+    for name, theirs in mixer.named_parameters():
+        if not theirs.requires_grad:
+            continue
+        flat = theirs.detach().flatten().double().cpu()
+        matches = [
+            (ref_name, ours)
+            for ref_name, ours in candidates
+            if ours.numel() == theirs.numel()
+            and torch.equal(ours.detach().flatten().to(theirs.dtype).double().cpu(), flat)
+        ]
+        if len(matches) != 1:
+            found = ", ".join(m[0] for m in matches) or "none"
+            raise ValueError(f"parameter {name} pairs with {found} of the reference (need exactly one)")
+        pairs.append((matches[0][0], theirs, matches[0][1]))
+    return pairs
+
+
+def gradient_rows(
+    impl: Implementation,
+    mixer: Mixer,
+    ref_mixer: Mixer,
+    x_ref: torch.Tensor,
+    device: str,
+    dtype: str,
+    limit: float,
+    seed: int,
+) -> list[CheckRow]:
+    """grad_input and grad_params rows: vector-Jacobian products with one random cotangent, implementation
+    against reference, at a generic point of the parameters."""
+    try:
+        move_to_generic_point(ref_mixer, seed + 2)
+        mixer.load_reference_weights(ref_mixer)
+        pairs = pair_parameters(mixer, ref_mixer)
+        x_ref = x_ref.detach().clone().requires_grad_(True)
+        x = x_ref.detach().to(parse_dtype(dtype)).requires_grad_(True)
+        expected = ref_mixer(x_ref)
+        generator = torch.Generator(device="cpu").manual_seed(seed + 3)
+        cotangent = torch.randn(expected.shape, generator=generator, dtype=torch.float64).to(device)
+        ref_grads = torch.autograd.grad(
+            expected, [x_ref, *(p for _, _, p in pairs)], cotangent.to(expected.dtype), allow_unused=True
+        )
+        actual = mixer(x)
+        grads = torch.autograd.grad(
+            actual, [x, *(p for _, p, _ in pairs)], cotangent.to(actual.dtype), allow_unused=True
+        )
+    except (Unavailable, NotImplementedError) as exc:
+        # A backward the library refuses or lacks here (fla's on Hopper, FlexAttention's on the CPU):
+        # reported as unavailable, not failed.
+        reason = _one_line(exc)
+        return [_row(impl, device, dtype, t, float("nan"), limit, "unavailable", reason) for t in GRADIENT_TESTS]
+    except Exception as exc:
+        return [_row(impl, device, dtype, t, float("nan"), limit, "error", _one_line(exc)) for t in GRADIENT_TESTS]
+
+    def error_of(got: torch.Tensor | None, want: torch.Tensor | None, shape: torch.Size) -> float:
+        # A gradient autograd leaves unused is zero by definition: an unused parameter on one side only
+        # is a real difference and shows as a ratio of 1 (or inf against a zero reference).
+        got = torch.zeros(shape) if got is None else got
+        want = torch.zeros(shape) if want is None else want
+        return rms_ratio(got.flatten(), want.flatten())
+
+    input_error = error_of(grads[0], ref_grads[0], x.shape)
+    per_parameter = sorted(
+        ((error_of(g, r, p.shape), name) for (name, p, _), g, r in zip(pairs, grads[1:], ref_grads[1:], strict=True)),
+        reverse=True,
+    )
+    rows = [_judged_row(impl, device, dtype, "grad_input", input_error, limit, "")]
+    if per_parameter:
+        worst, worst_name = per_parameter[0]
+        detail = " ".join(f"{name}={error:.2e}" for error, name in per_parameter)
+        rows.append(_judged_row(impl, device, dtype, "grad_params", worst, limit, worst_name, detail))
+    else:
+        rows.append(_row(impl, device, dtype, "grad_params", 0.0, limit, "ok", "no trainable parameters"))
     return rows
+
+
+def _judged_row(
+    impl: Implementation, device: str, dtype: str, test: str, error: float, limit: float, what: str, detail: str = ""
+) -> CheckRow:
+    where = f" ({what})" if what else ""
+    if error <= limit:
+        return _row(impl, device, dtype, test, error, limit, "ok", f"worst: {what}" if what else "", detail)
+    return _row(impl, device, dtype, test, error, limit, "failed", f"rms ratio {error:.3g} > {limit:g}{where}", detail)
 
 
 def _failed_rows(impl: Implementation, device: str, dtype: str, status: str, reason: str) -> list[CheckRow]:

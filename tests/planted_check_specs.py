@@ -2,6 +2,8 @@
 
 - `planted/abort` calls os.abort() while building: the worker dies with SIGABRT.
 - `planted/wrong` computes a different function than its reference: the check must fail it.
+- `planted/wrong_grad` computes the right function with a wrong backward (the output projection's
+  gradient scaled by 0.9): the forward tests must pass and both gradient tests fail.
 """
 
 from __future__ import annotations
@@ -18,6 +20,27 @@ from implementations.attention.reference import AttentionReference
 class WrongAttention(AttentionReference):
     def _output(self, y: torch.Tensor) -> torch.Tensor:
         return super()._output(y) * 1.01  # 1% off in every form: far above any tolerance
+
+
+class ScaledGradient(torch.autograd.Function):
+    """Identity forward; backward scales the gradient (a planted backward bug)."""
+
+    @staticmethod
+    def forward(ctx: object, x: torch.Tensor) -> torch.Tensor:
+        return x.view_as(x)
+
+    @staticmethod
+    def backward(ctx: object, grad: torch.Tensor) -> torch.Tensor:
+        return grad * 0.9
+
+
+class WrongGradientAttention(AttentionReference):
+    def _output(self, y: torch.Tensor) -> torch.Tensor:
+        return super()._output(ScaledGradient.apply(y))
+
+
+def build_wrong_grad(config: MixerConfig) -> WrongGradientAttention:
+    return WrongGradientAttention(config)
 
 
 def build_abort(config: MixerConfig) -> AttentionReference:
@@ -48,5 +71,12 @@ IMPLEMENTATIONS = [
         backend="test",
         reference="planted/reference",
         build="tests.planted_check_specs:build_wrong",
+    ),
+    Implementation(
+        family="planted",
+        name="planted/wrong_grad",
+        backend="test",
+        reference="planted/reference",
+        build="tests.planted_check_specs:build_wrong_grad",
     ),
 ]

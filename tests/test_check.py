@@ -7,7 +7,16 @@ import pytest
 import torch
 
 from harness import registry
-from harness.check import TESTS, compare_with_reference, run_checks
+from harness.check import (
+    FORWARD_TESTS,
+    GRADIENT_TESTS,
+    TESTS,
+    CheckRow,
+    compare_with_reference,
+    move_to_generic_point,
+    pair_parameters,
+    run_checks,
+)
 from harness.config import MixerConfig
 
 PLANTED = "tests.planted_check_specs"
@@ -62,3 +71,51 @@ def test_fast_attention_backends_on_gpu() -> None:
     rows, _ = run_checks(impls, "cuda", (torch.bfloat16,))
     failed = [r for r in rows if not r.passed]
     assert not failed, failed
+
+
+def test_wrong_backward_fails_the_gradient_tests_only(planted: None) -> None:
+    """A right forward with a backward scaled by 0.9 passes the three forward tests and fails both gradient
+    tests with an error of ~10% (the input gradient and every parameter before the output projection)."""
+    config = {**MixerConfig(d_model=16, n_heads=2).__dict__}
+    rows = {r["test"]: r for r in compare_with_reference("planted/wrong_grad", "cpu", "float64", config, 2, 8, 0)}
+    assert all(rows[t]["passed"] for t in FORWARD_TESTS)
+    for test in GRADIENT_TESTS:
+        assert rows[test]["status"] == "failed", rows[test]
+        assert 0.09 < rows[test]["rms_ratio"] < 0.11  # 1 - 0.9, as planted
+    # The output projection's own gradient sees the unscaled output: it pairs and passes.
+    assert "out_proj.weight=" in rows["grad_params"]["detail"]
+
+
+def test_gradients_of_an_independent_implementation_match_in_float64() -> None:
+    """mlstm_kernels' native kernels (not our code) against the xLSTM reference: every parameter pairs by
+    value and its gradient agrees to float64 rounding (the forward check's 1e-10)."""
+    config = {**MixerConfig(d_model=16, n_heads=2).__dict__}
+    found = compare_with_reference("xlstm/mlstm_kernels_native", "cpu", "float64", config, 2, 16, 1)
+    rows = {r["test"]: r for r in found}
+    for test in GRADIENT_TESTS:
+        assert rows[test]["passed"] and rows[test]["rms_ratio"] < 1e-10, rows[test]
+    assert len(rows["grad_params"]["detail"].split()) >= 5  # every projection and gate, not one
+
+
+def test_parameters_pair_by_value_even_when_renamed_and_reshaped() -> None:
+    reference = torch.nn.Sequential(torch.nn.Linear(4, 3), torch.nn.LayerNorm(3), torch.nn.LayerNorm(3))
+    move_to_generic_point(reference, seed=0)  # the two LayerNorms start equal: the move tells them apart
+    renamed = torch.nn.ParameterDict(
+        {f"p{i}": torch.nn.Parameter(p.detach().reshape(-1).clone()) for i, p in enumerate(reference.parameters())}
+    )
+    pairs = pair_parameters(renamed, reference)
+    assert [ref_name for ref_name, _, _ in pairs] == [name for name, _ in reference.named_parameters()]
+    twin = torch.nn.Sequential(torch.nn.LayerNorm(3), torch.nn.LayerNorm(3))
+    with pytest.raises(ValueError, match="need exactly one"):
+        pair_parameters(twin, twin)  # constant-initialised twins are ambiguous without the move
+
+
+def test_a_backward_the_library_lacks_is_unavailable_not_failed() -> None:
+    """FlexAttention has no backward on the CPU (NotImplementedError): the gradient rows say so and do not
+    count as failures, while its forward rows are judged as usual."""
+    config = {**MixerConfig(d_model=16, n_heads=2).__dict__}
+    rows = [CheckRow(**r) for r in compare_with_reference("attention/flex", "cpu", "float32", config, 2, 8, 0)]
+    by_test = {r.test: r for r in rows}
+    assert all(by_test[t].passed for t in FORWARD_TESTS)
+    assert {by_test[t].status for t in GRADIENT_TESTS} == {"unavailable"}
+    assert not any(r.counts_as_failure for r in rows)

@@ -79,7 +79,7 @@ def command(
             click.echo(f"checking {impl.name} ({dtype_name(dtype)}, {device}) ...", err=True)
 
     rows, skipped = run_checks(impls, device, parsed, config, batch, seq_len, seed, progress)
-    failed = [r for r in rows if not r.passed]
+    failed = [r for r in rows if r.counts_as_failure]
     if results_dir is not None and rows:
         path = write_check_rows(rows, results_dir, config, batch, seq_len, device)
         if not as_json:
@@ -155,6 +155,7 @@ def write_check_rows(rows, results_dir: str, config: MixerConfig, batch: int, se
                 "rms_ratio": row.rms_ratio,
                 "tolerance": row.tolerance,
                 "passed": row.passed,
+                "detail": row.detail,
             }
         )
     return results.write_rows(out, results_dir, run_id, suite="check")
@@ -178,4 +179,5 @@ def _print_table(rows, skipped, device: str) -> None:
         for impl, reason in skipped:
             console.print(f"  {impl.name}: {reason}")
     passed = sum(r.passed for r in rows)
-    console.print(f"{passed} passed, {len(rows) - passed} failed")
+    unavailable = sum(r.status == "unavailable" for r in rows)
+    console.print(f"{passed} passed, {len(rows) - passed - unavailable} failed, {unavailable} unavailable")
