@@ -191,3 +191,73 @@ def test_mamba2_config_round_trips_through_job_params() -> None:
     assert jobs
     for job in jobs:
         registry.get("mamba2/reference").create(MixerConfig.from_dict(job.params["config"]))
+
+
+def test_decay_matrices_leaves_the_dynamics_alone() -> None:
+    """decay = "matrices": weight matrices and embeddings decay; biases, norms and the parameters a mixer
+    marks `_no_weight_decay` (Mamba's A_log and D, its dt bias as a bias) do not; "all" decays all."""
+    import torch
+
+    from harness.config import MixerConfig
+    from suites.recall.model import ModelSettings, RecallModel
+    from suites.recall.train import parameter_groups
+
+    impl = registry.get("mamba/reference")
+    net = RecallModel(16, 32, lambda: impl.create(MixerConfig(d_model=32)), ModelSettings(n_layers=1, position="none"))
+    names = {id(p): n for n, p in net.named_parameters()}
+    decayed, kept = parameter_groups(net, 0.1, "matrices")
+    assert decayed["weight_decay"] == 0.1 and kept["weight_decay"] == 0.0
+    decayed_names = {names[id(p)] for p in decayed["params"]}
+    kept_names = {names[id(p)] for p in kept["params"]}
+    assert {"blocks.0.mixer.A_log", "blocks.0.mixer.D", "blocks.0.mixer.dt_proj.bias"} <= kept_names
+    assert {"blocks.0.mixer.in_proj.weight", "embedding.weight"} <= decayed_names
+    assert not decayed_names & kept_names and "head.weight" not in decayed_names | kept_names  # tied: once
+    (everything,) = parameter_groups(net, 0.1, "all")
+    assert len(everything["params"]) == len(decayed["params"]) + len(kept["params"])
+    # Why it matters: AdamW's decay alone moves a parameter by -lr * wd * p per step.
+    bias = torch.tensor(-6.9)  # softplus^-1(0.001): a memory of ~1000 tokens
+    after = bias * (1 - 2e-3 * 0.1) ** 6000
+    assert 0.1 < torch.nn.functional.softplus(after) < 0.15  # dt ~0.12: a memory of under 10 tokens
+
+
+def test_fresh_batches_follow_the_curriculum_and_do_not_depend_on_threads() -> None:
+    import torch
+
+    from suites.recall.tasks import get_task
+    from suites.recall.train import FreshBatches, curriculum_params, split_seed
+
+    spec = get_task("selective-copying")
+    params = spec.params(vocab_size=16, seq_len=64, n_data=4)
+    stages = curriculum_params(spec, params, ({"steps": 2, "seq_len": 16}, {"steps": 1, "seq_len": 32}))
+    assert [(first, p["seq_len"]) for first, p in stages] == [(0, 16), (2, 32), (3, 64)]
+    stream = FreshBatches(spec, stages, 4, 7, 5, torch.device("cpu"))
+    try:
+        got = [stream.next() for _ in range(5)]
+    finally:
+        stream.close()
+    assert [inputs.shape[1] for inputs, _ in got] == [16, 16, 32, 64, 64]
+    expected = spec.examples_uncached("train", params, 4, split_seed(7, "train", 4))
+    assert torch.equal(got[4][0], expected.inputs) and torch.equal(got[4][1], expected.targets)
+
+
+def test_rows_carry_the_learning_curve() -> None:
+    import json
+
+    rows = _train(
+        "selective-copying",
+        TINY_COPY,
+        "mamba/reference",
+        max_steps=6,
+        eval_every=2,
+        n_test=16,
+        target_accuracy=2.0,
+        decay="matrices",
+        curriculum=[{"steps": 2, "seq_len": 16}],
+    )
+    (row,) = rows
+    curve = json.loads(row["curve"])
+    assert [point["step"] for point in curve] == [2, 4, 6]
+    assert [point["train_seq_len"] for point in curve] == [16, 32, 32]
+    assert all(0.0 <= p["test_accuracy"] <= 1.0 and math.isfinite(p["train_loss"]) for p in curve)
+    assert row["accuracy"] == max(p["test_accuracy"] for p in curve) and row["steps_per_s"] > 0
+    assert row["decay"] == "matrices" and json.loads(row["curriculum"]) == [{"steps": 2, "seq_len": 16}]

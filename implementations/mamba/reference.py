@@ -116,6 +116,10 @@ class MambaBlock(Mixer):
         # S4D-real: A[d, n] = -(n + 1), stored as its log so A stays negative under training.
         self.A_log = nn.Parameter(torch.log(torch.arange(1, self.d_state + 1, dtype=torch.float32)).repeat(d_inner, 1))
         self.D = nn.Parameter(torch.ones(d_inner))
+        # mamba_ssm's mark, read by training code that decays weight matrices only: decay would pull A_log
+        # (the decay rates) towards 0 and D towards 0, which is not regularisation but a change of dynamics.
+        self.A_log._no_weight_decay = True
+        self.D._no_weight_decay = True
         self.scan_form = str(config.option("scan", "parallel"))
 
     # -- the core, replaced by the op-level adapter ---------------------------------------------

@@ -114,6 +114,8 @@ class Mamba2Block(Mixer):
         self.dt_bias = nn.Parameter(init_dt_bias(self.n_heads, dt_min, dt_max))
         self.A_log = nn.Parameter(torch.log(torch.empty(self.n_heads).uniform_(1, 16)))
         self.D = nn.Parameter(torch.ones(self.n_heads))
+        for dynamics in (self.dt_bias, self.A_log, self.D):  # mamba_ssm's mark: no weight decay on these
+            dynamics._no_weight_decay = True
         self.norm = GatedRMSNorm(self.d_inner, group_size=self.d_inner // self.n_groups)
         self.out_proj = nn.Linear(self.d_inner, config.d_model, bias=False)
         self.ssd_form = str(config.option("ssd", "chunked"))

@@ -64,6 +64,13 @@ S4D_INITS = ("lin", "inv", "legs")
 S4D_DISCRETIZATIONS = ("zoh", "bilinear")
 
 
+def no_weight_decay(*parameters: nn.Parameter) -> None:
+    """Mark the state-space parameters (dt, A, P, B) as the S4 repository registers them: trained without
+    weight decay (training code that decays weight matrices only reads the mark, as mamba_ssm's does)."""
+    for parameter in parameters:
+        parameter._no_weight_decay = True
+
+
 def _complex_parameter(value: torch.Tensor) -> nn.Parameter:
     """Complex parameters are stored as (..., 2) real pairs: `Module.to(dtype)` would drop an imaginary part."""
     return nn.Parameter(torch.view_as_real(value.to(torch.complex64)).clone())
@@ -108,6 +115,7 @@ class SSMLayer(Mixer):
         self.C = _complex_parameter(torch.randn(self.H, self.M, dtype=torch.complex128))  # E|C_n|^2 = 1
         self.D = nn.Parameter(torch.randn(self.H))
         self.out_proj = nn.Linear(self.H, self.H)
+        no_weight_decay(self.log_dt)
 
     # ---- the SSM, defined by subclasses -------------------------------------------------------
 
@@ -208,6 +216,7 @@ class S4(SSMLayer):
         self.Lambda_imag = nn.Parameter(dplr.Lambda.imag.float().repeat(self.H, 1))
         self.P = _complex_parameter(dplr.P.repeat(self.H, 1))
         self.B = _complex_parameter(dplr.B.repeat(self.H, 1))
+        no_weight_decay(self.Lambda_log_neg_real, self.Lambda_imag, self.P, self.B)
 
     def ssm(self) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
         """(Lambda, P, B, C, Delta): (H, M) complex each and (H,), in the working dtype."""
@@ -272,6 +281,7 @@ class S4D(SSMLayer):
         self.A_log_neg_real = nn.Parameter(torch.log(-A.real).float().repeat(self.H, 1))
         self.A_imag = nn.Parameter(A.imag.float().repeat(self.H, 1))
         self.B = _complex_parameter(B.repeat(self.H, 1))
+        no_weight_decay(self.A_log_neg_real, self.A_imag, self.B)
 
     def discrete(self) -> tuple[torch.Tensor, torch.Tensor]:
         """(log A-bar, B-bar), (H, M) each: the diagonal discretized by ZOH or the GBT."""

@@ -14,7 +14,9 @@ from __future__ import annotations
 
 import json
 import math
+import queue
 import random
+import threading
 import time
 from dataclasses import asdict, dataclass, fields
 from typing import Any
@@ -32,6 +34,8 @@ from suites.recall.model import ModelSettings, RecallModel, count_parameters, re
 from suites.recall.tasks import Task, get_task
 
 SPLIT_SEED_TAG = {"train": 1, "test": 2, "extrapolate": 3}
+DECAY_POLICIES = ("all", "matrices")
+PREFETCH_BATCHES = 8  # fresh batches generated ahead of the step that needs them
 
 
 @dataclass(frozen=True)
@@ -51,8 +55,25 @@ class TrainSettings:
     time_limit_s: float = 0.0
     eval_batch: int = 0  # 0: the training batch (longer tests: as many examples as it holds tokens)
     extrapolate_tokens: int = 2**24  # longer tests use min(n_test, this // length) examples (at least 16)
+    # Which parameters AdamW decays. "all": every parameter, as Zoology's and MAD's optimisers do.
+    # "matrices": weight matrices and embeddings only, as nanoGPT and mamba_ssm's training do; biases,
+    # norms and what a mixer marks `_no_weight_decay` (Mamba's A_log and D, S4's dt and eigenvalues)
+    # are left alone. Decay pulls a dt bias towards 0, i.e. dt towards softplus(0) = 0.69: at wd 0.1 and
+    # lr 2e-3 over 6000 steps it shrinks Mamba's longest memory from ~1000 tokens to ~40.
+    decay: str = "all"
+    # A length curriculum (fresh batches only): stages {"steps": n, <task parameter overrides>} trained
+    # first, in order; the job's own task parameters train the remaining steps. Tests (and the step's
+    # learning rate) always follow the job's own parameters and the whole step count.
+    curriculum: tuple[dict[str, Any], ...] = ()
 
     def __post_init__(self) -> None:
+        object.__setattr__(self, "curriculum", tuple(dict(stage) for stage in self.curriculum))
+        if self.decay not in DECAY_POLICIES:
+            raise ConfigError("decay", f"must be one of {', '.join(DECAY_POLICIES)}, got {self.decay!r}")
+        for stage in self.curriculum:
+            steps = stage.get("steps")
+            if not isinstance(steps, int) or steps < 1:
+                raise ConfigError("curriculum", f"each stage needs steps = a positive integer, got {stage!r}")
         for name in ("epochs", "max_steps", "eval_every", "eval_batch", "extrapolate_tokens"):
             value = getattr(self, name)
             if not isinstance(value, int) or value < 0:
@@ -97,6 +118,81 @@ def cosine_with_warmup(step: int, total: int, warmup: int, min_frac: float) -> f
         return (step + 1) / warmup
     progress = (step - warmup) / max(1, total - warmup)
     return min_frac + (1.0 - min_frac) * 0.5 * (1.0 + math.cos(math.pi * min(progress, 1.0)))
+
+
+def parameter_groups(model: nn.Module, weight_decay: float, decay: str) -> list[dict[str, Any]]:
+    """AdamW's parameter groups under a TrainSettings.decay policy (a tied head counts once)."""
+    unique = list({id(p): p for p in model.parameters() if p.requires_grad}.values())
+    if decay == "all":
+        return [{"params": unique, "weight_decay": weight_decay}]
+    decayed = [p for p in unique if p.ndim >= 2 and not getattr(p, "_no_weight_decay", False)]
+    kept = {id(p) for p in decayed}
+    return [
+        {"params": decayed, "weight_decay": weight_decay},
+        {"params": [p for p in unique if id(p) not in kept], "weight_decay": 0.0},
+    ]
+
+
+def curriculum_params(
+    spec: Task, params: dict[str, Any], stages: tuple[dict[str, Any], ...]
+) -> list[tuple[int, dict[str, Any]]]:
+    """[(first step, task parameters)] of each curriculum stage, then the job's own parameters."""
+    out, first = [], 0
+    for stage in stages:
+        out.append((first, spec.params(**{**params, **{k: v for k, v in stage.items() if k != "steps"}})))
+        first += int(stage["steps"])
+    out.append((first, params))
+    return out
+
+
+class FreshBatches:
+    """A fresh training batch for every step, generated on a background thread a few steps ahead: the
+    generators are NumPy on the host, and at L 4096 one batch takes about as long (~2.5 ms on 2 cores) as
+    a GPU step. Batch `step` depends on (data_seed, step) only, never on timing."""
+
+    def __init__(
+        self,
+        spec: Task,
+        stages: list[tuple[int, dict[str, Any]]],
+        batch: int,
+        data_seed: int,
+        total_steps: int,
+        device: torch.device,
+    ) -> None:
+        self.spec, self.stages, self.batch, self.data_seed = spec, stages, batch, data_seed
+        self.device = device
+        self.queue: queue.Queue[tuple[torch.Tensor, torch.Tensor] | None] = queue.Queue(PREFETCH_BATCHES)
+        self.stop = threading.Event()
+        self.thread = threading.Thread(target=self._fill, args=(total_steps,), daemon=True)
+        self.thread.start()
+
+    def params_at(self, step: int) -> dict[str, Any]:
+        return [params for first, params in self.stages if first <= step][-1]
+
+    def _fill(self, total_steps: int) -> None:
+        for step in range(total_steps):
+            fresh = self.spec.examples_uncached(
+                "train", self.params_at(step), self.batch, split_seed(self.data_seed, "train", step)
+            )
+            inputs, targets = fresh.inputs, fresh.targets
+            if self.device.type == "cuda":
+                inputs, targets = inputs.pin_memory(), targets.pin_memory()
+            while not self.stop.is_set():
+                try:
+                    self.queue.put((inputs, targets), timeout=0.1)
+                    break
+                except queue.Full:
+                    continue
+            if self.stop.is_set():
+                return
+
+    def next(self) -> tuple[torch.Tensor, torch.Tensor]:
+        inputs, targets = self.queue.get()
+        return inputs.to(self.device, non_blocking=True), targets.to(self.device, non_blocking=True)
+
+    def close(self) -> None:
+        self.stop.set()
+        self.thread.join(timeout=5)
 
 
 class Evaluator:
@@ -217,9 +313,9 @@ def run_job(
     ).to(run_device)
     n_params = count_parameters(net)
     fused = run_device.type == "cuda"
-    # Weight decay on every parameter, as Zoology and MAD train (mamba_ssm marks A_log and D with
-    # `_no_weight_decay`, our references do not: ignoring the mark keeps implementations comparable).
-    optimizer = torch.optim.AdamW(net.parameters(), lr=lr, weight_decay=weight_decay, fused=fused)
+    if settings.curriculum and not online:
+        raise ConfigError("curriculum", "a length curriculum needs fresh batches (n_train = 0)")
+    optimizer = torch.optim.AdamW(parameter_groups(net, weight_decay, settings.decay), lr=lr, fused=fused)
 
     steps_per_epoch = math.ceil(n_train / batch) if not online else 0
     total_steps = settings.epochs * steps_per_epoch if not online else settings.max_steps
@@ -234,58 +330,84 @@ def run_job(
     eval_batch = settings.eval_batch or batch
     evaluate = Evaluator(net, autocast_dtype, run_device)
     order_generator = torch.Generator().manual_seed(seed)
+    stages = curriculum_params(spec, params, settings.curriculum)
+    fresh = FreshBatches(spec, stages, batch, data_seed, total_steps, run_device) if online else None
 
     best = {"accuracy": -1.0, "loss": float("nan"), "step": 0, "state": None}
+    # One point per evaluation: the learning curve the report draws (steps, seconds, losses, accuracy).
+    curve: list[dict[str, float]] = []
     train_loss = float("nan")
+    # The training loss is summed on the device and read at evaluations only: reading it every few steps
+    # would wait for the GPU each time (a host synchronisation per read).
+    loss_sum = torch.zeros((), device=run_device)
+    losses_summed = 0
     stop_reason = "steps done"
     step = 0
     permutation = torch.empty(0, dtype=torch.long)
     train_began = time.perf_counter()
     first_step_s = 0.0
     net.train()
-    while step < total_steps:
-        if online:
-            fresh = spec.examples_uncached("train", params, batch, split_seed(data_seed, "train", step))
-            inputs, targets = fresh.inputs.to(run_device), fresh.targets.to(run_device)
-        else:
-            position = (step % steps_per_epoch) * batch
-            if position == 0:
-                permutation = torch.randperm(n_train, generator=order_generator).to(run_device)
-            index = permutation[position : position + batch]
-            inputs, targets = train_set.inputs[index], train_set.targets[index]
-        mask = targets != IGNORE
-        with _autocast(run_device, autocast_dtype):
-            logits = net(inputs, mask)  # only where there is something to predict
-        loss = nn.functional.cross_entropy(logits.float(), targets[mask])
-        optimizer.zero_grad(set_to_none=True)
-        loss.backward()
-        if settings.grad_clip > 0:
-            nn.utils.clip_grad_norm_(net.parameters(), settings.grad_clip)
-        optimizer.step()
-        scheduler.step()
-        step += 1
-        train_loss = float(loss.detach()) if step % 10 == 0 or step == total_steps else train_loss
+    try:
+        while step < total_steps:
+            if fresh is not None:
+                inputs, targets = fresh.next()
+            else:
+                position = (step % steps_per_epoch) * batch
+                if position == 0:
+                    permutation = torch.randperm(n_train, generator=order_generator).to(run_device)
+                index = permutation[position : position + batch]
+                inputs, targets = train_set.inputs[index], train_set.targets[index]
+            mask = targets != IGNORE
+            with _autocast(run_device, autocast_dtype):
+                logits = net(inputs, mask)  # only where there is something to predict
+            loss = nn.functional.cross_entropy(logits.float(), targets[mask])
+            optimizer.zero_grad(set_to_none=True)
+            loss.backward()
+            if settings.grad_clip > 0:
+                nn.utils.clip_grad_norm_(net.parameters(), settings.grad_clip)
+            optimizer.step()
+            scheduler.step()
+            loss_sum += loss.detach()
+            losses_summed += 1
+            step += 1
 
-        if step == 1:
-            if run_device.type == "cuda":
-                torch.cuda.synchronize()
-            first_step_s = time.perf_counter() - train_began
-        out_of_time = (
-            settings.time_limit_s > 0 and time.perf_counter() - train_began - first_step_s > settings.time_limit_s
-        )
-        if step % eval_every == 0 or step == total_steps or out_of_time:
-            accuracy, test_loss = evaluate(test_set, eval_batch)
-            if progress:
-                print(f"step {step}/{total_steps} train loss {train_loss:.4f} test acc {accuracy:.4f}", flush=True)
-            if accuracy > best["accuracy"]:
-                state = {k: v.detach().clone() for k, v in net.state_dict().items()} if longer else None
-                best.update(accuracy=accuracy, loss=test_loss, step=step, state=state)
-            if accuracy >= settings.target_accuracy:
-                stop_reason = "target accuracy reached"
-                break
-            if out_of_time:
-                stop_reason = f"time limit {settings.time_limit_s:g} s"
-                break
+            if step == 1:
+                if run_device.type == "cuda":
+                    torch.cuda.synchronize()
+                first_step_s = time.perf_counter() - train_began
+            out_of_time = (
+                settings.time_limit_s > 0 and time.perf_counter() - train_began - first_step_s > settings.time_limit_s
+            )
+            if step % eval_every == 0 or step == total_steps or out_of_time:
+                train_loss = float(loss_sum) / max(losses_summed, 1)
+                loss_sum.zero_()
+                losses_summed = 0
+                accuracy, test_loss = evaluate(test_set, eval_batch)
+                curve.append(
+                    {
+                        "step": step,
+                        "wall_s": round(time.perf_counter() - train_began, 3),
+                        "train_seq_len": int(fresh.params_at(step - 1)["seq_len"]) if fresh else params["seq_len"],
+                        "lr": float(scheduler.get_last_lr()[0]),
+                        "train_loss": train_loss,
+                        "test_loss": test_loss,
+                        "test_accuracy": accuracy,
+                    }
+                )
+                if progress:
+                    print(f"step {step}/{total_steps} train loss {train_loss:.4f} test acc {accuracy:.4f}", flush=True)
+                if accuracy > best["accuracy"]:
+                    state = {k: v.detach().clone() for k, v in net.state_dict().items()} if longer else None
+                    best.update(accuracy=accuracy, loss=test_loss, step=step, state=state)
+                if accuracy >= settings.target_accuracy:
+                    stop_reason = "target accuracy reached"
+                    break
+                if out_of_time:
+                    stop_reason = f"time limit {settings.time_limit_s:g} s"
+                    break
+    finally:
+        if fresh is not None:
+            fresh.close()
     if run_device.type == "cuda":
         torch.cuda.synchronize()
     train_wall_s = time.perf_counter() - train_began
@@ -321,6 +443,10 @@ def run_job(
         "mlp": model_settings.mlp,
         "position": model_settings.position,
         "head": spec.head,
+        "steps_per_s": step / train_wall_s if train_wall_s > 0 else float("nan"),
+        "decay": settings.decay,
+        "curriculum": json.dumps(list(settings.curriculum), sort_keys=True),
+        "curve": json.dumps(curve),
     }
     rows = [
         {
