@@ -148,6 +148,11 @@ SUITE_COLUMNS: dict[str, dict[str, pa.DataType]] = {
         "params": INT,
         "state_bytes_analytic": FLOAT,
         "eval_seq_len": INT,
+        "setting": STRING,  # the preset cell's name (a recipe or variant), "baseline" when it has none
+        "steps_per_s": FLOAT,  # optimizer steps per second of training wall time
+        "decay": STRING,  # which parameters AdamW decayed: all | matrices
+        "curriculum": STRING,  # JSON list of the length-curriculum stages trained first ([] without)
+        "curve": STRING,  # JSON list, one point per evaluation: step, wall_s, train_seq_len, lr, losses, accuracy
     },
 }
 

@@ -326,6 +326,9 @@ def execute_plans(plans: list[SuitePlan], options: RunOptions) -> list[Any]:
         progress=True if sys.stderr.isatty() else "lines",
         executor=executor,
         worker_env=worker_env,
+        # Training rows use no device ceiling; measured while other trainings share the card (several
+        # recall runs at once on one GPU), the ceilings would be wrong anyway.
+        measure_ceilings=any(plan.suite != "recall" for plan in plans),
     )
     for summary in summaries:
         print_summary(summary)

@@ -135,6 +135,7 @@ def plan(
     epochs: int | None = None,
     max_steps: int | None = None,
     task_params: tuple[str, ...] = (),
+    settings: tuple[str, ...] = (),
 ) -> SuitePlan:
     """One job per cell of the preset the options name (default recall-cpu), with the overrides given."""
     from harness.commands.options import resolve_device
@@ -171,6 +172,12 @@ def plan(
     )
     if options.seq_lens:
         jobs = [job for job in jobs if job.params["seq_len"] in options.seq_lens]
+    if settings:
+        known = sorted({job.params["setting"] for job in jobs})
+        unknown = [s for s in settings if s not in known]
+        if unknown:
+            raise UserError(f"--setting {unknown[0]!r}: the selected cells are named {', '.join(known) or 'nothing'}")
+        jobs = [job for job in jobs if job.params["setting"] in settings]
     return SuitePlan(SUITE, device, jobs, after=lambda summary: _print_best(summary.rows))
 
 
@@ -192,6 +199,9 @@ def plan(
     metavar="NAME=VALUE",
     help="Set a task parameter in every selected cell (repeatable), e.g. vocab_size=256 or n_data=[3,5].",
 )
+@click.option(
+    "--setting", "settings", multiple=True, help="Only the preset cells of this name (repeatable), e.g. paper-recipe."
+)
 @click.option("--dry-run", is_flag=True, help="List the jobs as JSON lines; run nothing.")
 def command(
     options: RunOptions,
@@ -203,6 +213,7 @@ def command(
     epochs: int | None,
     max_steps: int | None,
     task_params: tuple[str, ...],
+    settings: tuple[str, ...],
     dry_run: bool,
 ) -> None:
     """Synthetic recall: MQAR, selective copying, induction heads and the MAD tasks, trained on any mixer.
@@ -223,6 +234,7 @@ def command(
         epochs=epochs,
         max_steps=max_steps,
         task_params=task_params,
+        settings=settings,
     )
     if dry_run:
         for job in recall_plan.jobs:

@@ -294,7 +294,8 @@ def run_job(
     if extrapolate is None:  # the task's own longer tests (e.g. the seeds' variant at L 128)
         extrapolate = list(spec.extrapolate)
     longer = [spec.params(**{**task_params, **overrides}) for overrides in extrapolate]
-    max_seq_len = max([params["seq_len"], *(p["seq_len"] for p in longer)])
+    stages = curriculum_params(spec, params, settings.curriculum)
+    max_seq_len = max([params["seq_len"], *(p["seq_len"] for p in longer), *(p["seq_len"] for _, p in stages)])
 
     seed_everything(seed)
     cache_dir = default_cache_dir()
@@ -330,7 +331,6 @@ def run_job(
     eval_batch = settings.eval_batch or batch
     evaluate = Evaluator(net, autocast_dtype, run_device)
     order_generator = torch.Generator().manual_seed(seed)
-    stages = curriculum_params(spec, params, settings.curriculum)
     fresh = FreshBatches(spec, stages, batch, data_seed, total_steps, run_device) if online else None
 
     best = {"accuracy": -1.0, "loss": float("nan"), "step": 0, "state": None}
