@@ -7,7 +7,8 @@ a function returning one, or a data file `suites/recall/references.{json,toml,cs
 
 Normalised columns: task, model, accuracy (a fraction, 0..1; NaN for a statement without a number),
 d_model, seq_len (training length), eval_seq_len (test length where it differs: extrapolation), source,
-claim (the statement, for points without a number).
+claim (the statement, for points without a number), family (the seqbench family the model corresponds
+to, if any), at_least / at_most (the reproduction bar in percent, if the point carries one).
 """
 
 from __future__ import annotations
@@ -24,7 +25,19 @@ from typing import Any
 
 import pandas as pd
 
-COLUMNS = ("task", "model", "accuracy", "d_model", "seq_len", "eval_seq_len", "source", "claim")
+COLUMNS = (
+    "task",
+    "model",
+    "family",
+    "accuracy",
+    "d_model",
+    "seq_len",
+    "eval_seq_len",
+    "source",
+    "claim",
+    "at_least",
+    "at_most",
+)
 MODULE = "suites.recall.references"
 ATTRIBUTES = ("REFERENCE_POINTS", "PUBLISHED", "REFERENCES", "reference_points", "published_points", "load")
 SYNONYMS = {
@@ -79,7 +92,7 @@ def normalise(records: Iterable[Any]) -> pd.DataFrame:
     rows = []
     for record in records:
         values = _as_dict(record)
-        row = {"task": values.get("task"), "d_model": values.get("d_model"), "eval_seq_len": values.get("eval_seq_len")}
+        row = {name: values.get(name) for name in ("task", "family", "d_model", "eval_seq_len", "at_least", "at_most")}
         for column, names in SYNONYMS.items():
             row[column] = next((values[n] for n in names if values.get(n) is not None), None)
         row["claim"] = values.get("claim") or ""
@@ -92,7 +105,7 @@ def normalise(records: Iterable[Any]) -> pd.DataFrame:
         row["accuracy"] = accuracy / 100 if accuracy > 1 else accuracy
         rows.append(row)
     frame = pd.DataFrame.from_records(rows, columns=list(COLUMNS))
-    for column in ("accuracy", "d_model", "seq_len", "eval_seq_len"):
+    for column in ("accuracy", "d_model", "seq_len", "eval_seq_len", "at_least", "at_most"):
         frame[column] = pd.to_numeric(frame[column], errors="coerce").astype(float)
     return frame
 

@@ -20,7 +20,7 @@ import numpy as np
 import pandas as pd
 
 from harness import __version__
-from harness.report import anchors, plots
+from harness.report import anchors, plots, reproduction
 from harness.report.compare import Comparison, compare_results, summary_lines
 from harness.report.data import (
     JOB_COLUMNS,
@@ -463,7 +463,8 @@ def _profile_body(site: Site, rows: pd.DataFrame, palette: plots.Palette) -> str
 def _recall_body(site: Site, rows: pd.DataFrame, palette: plots.Palette) -> str:
     references = site.references if site.references is not None else recall_references()
     figures = plots.recall_accuracy(rows, references, palette) + plots.recall_extrapolation(rows, references, palette)
-    body = "".join(site.figure("recall", p) for p in figures)
+    body = _reproduction_section(site, rows, references, palette)
+    body += "".join(site.figure("recall", p) for p in figures)
     best = plots.best_recall(rows)
     if not best.empty:
         best = best.rename(columns={"_task": "task", "_seq_len": "seq_len", "_label": "series", "_d_model": "d_model"})
@@ -475,6 +476,30 @@ def _recall_body(site: Site, rows: pd.DataFrame, palette: plots.Palette) -> str:
             render_table(references, list(references.columns), "references"),
             "Numbers from the papers, with their sources, drawn as stars in the plots above.",
         )
+    return body
+
+
+def _reproduction_section(site: Site, rows: pd.DataFrame, references: pd.DataFrame, palette: plots.Palette) -> str:
+    """The papers' tables as we reproduced them (a verdict per row), then the learning curves behind them."""
+    table = reproduction.reproduction_table(rows, references)
+    body = ""
+    if not table.empty:
+        body += _section(
+            "Published results reproduced",
+            render_table(table, reproduction.TABLE_COLUMNS, "reproduction"),
+            "Each published number beside our best run of the same task, family, training and test length "
+            "(accuracy in %), one row per implementation and preset cell (setting: the recipe, which the "
+            "preset's comments compare with the paper's). The verdict holds ours against the reproduction "
+            f"bar where there is one, else against the published number (within "
+            f"{reproduction.VERDICT_TOLERANCE_POINTS:g} points); gap_points is the margin (negative: short).",
+        )
+    curves = reproduction.learning_curves(rows, palette)
+    body += "".join(site.figure("recall", p) for p in curves)
+    if curves:
+        points = reproduction.curve_points(rows)
+        columns = ["task", "seq_len", "implementation", "setting", "step", "wall_s", "train_seq_len", "lr"]
+        columns += ["train_loss", "test_loss", "test_accuracy"]
+        body += _section("Learning-curve points", render_table(points, columns, "curves"), "One row per evaluation.")
     return body
 
 

@@ -29,6 +29,10 @@ class ReferencePoint:
     d_model: int | None = None
     claim: str = ""  # a statement without a single number
     note: str = ""
+    # The bar our reproduction must clear, in percent (issue 20), where the claim is "at least" or "at most"
+    # a number rather than the number itself: Mamba >= 97% where the paper has 99.8, S4 <= 30% for 18.3.
+    at_least: float | None = None
+    at_most: float | None = None
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -36,18 +40,28 @@ class ReferencePoint:
 
 def _table1() -> list[ReferencePoint]:
     rows = [
-        ("S4 (no gate)", "s4", 18.3),
-        ("S6 (no gate)", None, 97.0),
-        ("H3 with S4", None, 57.0),
-        ("Hyena", None, 30.1),
-        ("H3 with S6", None, 99.7),
-        ("Mamba block with S4", None, 56.4),
-        ("Mamba block with Hyena", None, 28.4),
-        ("Mamba (Mamba block with S6)", "mamba", 99.8),
+        ("S4 (no gate)", "s4", 18.3, None, 30.0),
+        ("S6 (no gate)", None, 97.0, None, None),
+        ("H3 with S4", None, 57.0, None, None),
+        ("Hyena", None, 30.1, None, None),
+        ("H3 with S6", None, 99.7, None, None),
+        ("Mamba block with S4", None, 56.4, None, None),
+        ("Mamba block with Hyena", None, 28.4, None, None),
+        ("Mamba (Mamba block with S6)", "mamba", 99.8, 97.0, None),
     ]
     return [
-        ReferencePoint("selective-copying", model, family, accuracy, MAMBA_TABLE1, seq_len=4096, d_model=64)
-        for model, family, accuracy in rows
+        ReferencePoint(
+            "selective-copying",
+            model,
+            family,
+            accuracy,
+            MAMBA_TABLE1,
+            seq_len=4096,
+            d_model=64,
+            at_least=at_least,
+            at_most=at_most,
+        )
+        for model, family, accuracy, at_least, at_most in rows
     ]
 
 
@@ -60,13 +74,35 @@ def _table2() -> list[ReferencePoint]:
         ("H3", None, [80.9, 39.5, 23.8, 14.8, 8.2, 5.9], ""),
         ("Hyena", None, [100.0, 44.1, 12.5, 6.6, 5.1, 7.0], ""),
     ]
+    # The bars: attention below 60% from 2^10 on (it degrades beyond its training length); Mamba at least
+    # 95% at every length up to 2^16 (the paper: perfect to 2^20; beyond 2^16, the published 100 within 5).
     points = [
-        ReferencePoint("induction-heads", model, family, accuracy, MAMBA_TABLE2, 256, length, note=note)
+        ReferencePoint(
+            "induction-heads",
+            model,
+            family,
+            accuracy,
+            MAMBA_TABLE2,
+            256,
+            length,
+            note=note,
+            at_most=60.0 if family == "attention" and length >= 2**10 else None,
+        )
         for model, family, accuracies, note in rows
         for length, accuracy in zip(lengths, accuracies, strict=True)
     ]
     points += [
-        ReferencePoint("induction-heads", "Mamba", "mamba", 100.0, MAMBA_TABLE2, 256, 2**k, note="perfect to 2^20")
+        ReferencePoint(
+            "induction-heads",
+            "Mamba",
+            "mamba",
+            100.0,
+            MAMBA_TABLE2,
+            256,
+            2**k,
+            note="perfect to 2^20",
+            at_least=95.0 if k <= 16 else None,
+        )
         for k in range(6, 21)
     ]
     return points

@@ -1,0 +1,215 @@
+"""Published recall tables reproduced: our number beside the paper's, a verdict per row, learning curves.
+
+A published point (harness.report.references, normalised) is matched with our rows of the same task,
+family, training length and test length. Where the paper compares variants of one family (MHA-Abs and
+MHA-RoPE are both attention), a preset cell named after the variant (`setting` = "MHA-RoPE") is matched
+with that point only. Each (implementation, setting) is one row of the table: its best accuracy over
+learning rates and seeds (the papers report the best run), and a verdict:
+
+- against the reproduction bar where the point carries one (`at_least` / `at_most`, in percent: "Mamba
+  at least 97% at L 4096", "S4 at most 30%"), reproduced or not, by how many points;
+- else reproduced when within VERDICT_TOLERANCE_POINTS of the published number, otherwise the difference.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+
+import numpy as np
+import pandas as pd
+
+from harness.report.data import key_text, numeric, ok_rows
+from harness.report.plots import Palette, Plot, _figure_legend, _new_figure, _render, palette_for, plain, slugify
+
+VERDICT_TOLERANCE_POINTS = 5.0  # percentage points: a published number within this is reproduced
+MAX_SERIES_PER_AXIS = 10
+
+TABLE_COLUMNS = [
+    "source",
+    "task",
+    "model",
+    "implementation",
+    "setting",
+    "seq_len",
+    "eval_seq_len",
+    "published",
+    "ours",
+    "bar",
+    "verdict",
+    "gap_points",
+    "train_s",
+    "steps",
+]
+
+
+def _bar_text(at_least: float, at_most: float) -> str:
+    if not math.isnan(at_least):
+        return f">= {at_least:g}"
+    if not math.isnan(at_most):
+        return f"<= {at_most:g}"
+    return f"within {VERDICT_TOLERANCE_POINTS:g} of published"
+
+
+def verdict(ours_percent: float, published_percent: float, at_least: float, at_most: float) -> tuple[str, float]:
+    """(verdict, gap in percentage points): the gap is how far ours is from the bar (negative: short of it)
+    or, without a bar, ours minus the published number."""
+    if math.isnan(ours_percent):
+        return "not measured", math.nan
+    if not math.isnan(at_least):
+        gap = ours_percent - at_least
+        return ("reproduced" if gap >= 0 else f"not reproduced: {-gap:.1f} points below the bar"), gap
+    if not math.isnan(at_most):
+        gap = at_most - ours_percent
+        return ("reproduced" if gap >= 0 else f"not reproduced: {-gap:.1f} points above the bar"), gap
+    gap = ours_percent - published_percent
+    if abs(gap) <= VERDICT_TOLERANCE_POINTS:
+        return "reproduced", gap
+    return f"differs: {gap:+.1f} points", gap
+
+
+def _family_of(rows: pd.DataFrame) -> pd.Series:
+    if "family" in rows.columns:
+        return rows["family"].map(key_text)
+    return rows["implementation"].map(lambda name: key_text(name).split("/")[0])
+
+
+def reproduction_table(rows: pd.DataFrame, references: pd.DataFrame | None) -> pd.DataFrame:
+    """One row per (published point, implementation, setting) that we measured; columns TABLE_COLUMNS."""
+    rows = ok_rows(rows)
+    needed = {"task", "seq_len", "accuracy", "implementation"}
+    if references is None or references.empty or rows.empty or not needed <= set(rows.columns):
+        return pd.DataFrame(columns=TABLE_COLUMNS)
+    points = references[references["family"].notna() & references["accuracy"].notna()]
+    rows = rows.assign(
+        _task=rows["task"].map(key_text),
+        _family=_family_of(rows),
+        _seq_len=numeric(rows, "seq_len"),
+        _eval=numeric(rows, "eval_seq_len").fillna(numeric(rows, "seq_len")),
+        _setting=rows["setting"].map(key_text) if "setting" in rows.columns else "",
+    )
+    out = []
+    for _, point in points.iterrows():
+        eval_len = point["eval_seq_len"] if not pd.isna(point["eval_seq_len"]) else point["seq_len"]
+        candidates = rows[
+            (rows["_task"] == key_text(point["task"]))
+            & (rows["_family"] == key_text(point["family"]))
+            & (rows["_seq_len"] == point["seq_len"])
+            & (rows["_eval"] == eval_len)
+        ]
+        variants = set(points.loc[points["family"] == point["family"], "model"].map(key_text))
+        named = candidates[candidates["_setting"] == key_text(point["model"])]
+        if not named.empty:
+            candidates = named
+        else:  # a cell named after another published variant of this family is not this point's
+            candidates = candidates[~candidates["_setting"].isin(variants)]
+        for (implementation, setting), group in candidates.groupby(["implementation", "_setting"], dropna=False):
+            best = group.loc[numeric(group, "accuracy").idxmax()]
+            at_least = float(point.get("at_least", math.nan))
+            at_most = float(point.get("at_most", math.nan))
+            ours = 100.0 * float(best["accuracy"])
+            published = 100.0 * float(point["accuracy"])
+            text, gap = verdict(ours, published, at_least, at_most)
+            out.append(
+                {
+                    "source": key_text(point["source"]).split(":")[0],
+                    "task": key_text(point["task"]),
+                    "model": key_text(point["model"]),
+                    "implementation": key_text(implementation),
+                    "setting": key_text(setting),
+                    "seq_len": int(point["seq_len"]),
+                    "eval_seq_len": int(eval_len),
+                    "published": round(published, 2),
+                    "ours": round(ours, 2),
+                    "bar": _bar_text(at_least, at_most),
+                    "verdict": text,
+                    "gap_points": round(gap, 2),
+                    "train_s": round(float(best.get("wall_s", math.nan)), 1),
+                    "steps": best.get("steps", math.nan),
+                }
+            )
+    table = pd.DataFrame(out, columns=TABLE_COLUMNS)
+    return table.sort_values(["source", "task", "model", "eval_seq_len", "implementation", "setting"]).reset_index(
+        drop=True
+    )
+
+
+def curve_points(rows: pd.DataFrame) -> pd.DataFrame:
+    """The learning curves of rows at their training length, one row per evaluation: task, seq_len,
+    implementation, setting, step, wall_s, train_seq_len, lr, train_loss, test_loss, test_accuracy."""
+    rows = ok_rows(rows)
+    if rows.empty or "curve" not in rows.columns:
+        return pd.DataFrame()
+    at_training_length = numeric(rows, "eval_seq_len").isna() | (
+        numeric(rows, "eval_seq_len") == numeric(rows, "seq_len")
+    )
+    records = []
+    for _, row in rows[at_training_length].iterrows():
+        text = row.get("curve")
+        if not isinstance(text, str) or not text:
+            continue
+        for point in json.loads(text):
+            records.append(
+                {
+                    "task": key_text(row["task"]),
+                    "seq_len": int(row["seq_len"]),
+                    "implementation": key_text(row["implementation"]),
+                    "setting": key_text(row.get("setting", "")),
+                    "lr": point.get("lr"),
+                    **{k: v for k, v in point.items() if k != "lr"},
+                }
+            )
+    return pd.DataFrame(records)
+
+
+def learning_curves(rows: pd.DataFrame, palette: Palette | None = None) -> list[Plot]:
+    """Test accuracy against optimizer step, one figure per task, one panel per training length, a line per
+    (implementation, setting); a panel with more than MAX_SERIES_PER_AXIS lines is split by family."""
+    points = curve_points(rows)
+    if points.empty:
+        return []
+    palette = palette or palette_for(rows)
+    plots = []
+    for task, task_points in points.groupby("task"):
+        panels = []
+        for seq_len, length_points in sorted(task_points.groupby("seq_len"), key=lambda item: item[0]):
+            series = sorted(length_points.groupby(["implementation", "setting"]).groups)
+            families = sorted({name.split("/")[0] for name, _ in series})
+            if len(series) <= MAX_SERIES_PER_AXIS:
+                panels.append((f"L {seq_len}", length_points))
+            else:
+                for family in families:
+                    mask = length_points["implementation"].str.startswith(family + "/")
+                    panels.append((f"L {seq_len} · {family}", length_points[mask]))
+        columns = min(len(panels), 3)
+        n_rows = math.ceil(len(panels) / columns)
+        figure = _new_figure(max(6.0, 4.2 * columns), 3.3 * n_rows + 1.0)
+        axes = np.atleast_1d(figure.subplots(n_rows, columns, squeeze=False)).ravel()
+        legend: dict[str, object] = {}
+        linestyles = {}
+        for axis, (title, panel) in zip(axes, panels, strict=False):
+            for (implementation, setting), group in sorted(panel.groupby(["implementation", "setting"])):
+                label = f"{implementation} · {setting}" if setting and setting != "baseline" else implementation
+                style = linestyles.setdefault(setting, ("-", "--", ":", "-.")[len(linestyles) % 4])
+                group = group.sort_values("step")
+                (line,) = axis.plot(group["step"], group["test_accuracy"], style, color=palette(implementation), lw=1.4)
+                legend.setdefault(plain(label), line)
+            axis.set_title(plain(title), fontsize=10)
+            axis.set_xlabel("optimizer step")
+            axis.set_ylabel("test accuracy")
+            axis.set_ylim(-0.02, 1.05)
+            axis.grid(alpha=0.3)
+        for axis in axes[len(panels) :]:
+            axis.set_visible(False)
+        figure.suptitle(f"{plain(task)}: learning curves")
+        _figure_legend(figure, list(legend.values()), list(legend), columns=2)
+        plots.append(
+            Plot(
+                slug=slugify("curves", task),
+                title=f"Learning curves: {task}",
+                caption="Test accuracy at the training length after each evaluation; line style = the preset "
+                "cell (recipe). The numbers are in the learning-curve table below.",
+                png=_render(figure),
+            )
+        )
+    return plots

@@ -1,0 +1,95 @@
+"""The report's reproduction table: published numbers beside ours, matched by task, family, lengths and
+(for variants of one family) the preset cell's name, with verdicts against the bars; learning curves."""
+
+from __future__ import annotations
+
+import json
+import math
+
+import pandas as pd
+
+from harness.report.references import normalise
+from harness.report.reproduction import curve_points, learning_curves, reproduction_table, verdict
+from suites.recall.references import REFERENCE_POINTS
+
+
+def _row(implementation: str, accuracy: float, task: str = "selective-copying", seq_len: int = 4096, **extra):
+    return {
+        "status": "ok",
+        "suite": "recall",
+        "task": task,
+        "implementation": implementation,
+        "family": implementation.split("/")[0],
+        "seq_len": seq_len,
+        "eval_seq_len": extra.pop("eval_seq_len", seq_len),
+        "accuracy": accuracy,
+        "setting": extra.pop("setting", "curriculum"),
+        "wall_s": 600.0,
+        "steps": 20000,
+        **extra,
+    }
+
+
+def test_verdicts_against_bars_and_published_numbers() -> None:
+    assert verdict(98.0, 99.8, 97.0, math.nan) == ("reproduced", 1.0)
+    text, gap = verdict(7.4, 99.8, 97.0, math.nan)
+    assert text == "not reproduced: 89.6 points below the bar" and math.isclose(gap, -89.6)
+    assert verdict(26.1, 18.3, math.nan, 30.0)[0] == "reproduced"
+    assert verdict(35.0, 18.3, math.nan, 30.0)[0] == "not reproduced: 5.0 points above the bar"
+    assert verdict(93.0, 96.31, math.nan, math.nan)[0] == "reproduced"  # within 5 points
+    assert verdict(44.0, 96.31, math.nan, math.nan)[0] == "differs: -52.3 points"
+
+
+def test_table1_and_the_attention_variants_of_table2() -> None:
+    references = normalise(REFERENCE_POINTS)
+    rows = pd.DataFrame(
+        [
+            _row("mamba/mamba_ssm", 0.999),
+            _row("mamba/mamba_ssm", 0.074, setting="paper-recipe"),
+            _row("s4/cufft", 0.26),
+            _row("attention/sdpa_flash", 0.95),  # attention is not in Table 1: no row
+            _row(
+                "attention/sdpa_flash", 0.20, task="induction-heads", seq_len=256, eval_seq_len=1024, setting="MHA-Abs"
+            ),
+            _row(
+                "attention/sdpa_flash", 0.70, task="induction-heads", seq_len=256, eval_seq_len=1024, setting="MHA-RoPE"
+            ),
+        ]
+    )
+    table = reproduction_table(rows, references)
+    table1 = table[table["task"] == "selective-copying"].set_index(["implementation", "setting"])
+    assert table1.loc[("mamba/mamba_ssm", "curriculum"), "verdict"] == "reproduced"
+    assert table1.loc[("mamba/mamba_ssm", "paper-recipe"), "verdict"].startswith("not reproduced")
+    assert table1.loc[("s4/cufft", "curriculum"), "published"] == 18.3
+    assert "attention/sdpa_flash" not in table1.index.get_level_values(0)
+    table2 = table[table["task"] == "induction-heads"].set_index("model")
+    # Each variant pairs with its own published row only (MHA-xPos has no cell of its name: not matched).
+    assert table2.loc["MHA-Abs", "setting"] == "MHA-Abs" and table2.loc["MHA-Abs", "verdict"] == "reproduced"
+    assert table2.loc["MHA-RoPE", "ours"] == 70.0 and table2.loc["MHA-RoPE", "verdict"].startswith("not reproduced")
+    assert "MHA-xPos" not in table2.index
+
+
+def test_learning_curves_come_from_the_rows() -> None:
+    curve = [
+        {
+            "step": s,
+            "wall_s": s / 100,
+            "train_seq_len": 256,
+            "lr": 1e-3,
+            "train_loss": 1.0,
+            "test_loss": 1.0,
+            "test_accuracy": min(1.0, s / 1000),
+        }
+        for s in (250, 500, 1000)
+    ]
+    rows = pd.DataFrame(
+        [
+            _row("mamba/mamba_ssm", 1.0, curve=json.dumps(curve)),
+            _row("s4/cufft", 0.2, curve=json.dumps(curve[:2])),
+            _row("s4/cufft", 0.2, eval_seq_len=8192, curve=json.dumps(curve[:2])),  # a longer test: not a curve
+        ]
+    )
+    points = curve_points(rows)
+    assert len(points) == 5 and set(points["implementation"]) == {"mamba/mamba_ssm", "s4/cufft"}
+    (plot,) = learning_curves(rows)
+    assert plot.png.startswith(b"\x89PNG") and plot.slug == "curves-selective-copying"
