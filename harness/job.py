@@ -64,8 +64,9 @@ class Job:
             out.update(family=impl.family, backend=impl.backend)
         except UserError:
             pass
+        known = results.known_columns()
         for key, value in self.params.items():
-            if key in results.KNOWN_COLUMNS and key not in results.IDENTITY_COLUMNS and _is_scalar(value):
+            if key in known and key not in results.IDENTITY_COLUMNS and _is_scalar(value):
                 out[key] = value
         if isinstance(self.params.get("config"), dict):
             config = MixerConfig.from_dict(self.params["config"])

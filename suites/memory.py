@@ -36,11 +36,14 @@ from typing import Any
 
 import click
 
-from harness.commands.run import RunOptions, SuitePlan, execute, resolve_suite_device, suite_options
 from harness.errors import UserError
+from harness.execute import execute
 from harness.interface import dtype_name, parse_dtype
-from harness.runner import Job
-from suites import check_keys, config_params, family_config, select_implementations
+from harness.job import Job
+from harness.results import FLOAT, INT
+from harness.run_options import RunOptions, resolve_suite_device, suite_options
+from harness.suite import Suite, SuitePlan, register
+from suites import PRESETS_DIR, check_keys, config_params, family_config, select_implementations
 
 SUITE = "memory"
 PEAK_TARGET = "suites.memory:measure_peak_memory"
@@ -387,3 +390,24 @@ def command(options: RunOptions) -> None:
     """Peak memory of inference and training steps versus sequence length, the out-of-memory frontier,
     and decoding state bytes (analytic and measured)."""
     execute(plan(options), options)
+
+
+SUITE_RECORD = register(
+    Suite(
+        name=SUITE,
+        title="Memory",
+        columns={
+            "peak_memory_bytes": FLOAT,  # above a reset baseline; float so that "not measured" is NaN
+            "state_bytes_analytic": FLOAT,
+            "state_bytes_measured": FLOAT,
+            "oom_frontier_seq_len": INT,
+        },
+        report_order=20,
+        plan=plan,
+        command=command,
+        targets=(PEAK_TARGET, STATE_TARGET),
+        page="harness.report.pages.memory",
+        bench_order=20,
+        presets_dir=PRESETS_DIR / SUITE,
+    )
+)

@@ -55,12 +55,15 @@ from typing import Any
 
 import click
 
-from harness.commands.run import RunOptions, SuitePlan, execute, resolve_suite_device, suite_options
 from harness.errors import UserError
+from harness.execute import execute
 from harness.interface import PARTS, dtype_name, parse_dtype
-from harness.runner import Job
+from harness.job import Job
+from harness.results import FLOAT, INT, STRING
+from harness.run_options import RunOptions, resolve_suite_device, suite_options
+from harness.suite import Suite, SuitePlan, register
 from harness.timing import PRESET_TIMING_KEYS
-from suites import check_keys, config_params, family_config, select_implementations
+from suites import PRESETS_DIR, check_keys, config_params, family_config, select_implementations
 
 SUITE = "profile"
 TARGET = "suites.profile:profile_job"
@@ -609,3 +612,47 @@ def command(options: RunOptions) -> None:
     (projection, convolution, core, norm, gating), launch overhead, the core's roofline position, and a
     trace per job (Perfetto / tensorboard) under RESULTS/traces/<run>/<job>/."""
     execute(plan(options), options)
+
+
+SUITE_RECORD = register(
+    Suite(
+        name=SUITE,
+        title="Profile",
+        columns={
+            "kernel_name": STRING,
+            "kernel_short": STRING,
+            "part": STRING,  # projection | convolution | core | norm | gating | other
+            "calls": INT,
+            "device_time_us": FLOAT,
+            "self_device_time_us": FLOAT,
+            "share": FLOAT,
+            "step_device_time_us": FLOAT,
+            "step_wall_time_us": FLOAT,
+            "launches": INT,
+            "host_gap_us": FLOAT,
+            "trace_path": STRING,
+        },
+        shown_columns=(
+            "kernel_short",
+            "part",
+            "calls",
+            "device_time_us",
+            "self_device_time_us",
+            "share",
+            "step_device_time_us",
+            "step_wall_time_us",
+            "launches",
+            "host_gap_us",
+            "trace_path",
+            "kernel_name",
+        ),
+        report_order=30,
+        plan=plan,
+        command=command,
+        targets=(TARGET,),
+        page="harness.report.pages.profile",
+        # Last in each family's process: torch.profiler must not slow the timed suites' jobs.
+        bench_order=40,
+        presets_dir=PRESETS_DIR / SUITE,
+    )
+)

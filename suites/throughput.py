@@ -26,13 +26,16 @@ from typing import Any
 
 import click
 
-from harness.commands.run import RunOptions, SuitePlan, execute, resolve_suite_device, suite_options
 from harness.config import MixerConfig
 from harness.errors import ConfigError, UserError
+from harness.execute import execute
 from harness.interface import dtype_name, parse_dtype
-from harness.runner import Job
+from harness.job import Job
+from harness.results import FLOAT, FLOAT_LIST, INT, STRING
+from harness.run_options import RunOptions, resolve_suite_device, suite_options
+from harness.suite import Suite, SuitePlan, register
 from harness.timing import PRESET_TIMING_KEYS
-from suites import check_keys, config_params, family_config, select_implementations
+from suites import PRESETS_DIR, check_keys, config_params, family_config, select_implementations
 
 SUITE = "throughput"
 TARGET = "suites.throughput:measure_throughput"
@@ -348,3 +351,53 @@ def command(options: RunOptions) -> None:
     """Time every implementation's forward, training step, prefill and decode step over sweeps of
     batch and sequence length (tokens/s, TFLOP/s, GB/s, fraction of the device's measured peak)."""
     execute(plan(options), options)
+
+
+SUITE_RECORD = register(
+    Suite(
+        name=SUITE,
+        title="Throughput",
+        columns={
+            "median_ms": FLOAT,
+            "p10_ms": FLOAT,
+            "p90_ms": FLOAT,
+            "mean_ms": FLOAT,
+            "std_ms": FLOAT,
+            "cv": FLOAT,
+            "reps": INT,
+            "samples_ms": FLOAT_LIST,  # every rep's time, for significance tests
+            "compile_s": FLOAT,  # warm-up / compile / autotune, never in the statistics
+            "timer": STRING,  # cuda_event | cuda_graph | host
+            "flops": FLOAT,
+            "min_bytes": FLOAT,
+            "tokens_per_second": FLOAT,
+            "achieved_tflops": FLOAT,
+            "achieved_gbps": FLOAT,
+            "frac_peak_tflops": FLOAT,
+            "frac_peak_gbps": FLOAT,
+        },
+        shown_columns=(
+            "median_ms",
+            "p10_ms",
+            "p90_ms",
+            "cv",
+            "reps",
+            "samples_ms",
+            "compile_s",
+            "timer",
+            "tokens_per_second",
+            "achieved_tflops",
+            "achieved_gbps",
+            "frac_peak_tflops",
+            "frac_peak_gbps",
+        ),
+        report_order=10,
+        plan=plan,
+        command=command,
+        targets=(TARGET,),
+        page="harness.report.pages.throughput",
+        bench_order=10,
+        presets_dir=PRESETS_DIR / SUITE,
+        timed=True,
+    )
+)
