@@ -15,7 +15,7 @@ may hold (a suite reads the keys it needs and ignores none silently: unknown key
     d_state = 64
 
 This module holds what the suites share: per-family configs, choosing implementations, and the presets
-folder (loading is harness.presets).
+folder (loading is harness.presets); suites/grid.py the job grid of throughput, memory and profile.
 """
 
 from __future__ import annotations

@@ -36,14 +36,14 @@ from typing import Any
 
 import click
 
-from harness.errors import UserError
 from harness.execute import execute
-from harness.interface import dtype_name, parse_dtype
+from harness.interface import parse_dtype
 from harness.job import Job
 from harness.results import FLOAT, INT
 from harness.run_options import RunOptions, resolve_suite_device, suite_options
 from harness.suite import Suite, SuitePlan, register
-from suites import PRESETS_DIR, check_keys, config_params, family_config, select_implementations
+from suites import PRESETS_DIR, check_keys
+from suites.grid import Cell, checked, job_grid
 
 SUITE = "memory"
 PEAK_TARGET = "suites.memory:measure_peak_memory"
@@ -329,11 +329,7 @@ def measure_state_memory(
 
 def build_jobs(preset: dict[str, Any], options: RunOptions, device: str) -> list[Job]:
     check_keys(f"memory preset {preset['name']!r}", preset, PRESET_KEYS)
-    modes = list(options.modes or preset.get("modes", ["fwd", "fwd_bwd", "decode"]))
-    for mode in modes:
-        if mode not in MODES:
-            raise UserError(f"unknown memory mode {mode!r}; use one of {', '.join(MODES)}")
-    dtypes = [dtype_name(parse_dtype(d)) for d in (options.dtypes or preset.get("dtypes", ["float32"]))]
+    modes = checked(options.modes or preset.get("modes", ["fwd", "fwd_bwd", "decode"]), MODES, "memory mode")
     batches = list(options.batches) or [int(preset.get("batch", 1))]
     seq_lens = sorted(options.seq_lens or preset.get("seq_lens", [256]))
     state_seq_lens = sorted(options.seq_lens or preset.get("state_seq_lens", seq_lens))
@@ -342,40 +338,33 @@ def build_jobs(preset: dict[str, Any], options: RunOptions, device: str) -> list
     timeouts = options.timeouts(preset)
     # A frontier job measures many lengths: give its measurement phase the warm-up's generous limit.
     frontier_timeouts = {"warmup": timeouts["warmup"], "measure": timeouts["warmup"]}
-    reference_max = preset.get("reference_max_seq_len") if device.startswith("cuda") else None
-    jobs: list[Job] = []
-    for impl in select_implementations(preset, options.names, options.families):
-        config = config_params(family_config(preset, impl.family))
-        limit = reference_max if (impl.is_reference and reference_max and not options.names) else None
-        for dtype in dtypes:
-            impl_jobs = []
-            for batch in batches:
-                for mode in modes:
-                    base = {"implementation": impl.name, "device": device, "dtype": dtype, "mode": mode}
-                    if mode == "decode":
-                        for seq_len in state_seq_lens:
-                            if limit and seq_len > limit:
-                                continue
-                            params = {**base, "batch": batch, "seq_len": seq_len, "config": config}
-                            impl_jobs.append(Job(SUITE, impl.name, STATE_TARGET, params, timeouts))
-                        continue
-                    lengths = [n for n in seq_lens if not limit or n <= limit]
-                    if not lengths:
-                        continue
-                    params = {
-                        **base,
-                        "level": "layer",
-                        "batch": batch,
-                        "seq_lens": lengths,
-                        "config": config,
-                        "frontier": frontier and limit is None,
-                        "max_seq_len": max_seq_len,
-                    }
-                    impl_jobs.append(Job(SUITE, impl.name, PEAK_TARGET, params, frontier_timeouts))
-            if impl_jobs and not impl.availability(device, parse_dtype(dtype)):
-                impl_jobs = impl_jobs[:1]
-            jobs += impl_jobs
-    return jobs
+
+    def jobs_of(cell: Cell) -> list[Job]:
+        impl, cell_jobs = cell.impl, []
+        for batch in batches:
+            for mode in modes:
+                base = {"implementation": impl.name, "device": device, "dtype": cell.dtype, "mode": mode}
+                if mode == "decode":
+                    for seq_len in filter(cell.fits, state_seq_lens):
+                        params = {**base, "batch": batch, "seq_len": seq_len, "config": cell.config}
+                        cell_jobs.append(Job(SUITE, impl.name, STATE_TARGET, params, timeouts))
+                    continue
+                lengths = [n for n in seq_lens if cell.fits(n)]
+                if not lengths:
+                    continue
+                params = {
+                    **base,
+                    "level": "layer",
+                    "batch": batch,
+                    "seq_lens": lengths,
+                    "config": cell.config,
+                    "frontier": frontier and cell.max_seq_len is None,
+                    "max_seq_len": max_seq_len,
+                }
+                cell_jobs.append(Job(SUITE, impl.name, PEAK_TARGET, params, frontier_timeouts))
+        return cell_jobs
+
+    return job_grid(preset, options, device, jobs_of)
 
 
 def plan(options: RunOptions) -> SuitePlan:

@@ -57,13 +57,14 @@ import click
 
 from harness.errors import UserError
 from harness.execute import execute
-from harness.interface import PARTS, dtype_name, parse_dtype
+from harness.interface import PARTS, parse_dtype
 from harness.job import Job
 from harness.results import FLOAT, INT, STRING
 from harness.run_options import RunOptions, resolve_suite_device, suite_options
 from harness.suite import Suite, SuitePlan, register
 from harness.timing import PRESET_TIMING_KEYS
-from suites import PRESETS_DIR, check_keys, config_params, family_config, select_implementations
+from suites import PRESETS_DIR, check_keys
+from suites.grid import Cell, checked, job_grid
 
 SUITE = "profile"
 TARGET = "suites.profile:profile_job"
@@ -524,53 +525,39 @@ def build_jobs(preset: dict[str, Any], options: RunOptions, device: str) -> list
     check_keys(f"profile preset {preset['name']!r}", preset, PRESET_KEYS)
     timing = dict(preset.get("timing", {}))
     check_keys("[timing]", timing, PRESET_TIMING_KEYS)
-    modes = list(options.modes or preset.get("modes", ["fwd", "fwd_bwd", "decode"]))
-    for mode in modes:
-        if mode not in MODES:
-            raise UserError(f"unknown profile mode {mode!r}; use one of {', '.join(MODES)}")
-    levels = list(preset.get("levels", ["layer"]))
-    for level in levels:
-        if level not in LEVELS:
-            raise UserError(f"unknown profile level {level!r}; use one of {', '.join(LEVELS)}")
+    modes = checked(options.modes or preset.get("modes", ["fwd", "fwd_bwd", "decode"]), MODES, "profile mode")
+    levels = checked(preset.get("levels", ["layer"]), LEVELS, "profile level")
     steps = preset.get("profiled_steps", DEFAULT_STEPS)
     if not isinstance(steps, int) or isinstance(steps, bool) or steps < 1:
         raise UserError(f"profile preset {preset['name']!r}: profiled_steps must be a positive integer, got {steps!r}")
-    dtypes = [dtype_name(parse_dtype(d)) for d in (options.dtypes or preset.get("dtypes", ["float32"]))]
     batches = list(options.batches) or [int(preset.get("batch", 1))]
     seq_lens = list(options.seq_lens or preset.get("seq_lens", [256]))
     timeouts = options.timeouts(preset)
-    reference_max = preset.get("reference_max_seq_len") if device.startswith("cuda") else None
-    jobs: list[Job] = []
-    for impl in select_implementations(preset, options.names, options.families):
-        config = config_params(family_config(preset, impl.family))
-        limit = reference_max if (impl.is_reference and reference_max and not options.names) else None
-        for dtype in dtypes:
-            impl_jobs = []
-            for level in levels:
-                for mode in modes:
-                    if level == "op" and mode not in OP_MODES:
-                        continue
-                    for batch in batches:
-                        for seq_len in seq_lens:
-                            if limit and seq_len > limit:
-                                continue
-                            params = {
-                                "implementation": impl.name,
-                                "device": device,
-                                "dtype": dtype,
-                                "mode": mode,
-                                "level": level,
-                                "batch": batch,
-                                "seq_len": seq_len,
-                                "config": config,
-                                "profiled_steps": steps,
-                                "timing": timing,
-                            }
-                            impl_jobs.append(Job(SUITE, impl.name, TARGET, params, timeouts))
-            if impl_jobs and not impl.availability(device, parse_dtype(dtype)):
-                impl_jobs = impl_jobs[:1]  # one `unavailable` row says why, not one per point
-            jobs += impl_jobs
-    return jobs
+
+    def jobs_of(cell: Cell) -> list[Job]:
+        impl, cell_jobs = cell.impl, []
+        for level in levels:
+            for mode in modes:
+                if level == "op" and mode not in OP_MODES:
+                    continue
+                for batch in batches:
+                    for seq_len in filter(cell.fits, seq_lens):
+                        params = {
+                            "implementation": impl.name,
+                            "device": device,
+                            "dtype": cell.dtype,
+                            "mode": mode,
+                            "level": level,
+                            "batch": batch,
+                            "seq_len": seq_len,
+                            "config": cell.config,
+                            "profiled_steps": steps,
+                            "timing": timing,
+                        }
+                        cell_jobs.append(Job(SUITE, impl.name, TARGET, params, timeouts))
+        return cell_jobs
+
+    return job_grid(preset, options, device, jobs_of)
 
 
 def trace_root(results_dir: str | Path, run_id: str) -> Path:
