@@ -15,8 +15,9 @@ import math
 import torch
 
 from harness.config import MixerConfig
+from harness.cost_models import stateful_layer_min_bytes
 from harness.interface import BytesModel, Implementation, Package, StateBytesModel
-from implementations.mamba.kernels import CAUSAL_CONV1D_NAME, conv_backend_probe
+from implementations.mamba_ssm_import import CAUSAL_CONV1D_NAME, conv_backend_probe
 
 FAMILY = "mamba"
 _PKG = "implementations.mamba"
@@ -79,21 +80,16 @@ def _min_bytes(state_model: StateBytesModel) -> BytesModel:
     """The bytes model of a backend whose decoding state is `state_model` (layouts differ per backend)."""
 
     def mamba_min_bytes(config: MixerConfig, batch: int, seq_len: int, mode: str, dtype: torch.dtype) -> float:
-        """Fewest HBM bytes: inputs read once, outputs written once, weights read once (and their
-        gradients written once with the backward); decoding reads and writes the state."""
-        D = config.d_model
-        weights = _weight_elements(config) * dtype.itemsize
-        activations = batch * seq_len * D * dtype.itemsize
-        state = state_model(config, batch, seq_len, dtype)
-        if mode == "fwd":
-            return 2 * activations + weights
-        if mode == "prefill":
-            return 2 * activations + weights + state
-        if mode in ("fwd_bwd", "train"):
-            return 4 * activations + 2 * weights
-        if mode == "decode":
-            return weights + 2 * state + 2 * batch * D * dtype.itemsize
-        raise ValueError(f"unknown mode {mode!r}")
+        """Fewest HBM bytes (harness.cost_models.stateful_layer_min_bytes)."""
+        return stateful_layer_min_bytes(
+            mode,
+            batch=batch,
+            seq_len=seq_len,
+            d_model=config.d_model,
+            itemsize=dtype.itemsize,
+            weight_elements=_weight_elements(config),
+            state_bytes=state_model(config, batch, seq_len, dtype),
+        )
 
     return mamba_min_bytes
 
