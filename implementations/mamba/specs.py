@@ -15,7 +15,7 @@ import math
 import torch
 
 from harness.config import MixerConfig
-from harness.cost_models import stateful_layer_min_bytes
+from harness.cost_models import stateful_layer_bytes_model
 from harness.interface import BytesModel, Implementation, Package, StateBytesModel
 from implementations.mamba_ssm_import import CAUSAL_CONV1D_NAME, conv_backend_probe
 
@@ -77,21 +77,9 @@ def mamba_ssm_state_bytes(config: MixerConfig, batch: int, seq_len: int, dtype: 
 
 
 def _min_bytes(state_model: StateBytesModel) -> BytesModel:
-    """The bytes model of a backend whose decoding state is `state_model` (layouts differ per backend)."""
-
-    def mamba_min_bytes(config: MixerConfig, batch: int, seq_len: int, mode: str, dtype: torch.dtype) -> float:
-        """Fewest HBM bytes (harness.cost_models.stateful_layer_min_bytes)."""
-        return stateful_layer_min_bytes(
-            mode,
-            batch=batch,
-            seq_len=seq_len,
-            d_model=config.d_model,
-            itemsize=dtype.itemsize,
-            weight_elements=_weight_elements(config),
-            state_bytes=state_model(config, batch, seq_len, dtype),
-        )
-
-    return mamba_min_bytes
+    """The bytes model of a backend whose decoding state is `state_model` (layouts differ per backend):
+    harness.cost_models.stateful_layer_min_bytes with this family's weights."""
+    return stateful_layer_bytes_model(_weight_elements, state_model)
 
 
 def mamba_core_min_bytes(config: MixerConfig, batch: int, seq_len: int, mode: str, dtype: torch.dtype) -> float:

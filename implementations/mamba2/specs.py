@@ -14,7 +14,7 @@ from __future__ import annotations
 import torch
 
 from harness.config import MixerConfig
-from harness.cost_models import stateful_layer_min_bytes
+from harness.cost_models import stateful_layer_bytes_model
 from harness.interface import BytesModel, Implementation, Package, StateBytesModel
 
 FAMILY = "mamba2"
@@ -82,22 +82,9 @@ def mamba_ssm_state_bytes(config: MixerConfig, batch: int, seq_len: int, dtype: 
 
 
 def _min_bytes(state_model: StateBytesModel) -> BytesModel:
-    """The bytes model of a backend whose decoding state is `state_model` (layouts differ per backend)."""
-
-    def mamba2_min_bytes(config: MixerConfig, batch: int, seq_len: int, mode: str, dtype: torch.dtype) -> float:
-        """Fewest HBM bytes (harness.cost_models.stateful_layer_min_bytes)."""
-        _check_mode(mode)
-        return stateful_layer_min_bytes(
-            mode,
-            batch=batch,
-            seq_len=seq_len,
-            d_model=config.d_model,
-            itemsize=dtype.itemsize,
-            weight_elements=_weight_elements(config),
-            state_bytes=state_model(config, batch, seq_len, dtype),
-        )
-
-    return mamba2_min_bytes
+    """The bytes model of a backend whose decoding state is `state_model` (layouts differ per backend):
+    harness.cost_models.stateful_layer_min_bytes with this family's weights."""
+    return stateful_layer_bytes_model(_weight_elements, state_model, _check_mode)
 
 
 def mamba2_core_min_bytes(config: MixerConfig, batch: int, seq_len: int, mode: str, dtype: torch.dtype) -> float:
