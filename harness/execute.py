@@ -4,10 +4,13 @@ from __future__ import annotations
 
 import shlex
 import sys
+from collections.abc import Callable
 from typing import Any
 
+import click
+
 from harness.errors import UserError
-from harness.run_options import RunOptions
+from harness.run_options import RunOptions, suite_options
 from harness.suite import SuitePlan
 
 
@@ -90,3 +93,15 @@ def execute_plans(plans: list[SuitePlan], options: RunOptions) -> list[Any]:
     if any(summary.interrupted for summary in summaries):
         raise SystemExit(130)
     return summaries
+
+
+def suite_command(name: str, plan: Callable[[RunOptions], SuitePlan], help: str) -> click.Command:
+    """The usual `seqbench run NAME`: the shared options (@suite_options), then the plan's jobs run.
+    A suite with options of its own (recall) writes its click command itself."""
+
+    @click.command(name, help=help)
+    @suite_options
+    def command(options: RunOptions) -> None:
+        execute(plan(options), options)
+
+    return command

@@ -41,7 +41,7 @@ def load_preset(suite: str, name: str) -> dict[str, Any]:
     return presets.load_preset(PRESETS_DIR / suite, suite, name)
 
 
-def check_keys(where: str, table: dict[str, Any], known: set[str]) -> None:
+def check_keys(where: str, table: dict[str, Any], known: set[str] | frozenset[str]) -> None:
     unknown = sorted(set(table) - known)
     if unknown:
         raise UserError(f"{where}: unknown key(s) {', '.join(unknown)}; known: {', '.join(sorted(known))}")

@@ -19,6 +19,22 @@ from harness.job import Job
 from harness.run_options import RunOptions
 from suites import config_params, family_config, select_implementations
 
+# What every preset of a grid suite may hold: the keys read here and by the harness (device, timeouts).
+GRID_PRESET_KEYS = frozenset(
+    {
+        "backends",
+        "config",
+        "description",
+        "device",
+        "dtypes",
+        "modes",
+        "name",
+        "reference_max_seq_len",
+        "references",
+        "timeouts",
+    }
+)
+
 
 @dataclass(frozen=True)
 class Cell:

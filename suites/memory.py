@@ -34,38 +34,20 @@ import gc
 from collections.abc import Callable
 from typing import Any
 
-import click
-
-from harness.execute import execute
+from harness.execute import suite_command
 from harness.interface import parse_dtype
 from harness.job import Job
 from harness.results import FLOAT, INT
-from harness.run_options import RunOptions, resolve_suite_device, suite_options
+from harness.run_options import RunOptions, resolve_suite_device
 from harness.suite import Suite, SuitePlan, register
 from suites import PRESETS_DIR, check_keys
-from suites.grid import Cell, checked, job_grid
+from suites.grid import GRID_PRESET_KEYS, Cell, checked, job_grid
 
 SUITE = "memory"
 PEAK_TARGET = "suites.memory:measure_peak_memory"
 STATE_TARGET = "suites.memory:measure_state_memory"
 MODES = ("fwd", "fwd_bwd", "decode")
-PRESET_KEYS = {
-    "name",
-    "description",
-    "device",
-    "backends",
-    "dtypes",
-    "modes",
-    "config",
-    "batch",
-    "seq_lens",
-    "frontier",
-    "max_seq_len",
-    "state_seq_lens",
-    "timeouts",
-    "reference_max_seq_len",
-    "references",
-}
+PRESET_KEYS = GRID_PRESET_KEYS | {"batch", "frontier", "max_seq_len", "seq_lens", "state_seq_lens"}
 FRONTIER_MULTIPLE = 64  # bisected lengths are multiples of this (chunked kernels want whole chunks)
 
 
@@ -373,12 +355,12 @@ def plan(options: RunOptions) -> SuitePlan:
     return SuitePlan(SUITE, device, build_jobs(preset, options, device))
 
 
-@click.command(SUITE)
-@suite_options
-def command(options: RunOptions) -> None:
+command = suite_command(
+    SUITE,
+    plan,
     """Peak memory of inference and training steps versus sequence length, the out-of-memory frontier,
-    and decoding state bytes (analytic and measured)."""
-    execute(plan(options), options)
+    and decoding state bytes (analytic and measured).""",
+)
 
 
 SUITE_RECORD = register(

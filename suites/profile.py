@@ -56,15 +56,15 @@ from typing import Any
 import click
 
 from harness.errors import UserError
-from harness.execute import execute
+from harness.execute import suite_command
 from harness.interface import PARTS, parse_dtype
 from harness.job import Job
 from harness.results import FLOAT, INT, STRING
-from harness.run_options import RunOptions, resolve_suite_device, suite_options
+from harness.run_options import RunOptions, resolve_suite_device
 from harness.suite import Suite, SuitePlan, register
 from harness.timing import PRESET_TIMING_KEYS
 from suites import PRESETS_DIR, check_keys
-from suites.grid import Cell, checked, job_grid
+from suites.grid import GRID_PRESET_KEYS, Cell, checked, job_grid
 
 SUITE = "profile"
 TARGET = "suites.profile:profile_job"
@@ -79,23 +79,7 @@ TRACE_DIR_ENV = "SEQBENCH_PROFILE_TRACE_DIR"
 STEP_RANGE = "seqbench::step"
 PART_PREFIX = "seqbench::"
 OTHER_PART = "other"
-PRESET_KEYS = {
-    "name",
-    "description",
-    "device",
-    "backends",
-    "dtypes",
-    "modes",
-    "levels",
-    "config",
-    "batch",
-    "seq_lens",
-    "profiled_steps",
-    "timing",
-    "timeouts",
-    "reference_max_seq_len",
-    "references",
-}
+PRESET_KEYS = GRID_PRESET_KEYS | {"batch", "levels", "profiled_steps", "seq_lens", "timing"}
 
 
 # ---------------------------------------------------------------------------------------------
@@ -592,13 +576,13 @@ def _print_after(summary: Any) -> None:
     click.echo(f"traces: {traces} (tensorboard --logdir {traces}, or open a *.pt.trace.json in ui.perfetto.dev)")
 
 
-@click.command(SUITE)
-@suite_options
-def command(options: RunOptions) -> None:
+command = suite_command(
+    SUITE,
+    plan,
     """Profile one step of each implementation kernel by kernel: time per kernel and per mixer part
     (projection, convolution, core, norm, gating), launch overhead, the core's roofline position, and a
-    trace per job (Perfetto / tensorboard) under RESULTS/traces/<run>/<job>/."""
-    execute(plan(options), options)
+    trace per job (Perfetto / tensorboard) under RESULTS/traces/<run>/<job>/.""",
+)
 
 
 SUITE_RECORD = register(

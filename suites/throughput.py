@@ -24,42 +24,24 @@ from __future__ import annotations
 import gc
 from typing import Any
 
-import click
-
 from harness.config import MixerConfig
 from harness.errors import ConfigError, UserError
-from harness.execute import execute
+from harness.execute import suite_command
 from harness.interface import parse_dtype
 from harness.job import Job
 from harness.results import FLOAT, FLOAT_LIST, INT, STRING
-from harness.run_options import RunOptions, resolve_suite_device, suite_options
+from harness.run_options import RunOptions, resolve_suite_device
 from harness.suite import Suite, SuitePlan, register
 from harness.timing import PRESET_TIMING_KEYS
 from suites import PRESETS_DIR, check_keys
-from suites.grid import Cell, checked, job_grid
+from suites.grid import GRID_PRESET_KEYS, Cell, checked, job_grid
 
 SUITE = "throughput"
 TARGET = "suites.throughput:measure_throughput"
 MODES = ("fwd", "fwd_bwd", "prefill", "decode")
 LEVELS = ("layer", "op")
 OP_MODES = ("fwd", "fwd_bwd")
-PRESET_KEYS = {
-    "name",
-    "description",
-    "device",
-    "backends",
-    "dtypes",
-    "modes",
-    "levels",
-    "op_modes",
-    "config",
-    "sweeps",
-    "timing",
-    "timeouts",
-    "decode_timer",
-    "reference_max_seq_len",
-    "references",
-}
+PRESET_KEYS = GRID_PRESET_KEYS | {"decode_timer", "levels", "op_modes", "sweeps", "timing"}
 
 
 # ---------------------------------------------------------------------------------------------
@@ -338,12 +320,12 @@ def plan(options: RunOptions) -> SuitePlan:
     return SuitePlan(SUITE, device, build_jobs(preset, options, device))
 
 
-@click.command(SUITE)
-@suite_options
-def command(options: RunOptions) -> None:
+command = suite_command(
+    SUITE,
+    plan,
     """Time every implementation's forward, training step, prefill and decode step over sweeps of
-    batch and sequence length (tokens/s, TFLOP/s, GB/s, fraction of the device's measured peak)."""
-    execute(plan(options), options)
+    batch and sequence length (tokens/s, TFLOP/s, GB/s, fraction of the device's measured peak).""",
+)
 
 
 SUITE_RECORD = register(

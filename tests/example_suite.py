@@ -10,13 +10,12 @@ from __future__ import annotations
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-import click
 import pandas as pd
 
-from harness.execute import execute
+from harness.execute import suite_command
 from harness.job import Job
 from harness.results import INT
-from harness.run_options import RunOptions, resolve_suite_device, suite_options
+from harness.run_options import RunOptions, resolve_suite_device
 from harness.suite import Suite, SuitePlan
 from suites import check_keys, select_implementations
 
@@ -45,11 +44,7 @@ def plan(options: RunOptions) -> SuitePlan:
     return SuitePlan(SUITE, device, jobs)
 
 
-@click.command(SUITE)
-@suite_options
-def command(options: RunOptions) -> None:
-    """Echo each job's length back as a row."""
-    execute(plan(options), options)
+command = suite_command(SUITE, plan, "Echo each job's length back as a row.")
 
 
 def body(site: Site, rows: pd.DataFrame, palette: Palette) -> str:

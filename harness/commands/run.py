@@ -2,18 +2,16 @@
 
 The subcommands are discovered, not listed: every suite registered with harness.suite (each module or
 subpackage of `suites` registers one at import) that has a `command` is one, so a new suite never
-edits this file. A suite command takes the shared options with `@suite_options` (harness.run_options;
-it then receives one `options: RunOptions`), plans its jobs and calls `execute` (harness.execute); a
-suite whose record has `plan` can run with others in one pass (`seqbench bench`):
+edits this file. A suite command takes the shared options (`@suite_options`, harness.run_options: it
+receives one `options: RunOptions`), plans its jobs and runs them (`execute`, harness.execute);
+`suite_command` builds the usual one. A suite whose record has `plan` can run with others in one pass
+(`seqbench bench`):
 
     def plan(options: RunOptions) -> SuitePlan:
         device, preset = resolve_suite_device("throughput", options)
         return SuitePlan("throughput", device, build_jobs(preset, options, device))
 
-    @click.command("throughput")
-    @suite_options
-    def command(options: RunOptions) -> None:
-        execute(plan(options), options)
+    command = suite_command("throughput", plan, "Time every implementation's ...")
 
     register(Suite("throughput", "Throughput", columns={...}, plan=plan, command=command, ...))
 
@@ -34,7 +32,7 @@ from harness import suite as suite_registry
 from harness.errors import UserError
 
 # The suites' machinery lived here; these names stay importable from here for scripts written against it.
-from harness.execute import check_named_available, command_line, execute, execute_plans  # noqa: F401
+from harness.execute import check_named_available, command_line, execute, execute_plans, suite_command  # noqa: F401
 from harness.run_options import RunOptions, resolve_suite_device, suite_options  # noqa: F401
 from harness.suite import DEFAULT_PRESETS as DEFAULT_PRESET  # noqa: F401
 from harness.suite import SuitePlan
