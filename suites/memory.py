@@ -143,32 +143,16 @@ def _peak_at(impl: Any, cfg: Any, device: str, dtype: Any, mode: str, batch: int
     """One row: the peak memory of `mode` at (batch, seq_len), a fresh mixer and input each time."""
     import torch
 
+    from suites.throughput import workload
+
     torch.manual_seed(0)
     mixer = impl.create(cfg).to(device=device, dtype=dtype)
     x = torch.randn(batch, seq_len, cfg.d_model, device=device, dtype=dtype)
-    if mode == "fwd":
-        mixer.eval()
-
-        def call() -> Any:
-            with torch.no_grad():
-                return mixer(x)
-
-    elif mode == "fwd_bwd":
-        mixer.train()
-        x = x.requires_grad_()
-        grad_y = torch.randn_like(x)
-
-        def call() -> Any:
-            mixer(x).backward(grad_y)
-
-        def setup() -> None:
-            x.grad = None
-            for p in mixer.parameters():
-                p.grad = None
-
-    else:
+    if mode not in ("fwd", "fwd_bwd"):
         raise ValueError(f"unknown memory mode {mode!r}")
-    peak, method = peak_bytes(call, device, setup if mode == "fwd_bwd" else None)
+    # The very call the throughput suite times, so that the two suites measure the same step.
+    call, setup, _ = workload(mixer, x, mode, "layer")
+    peak, method = peak_bytes(call, device, setup)
     return {"seq_len": seq_len, "peak_memory_bytes": peak, "memory_method": method}
 
 
