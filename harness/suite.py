@@ -7,7 +7,8 @@ results, the report, bench and compare read the registry, never a table of suite
 so a new suite edits none of them (tests/test_suite_contract.py registers one from a test).
 
 The harness does not import `suites` (docs/architecture.md, the layers): `suites()` imports the modules
-of the package named SUITES_PACKAGE by name, the way harness.registry finds the families.
+of the package named SUITES_PACKAGE by name, the way harness.registry finds the families. A module there
+that registers nothing (suites/grid.py, the suites' shared job grid) is simply not a suite.
 """
 
 from __future__ import annotations

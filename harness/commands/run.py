@@ -34,7 +34,6 @@ from harness.errors import UserError
 # The suites' machinery lived here; these names stay importable from here for scripts written against it.
 from harness.execute import check_named_available, command_line, execute, execute_plans, suite_command  # noqa: F401
 from harness.run_options import RunOptions, resolve_suite_device, suite_options  # noqa: F401
-from harness.suite import DEFAULT_PRESETS as DEFAULT_PRESET  # noqa: F401
 from harness.suite import SuitePlan
 
 # ---------------------------------------------------------------------------------------------
