@@ -6,9 +6,10 @@ POSIX), so a reader never sees a partial file: a writer killed mid-write leaves 
 which readers ignore.
 
 Every file carries the schema version in its Parquet metadata (`seqbench.schema_version`) and the
-type of each column. Known columns (the agreed names: common, provenance and per-suite) have fixed
-Arrow types; any other column a suite adds (family options `opt_*`, suite-specific extras) is allowed,
-its inferred type is recorded in the metadata (`seqbench.extra_columns`), and it is kept on read.
+type of each column. Known columns (the agreed names: common, provenance and each registered suite's,
+harness.suite) have fixed Arrow types; any other column a suite adds (family options `opt_*`,
+suite-specific extras) is allowed, its inferred type is recorded in the metadata
+(`seqbench.extra_columns`), and it is kept on read.
 """
 
 from __future__ import annotations
@@ -33,7 +34,6 @@ EXTRA_COLUMNS_KEY = b"seqbench.extra_columns"
 TEMP_PREFIX = ".tmp-"
 
 STATUSES = ("ok", "oom", "error", "crash", "timeout", "unavailable")
-SUITES = ("throughput", "memory", "profile", "recall", "check")
 
 STRING, INT, FLOAT, BOOL = pa.string(), pa.int64(), pa.float64(), pa.bool_()
 FLOAT_LIST = pa.list_(pa.float64())
@@ -95,73 +95,12 @@ PROVENANCE_COLUMNS: dict[str, pa.DataType] = {
 
 COMMON_COLUMNS: dict[str, pa.DataType] = {**IDENTITY_COLUMNS, **JOB_COLUMNS, **PROVENANCE_COLUMNS}
 
-SUITE_COLUMNS: dict[str, dict[str, pa.DataType]] = {
-    "throughput": {
-        "median_ms": FLOAT,
-        "p10_ms": FLOAT,
-        "p90_ms": FLOAT,
-        "mean_ms": FLOAT,
-        "std_ms": FLOAT,
-        "cv": FLOAT,
-        "reps": INT,
-        "samples_ms": FLOAT_LIST,  # every rep's time, for significance tests
-        "compile_s": FLOAT,  # warm-up / compile / autotune, never in the statistics
-        "timer": STRING,  # cuda_event | cuda_graph | host
-        "flops": FLOAT,
-        "min_bytes": FLOAT,
-        "tokens_per_second": FLOAT,
-        "achieved_tflops": FLOAT,
-        "achieved_gbps": FLOAT,
-        "frac_peak_tflops": FLOAT,
-        "frac_peak_gbps": FLOAT,
-    },
-    "memory": {
-        "peak_memory_bytes": FLOAT,  # above a reset baseline; float so that "not measured" is NaN
-        "state_bytes_analytic": FLOAT,
-        "state_bytes_measured": FLOAT,
-        "oom_frontier_seq_len": INT,
-    },
-    "profile": {
-        "kernel_name": STRING,
-        "kernel_short": STRING,
-        "part": STRING,  # projection | convolution | core | norm | gating | other
-        "calls": INT,
-        "device_time_us": FLOAT,
-        "self_device_time_us": FLOAT,
-        "share": FLOAT,
-        "step_device_time_us": FLOAT,
-        "step_wall_time_us": FLOAT,
-        "launches": INT,
-        "host_gap_us": FLOAT,
-        "trace_path": STRING,
-    },
-    "recall": {
-        "task": STRING,
-        "vocab_size": INT,
-        "n_layers": INT,
-        "lr": FLOAT,
-        "seed": INT,
-        "accuracy": FLOAT,
-        "loss": FLOAT,
-        "steps": INT,
-        "wall_s": FLOAT,
-        "params": INT,
-        "state_bytes_analytic": FLOAT,
-        "eval_seq_len": INT,
-        "setting": STRING,  # the preset cell's name (a recipe or variant), "baseline" when it has none
-        "steps_per_s": FLOAT,  # optimizer steps per second of training wall time
-        "decay": STRING,  # which parameters AdamW decayed: all | matrices
-        "curriculum": STRING,  # JSON list of the length-curriculum stages trained first ([] without)
-        "curve": STRING,  # JSON list, one point per evaluation: step, wall_s, train_seq_len, lr, losses, accuracy
-    },
-}
 
-# Every column with a fixed type. A column name means one thing in every suite, so one table suffices.
-KNOWN_COLUMNS: dict[str, pa.DataType] = dict(COMMON_COLUMNS)
-for _columns in SUITE_COLUMNS.values():
-    for _name, _type in _columns.items():
-        assert KNOWN_COLUMNS.get(_name, _type) == _type, f"column {_name} typed twice differently"
-        KNOWN_COLUMNS[_name] = _type
+def known_columns() -> dict[str, pa.DataType]:
+    """Every column with a fixed type: the common ones and every registered suite's (harness.suite)."""
+    from harness import suite
+
+    return {**suite.column_types(), **COMMON_COLUMNS}
 
 
 def new_run_id() -> str:
@@ -214,14 +153,15 @@ def rows_to_table(rows: Sequence[Mapping[str, Any]]) -> pa.Table:
             raise ValueError(f"status {row['status']!r} is not one of {', '.join(STATUSES)}")
         if int(row["schema_version"]) != SCHEMA_VERSION:
             raise ValueError(f"row has schema_version {row['schema_version']}, this writer writes {SCHEMA_VERSION}")
+    known = known_columns()
     names = list(COMMON_COLUMNS)
     for row in rows:
         names += [n for n in row if n not in names]
     arrays, fields, extra = [], [], {}
     for name in names:
         values = [row.get(name) for row in rows]
-        if name in KNOWN_COLUMNS:
-            array = _column_array(name, values, KNOWN_COLUMNS[name])
+        if name in known:
+            array = _column_array(name, values, known[name])
         else:
             try:
                 array = pa.array(values)
@@ -302,8 +242,9 @@ def check_file_schema(path: Path) -> pa.Schema:
     for name in IDENTITY_COLUMNS:
         if name not in schema.names:
             raise UserError(f"{path} lacks the required column {name!r}")
+    known = known_columns()
     for field in schema:
-        expected = KNOWN_COLUMNS.get(field.name)
+        expected = known.get(field.name)
         if expected is not None and field.type != expected:
             raise UserError(f"{path}: column {field.name!r} has type {field.type}, expected {expected}")
     return schema

@@ -1,5 +1,6 @@
-"""Suites: throughput, memory, profile, recall. Each module (or subpackage) here exposes `command`, a click
-command that `seqbench run` discovers, and builds `harness.runner.Job`s from a preset.
+"""Suites: throughput, memory, profile, recall. Each module (or subpackage) here registers a
+`harness.suite.Suite` at import (its columns, planner, command, worker target, report page) and builds
+`harness.job.Job`s from a preset; `seqbench run`, bench, results, the report and compare find it there.
 
 Presets are TOML files, one folder per suite: `suites/presets/<suite>/<name>.toml`. What every preset
 may hold (a suite reads the keys it needs and ignores none silently: unknown keys are errors):
@@ -13,16 +14,16 @@ may hold (a suite reads the keys it needs and ignores none silently: unknown key
     [config.families.mamba2]        # per-family overrides (options = {...} for family knobs)
     d_state = 64
 
-This module holds what the suites share: loading presets, per-family configs, choosing implementations.
+This module holds what the suites share: per-family configs, choosing implementations, and the presets
+folder (loading is harness.presets); suites/grid.py the job grid of throughput, memory and profile.
 """
 
 from __future__ import annotations
 
-import difflib
-import tomllib
 from pathlib import Path
 from typing import Any
 
+from harness import presets
 from harness.config import MixerConfig
 from harness.errors import ConfigError, UserError
 from harness.interface import Implementation
@@ -31,31 +32,16 @@ PRESETS_DIR = Path(__file__).parent / "presets"
 
 
 def preset_names(suite: str) -> list[str]:
-    directory = PRESETS_DIR / suite
-    return sorted(p.stem for p in directory.glob("*.toml")) if directory.is_dir() else []
+    return presets.preset_names(PRESETS_DIR / suite)
 
 
 def load_preset(suite: str, name: str) -> dict[str, Any]:
     """The preset `name` of `suite` as a dict (a path to a .toml file works too). An unknown name is a
     one-line error with the closest names."""
-    path = Path(name)
-    if path.suffix != ".toml" or not path.is_file():
-        path = PRESETS_DIR / suite / f"{name}.toml"
-    if not path.is_file():
-        known = preset_names(suite)
-        close = difflib.get_close_matches(name, known, n=3, cutoff=0.4)
-        hint = f"; did you mean {', '.join(close)}?" if close else ""
-        raise UserError(f"unknown {suite} preset {name!r}{hint} (presets: {', '.join(known) or 'none'})")
-    try:
-        with open(path, "rb") as handle:
-            preset = tomllib.load(handle)
-    except tomllib.TOMLDecodeError as exc:
-        raise UserError(f"preset {path} is not valid TOML: {exc}") from exc
-    preset.setdefault("name", path.stem)
-    return preset
+    return presets.load_preset(PRESETS_DIR / suite, suite, name)
 
 
-def check_keys(where: str, table: dict[str, Any], known: set[str]) -> None:
+def check_keys(where: str, table: dict[str, Any], known: set[str] | frozenset[str]) -> None:
     unknown = sorted(set(table) - known)
     if unknown:
         raise UserError(f"{where}: unknown key(s) {', '.join(unknown)}; known: {', '.join(sorted(known))}")

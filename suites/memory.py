@@ -34,35 +34,20 @@ import gc
 from collections.abc import Callable
 from typing import Any
 
-import click
-
-from harness.commands.run import RunOptions, SuitePlan, execute, resolve_suite_device, suite_options
-from harness.errors import UserError
-from harness.interface import dtype_name, parse_dtype
-from harness.runner import Job
-from suites import check_keys, config_params, family_config, select_implementations
+from harness.execute import suite_command
+from harness.interface import parse_dtype
+from harness.job import Job
+from harness.results import FLOAT, INT
+from harness.run_options import RunOptions, resolve_suite_device
+from harness.suite import Suite, SuitePlan, register
+from suites import PRESETS_DIR, check_keys
+from suites.grid import GRID_PRESET_KEYS, Cell, checked, job_grid
 
 SUITE = "memory"
 PEAK_TARGET = "suites.memory:measure_peak_memory"
 STATE_TARGET = "suites.memory:measure_state_memory"
 MODES = ("fwd", "fwd_bwd", "decode")
-PRESET_KEYS = {
-    "name",
-    "description",
-    "device",
-    "backends",
-    "dtypes",
-    "modes",
-    "config",
-    "batch",
-    "seq_lens",
-    "frontier",
-    "max_seq_len",
-    "state_seq_lens",
-    "timeouts",
-    "reference_max_seq_len",
-    "references",
-}
+PRESET_KEYS = GRID_PRESET_KEYS | {"batch", "frontier", "max_seq_len", "seq_lens", "state_seq_lens"}
 FRONTIER_MULTIPLE = 64  # bisected lengths are multiples of this (chunked kernels want whole chunks)
 
 
@@ -158,32 +143,16 @@ def _peak_at(impl: Any, cfg: Any, device: str, dtype: Any, mode: str, batch: int
     """One row: the peak memory of `mode` at (batch, seq_len), a fresh mixer and input each time."""
     import torch
 
+    from suites.throughput import workload
+
     torch.manual_seed(0)
     mixer = impl.create(cfg).to(device=device, dtype=dtype)
     x = torch.randn(batch, seq_len, cfg.d_model, device=device, dtype=dtype)
-    if mode == "fwd":
-        mixer.eval()
-
-        def call() -> Any:
-            with torch.no_grad():
-                return mixer(x)
-
-    elif mode == "fwd_bwd":
-        mixer.train()
-        x = x.requires_grad_()
-        grad_y = torch.randn_like(x)
-
-        def call() -> Any:
-            mixer(x).backward(grad_y)
-
-        def setup() -> None:
-            x.grad = None
-            for p in mixer.parameters():
-                p.grad = None
-
-    else:
+    if mode not in ("fwd", "fwd_bwd"):
         raise ValueError(f"unknown memory mode {mode!r}")
-    peak, method = peak_bytes(call, device, setup if mode == "fwd_bwd" else None)
+    # The very call the throughput suite times, so that the two suites measure the same step.
+    call, setup, _ = workload(mixer, x, mode, "layer")
+    peak, method = peak_bytes(call, device, setup)
     return {"seq_len": seq_len, "peak_memory_bytes": peak, "memory_method": method}
 
 
@@ -326,11 +295,7 @@ def measure_state_memory(
 
 def build_jobs(preset: dict[str, Any], options: RunOptions, device: str) -> list[Job]:
     check_keys(f"memory preset {preset['name']!r}", preset, PRESET_KEYS)
-    modes = list(options.modes or preset.get("modes", ["fwd", "fwd_bwd", "decode"]))
-    for mode in modes:
-        if mode not in MODES:
-            raise UserError(f"unknown memory mode {mode!r}; use one of {', '.join(MODES)}")
-    dtypes = [dtype_name(parse_dtype(d)) for d in (options.dtypes or preset.get("dtypes", ["float32"]))]
+    modes = checked(options.modes or preset.get("modes", ["fwd", "fwd_bwd", "decode"]), MODES, "memory mode")
     batches = list(options.batches) or [int(preset.get("batch", 1))]
     seq_lens = sorted(options.seq_lens or preset.get("seq_lens", [256]))
     state_seq_lens = sorted(options.seq_lens or preset.get("state_seq_lens", seq_lens))
@@ -339,40 +304,33 @@ def build_jobs(preset: dict[str, Any], options: RunOptions, device: str) -> list
     timeouts = options.timeouts(preset)
     # A frontier job measures many lengths: give its measurement phase the warm-up's generous limit.
     frontier_timeouts = {"warmup": timeouts["warmup"], "measure": timeouts["warmup"]}
-    reference_max = preset.get("reference_max_seq_len") if device.startswith("cuda") else None
-    jobs: list[Job] = []
-    for impl in select_implementations(preset, options.names, options.families):
-        config = config_params(family_config(preset, impl.family))
-        limit = reference_max if (impl.is_reference and reference_max and not options.names) else None
-        for dtype in dtypes:
-            impl_jobs = []
-            for batch in batches:
-                for mode in modes:
-                    base = {"implementation": impl.name, "device": device, "dtype": dtype, "mode": mode}
-                    if mode == "decode":
-                        for seq_len in state_seq_lens:
-                            if limit and seq_len > limit:
-                                continue
-                            params = {**base, "batch": batch, "seq_len": seq_len, "config": config}
-                            impl_jobs.append(Job(SUITE, impl.name, STATE_TARGET, params, timeouts))
-                        continue
-                    lengths = [n for n in seq_lens if not limit or n <= limit]
-                    if not lengths:
-                        continue
-                    params = {
-                        **base,
-                        "level": "layer",
-                        "batch": batch,
-                        "seq_lens": lengths,
-                        "config": config,
-                        "frontier": frontier and limit is None,
-                        "max_seq_len": max_seq_len,
-                    }
-                    impl_jobs.append(Job(SUITE, impl.name, PEAK_TARGET, params, frontier_timeouts))
-            if impl_jobs and not impl.availability(device, parse_dtype(dtype)):
-                impl_jobs = impl_jobs[:1]
-            jobs += impl_jobs
-    return jobs
+
+    def jobs_of(cell: Cell) -> list[Job]:
+        impl, cell_jobs = cell.impl, []
+        for batch in batches:
+            for mode in modes:
+                base = {"implementation": impl.name, "device": device, "dtype": cell.dtype, "mode": mode}
+                if mode == "decode":
+                    for seq_len in filter(cell.fits, state_seq_lens):
+                        params = {**base, "batch": batch, "seq_len": seq_len, "config": cell.config}
+                        cell_jobs.append(Job(SUITE, impl.name, STATE_TARGET, params, timeouts))
+                    continue
+                lengths = [n for n in seq_lens if cell.fits(n)]
+                if not lengths:
+                    continue
+                params = {
+                    **base,
+                    "level": "layer",
+                    "batch": batch,
+                    "seq_lens": lengths,
+                    "config": cell.config,
+                    "frontier": frontier and cell.max_seq_len is None,
+                    "max_seq_len": max_seq_len,
+                }
+                cell_jobs.append(Job(SUITE, impl.name, PEAK_TARGET, params, frontier_timeouts))
+        return cell_jobs
+
+    return job_grid(preset, options, device, jobs_of)
 
 
 def plan(options: RunOptions) -> SuitePlan:
@@ -381,9 +339,30 @@ def plan(options: RunOptions) -> SuitePlan:
     return SuitePlan(SUITE, device, build_jobs(preset, options, device))
 
 
-@click.command(SUITE)
-@suite_options
-def command(options: RunOptions) -> None:
+command = suite_command(
+    SUITE,
+    plan,
     """Peak memory of inference and training steps versus sequence length, the out-of-memory frontier,
-    and decoding state bytes (analytic and measured)."""
-    execute(plan(options), options)
+    and decoding state bytes (analytic and measured).""",
+)
+
+
+SUITE_RECORD = register(
+    Suite(
+        name=SUITE,
+        title="Memory",
+        columns={
+            "peak_memory_bytes": FLOAT,  # above a reset baseline; float so that "not measured" is NaN
+            "state_bytes_analytic": FLOAT,
+            "state_bytes_measured": FLOAT,
+            "oom_frontier_seq_len": INT,
+        },
+        report_order=20,
+        plan=plan,
+        command=command,
+        targets=(PEAK_TARGET, STATE_TARGET),
+        page="harness.report.pages.memory",
+        bench_order=20,
+        presets_dir=PRESETS_DIR / SUITE,
+    )
+)

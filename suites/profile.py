@@ -55,12 +55,16 @@ from typing import Any
 
 import click
 
-from harness.commands.run import RunOptions, SuitePlan, execute, resolve_suite_device, suite_options
 from harness.errors import UserError
-from harness.interface import PARTS, dtype_name, parse_dtype
-from harness.runner import Job
+from harness.execute import suite_command
+from harness.interface import PARTS, parse_dtype
+from harness.job import Job
+from harness.results import FLOAT, INT, STRING
+from harness.run_options import RunOptions, resolve_suite_device
+from harness.suite import Suite, SuitePlan, register
 from harness.timing import PRESET_TIMING_KEYS
-from suites import check_keys, config_params, family_config, select_implementations
+from suites import PRESETS_DIR, check_keys
+from suites.grid import GRID_PRESET_KEYS, Cell, checked, job_grid
 
 SUITE = "profile"
 TARGET = "suites.profile:profile_job"
@@ -75,23 +79,7 @@ TRACE_DIR_ENV = "SEQBENCH_PROFILE_TRACE_DIR"
 STEP_RANGE = "seqbench::step"
 PART_PREFIX = "seqbench::"
 OTHER_PART = "other"
-PRESET_KEYS = {
-    "name",
-    "description",
-    "device",
-    "backends",
-    "dtypes",
-    "modes",
-    "levels",
-    "config",
-    "batch",
-    "seq_lens",
-    "profiled_steps",
-    "timing",
-    "timeouts",
-    "reference_max_seq_len",
-    "references",
-}
+PRESET_KEYS = GRID_PRESET_KEYS | {"batch", "levels", "profiled_steps", "seq_lens", "timing"}
 
 
 # ---------------------------------------------------------------------------------------------
@@ -521,53 +509,39 @@ def build_jobs(preset: dict[str, Any], options: RunOptions, device: str) -> list
     check_keys(f"profile preset {preset['name']!r}", preset, PRESET_KEYS)
     timing = dict(preset.get("timing", {}))
     check_keys("[timing]", timing, PRESET_TIMING_KEYS)
-    modes = list(options.modes or preset.get("modes", ["fwd", "fwd_bwd", "decode"]))
-    for mode in modes:
-        if mode not in MODES:
-            raise UserError(f"unknown profile mode {mode!r}; use one of {', '.join(MODES)}")
-    levels = list(preset.get("levels", ["layer"]))
-    for level in levels:
-        if level not in LEVELS:
-            raise UserError(f"unknown profile level {level!r}; use one of {', '.join(LEVELS)}")
+    modes = checked(options.modes or preset.get("modes", ["fwd", "fwd_bwd", "decode"]), MODES, "profile mode")
+    levels = checked(preset.get("levels", ["layer"]), LEVELS, "profile level")
     steps = preset.get("profiled_steps", DEFAULT_STEPS)
     if not isinstance(steps, int) or isinstance(steps, bool) or steps < 1:
         raise UserError(f"profile preset {preset['name']!r}: profiled_steps must be a positive integer, got {steps!r}")
-    dtypes = [dtype_name(parse_dtype(d)) for d in (options.dtypes or preset.get("dtypes", ["float32"]))]
     batches = list(options.batches) or [int(preset.get("batch", 1))]
     seq_lens = list(options.seq_lens or preset.get("seq_lens", [256]))
     timeouts = options.timeouts(preset)
-    reference_max = preset.get("reference_max_seq_len") if device.startswith("cuda") else None
-    jobs: list[Job] = []
-    for impl in select_implementations(preset, options.names, options.families):
-        config = config_params(family_config(preset, impl.family))
-        limit = reference_max if (impl.is_reference and reference_max and not options.names) else None
-        for dtype in dtypes:
-            impl_jobs = []
-            for level in levels:
-                for mode in modes:
-                    if level == "op" and mode not in OP_MODES:
-                        continue
-                    for batch in batches:
-                        for seq_len in seq_lens:
-                            if limit and seq_len > limit:
-                                continue
-                            params = {
-                                "implementation": impl.name,
-                                "device": device,
-                                "dtype": dtype,
-                                "mode": mode,
-                                "level": level,
-                                "batch": batch,
-                                "seq_len": seq_len,
-                                "config": config,
-                                "profiled_steps": steps,
-                                "timing": timing,
-                            }
-                            impl_jobs.append(Job(SUITE, impl.name, TARGET, params, timeouts))
-            if impl_jobs and not impl.availability(device, parse_dtype(dtype)):
-                impl_jobs = impl_jobs[:1]  # one `unavailable` row says why, not one per point
-            jobs += impl_jobs
-    return jobs
+
+    def jobs_of(cell: Cell) -> list[Job]:
+        impl, cell_jobs = cell.impl, []
+        for level in levels:
+            for mode in modes:
+                if level == "op" and mode not in OP_MODES:
+                    continue
+                for batch in batches:
+                    for seq_len in filter(cell.fits, seq_lens):
+                        params = {
+                            "implementation": impl.name,
+                            "device": device,
+                            "dtype": cell.dtype,
+                            "mode": mode,
+                            "level": level,
+                            "batch": batch,
+                            "seq_len": seq_len,
+                            "config": cell.config,
+                            "profiled_steps": steps,
+                            "timing": timing,
+                        }
+                        cell_jobs.append(Job(SUITE, impl.name, TARGET, params, timeouts))
+        return cell_jobs
+
+    return job_grid(preset, options, device, jobs_of)
 
 
 def trace_root(results_dir: str | Path, run_id: str) -> Path:
@@ -602,10 +576,54 @@ def _print_after(summary: Any) -> None:
     click.echo(f"traces: {traces} (tensorboard --logdir {traces}, or open a *.pt.trace.json in ui.perfetto.dev)")
 
 
-@click.command(SUITE)
-@suite_options
-def command(options: RunOptions) -> None:
+command = suite_command(
+    SUITE,
+    plan,
     """Profile one step of each implementation kernel by kernel: time per kernel and per mixer part
     (projection, convolution, core, norm, gating), launch overhead, the core's roofline position, and a
-    trace per job (Perfetto / tensorboard) under RESULTS/traces/<run>/<job>/."""
-    execute(plan(options), options)
+    trace per job (Perfetto / tensorboard) under RESULTS/traces/<run>/<job>/.""",
+)
+
+
+SUITE_RECORD = register(
+    Suite(
+        name=SUITE,
+        title="Profile",
+        columns={
+            "kernel_name": STRING,
+            "kernel_short": STRING,
+            "part": STRING,  # projection | convolution | core | norm | gating | other
+            "calls": INT,
+            "device_time_us": FLOAT,
+            "self_device_time_us": FLOAT,
+            "share": FLOAT,
+            "step_device_time_us": FLOAT,
+            "step_wall_time_us": FLOAT,
+            "launches": INT,
+            "host_gap_us": FLOAT,
+            "trace_path": STRING,
+        },
+        shown_columns=(
+            "kernel_short",
+            "part",
+            "calls",
+            "device_time_us",
+            "self_device_time_us",
+            "share",
+            "step_device_time_us",
+            "step_wall_time_us",
+            "launches",
+            "host_gap_us",
+            "trace_path",
+            "kernel_name",
+        ),
+        report_order=30,
+        plan=plan,
+        command=command,
+        targets=(TARGET,),
+        page="harness.report.pages.profile",
+        # Last in each family's process: torch.profiler must not slow the timed suites' jobs.
+        bench_order=40,
+        presets_dir=PRESETS_DIR / SUITE,
+    )
+)

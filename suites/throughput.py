@@ -24,38 +24,24 @@ from __future__ import annotations
 import gc
 from typing import Any
 
-import click
-
-from harness.commands.run import RunOptions, SuitePlan, execute, resolve_suite_device, suite_options
 from harness.config import MixerConfig
 from harness.errors import ConfigError, UserError
-from harness.interface import dtype_name, parse_dtype
-from harness.runner import Job
+from harness.execute import suite_command
+from harness.interface import parse_dtype
+from harness.job import Job
+from harness.results import FLOAT, FLOAT_LIST, INT, STRING
+from harness.run_options import RunOptions, resolve_suite_device
+from harness.suite import Suite, SuitePlan, register
 from harness.timing import PRESET_TIMING_KEYS
-from suites import check_keys, config_params, family_config, select_implementations
+from suites import PRESETS_DIR, check_keys
+from suites.grid import GRID_PRESET_KEYS, Cell, checked, job_grid
 
 SUITE = "throughput"
 TARGET = "suites.throughput:measure_throughput"
 MODES = ("fwd", "fwd_bwd", "prefill", "decode")
 LEVELS = ("layer", "op")
 OP_MODES = ("fwd", "fwd_bwd")
-PRESET_KEYS = {
-    "name",
-    "description",
-    "device",
-    "backends",
-    "dtypes",
-    "modes",
-    "levels",
-    "op_modes",
-    "config",
-    "sweeps",
-    "timing",
-    "timeouts",
-    "decode_timer",
-    "reference_max_seq_len",
-    "references",
-}
+PRESET_KEYS = GRID_PRESET_KEYS | {"decode_timer", "levels", "op_modes", "sweeps", "timing"}
 
 
 # ---------------------------------------------------------------------------------------------
@@ -271,55 +257,47 @@ def build_jobs(preset: dict[str, Any], options: RunOptions, device: str) -> list
     check_keys(f"throughput preset {preset['name']!r}", preset, PRESET_KEYS)
     timing = dict(preset.get("timing", {}))
     check_keys("[timing]", timing, PRESET_TIMING_KEYS)
-    preset_modes = list(options.modes or preset.get("modes", ["fwd"]))
-    for mode in preset_modes:
-        if mode not in MODES:
-            raise UserError(f"unknown throughput mode {mode!r}; use one of {', '.join(MODES)}")
+    preset_modes = checked(options.modes or preset.get("modes", ["fwd"]), MODES, "throughput mode")
     preset_levels = list(preset.get("levels", ["layer"]))
     op_modes = [m for m in preset.get("op_modes", OP_MODES) if m in OP_MODES]
-    dtypes = [dtype_name(parse_dtype(d)) for d in (options.dtypes or preset.get("dtypes", ["float32"]))]
     groups = _sweep_groups(preset, options)
     timeouts = options.timeouts(preset)
-    reference_max = preset.get("reference_max_seq_len") if device.startswith("cuda") else None
     # A CUDA-graph decode timer means nothing on a CPU (a GPU preset run with --device cpu).
     decode_timer = preset.get("decode_timer", "auto") if device.startswith("cuda") else "auto"
-    jobs: list[Job] = []
-    for impl in select_implementations(preset, options.names, options.families):
-        family_values = config_params(family_config(preset, impl.family))
-        for dtype in dtypes:
-            impl_jobs = []
-            for group in groups:
-                if group["implementations"] and impl.name not in group["implementations"]:
-                    continue
-                config = _with_overrides(family_values, group["config"] or {}, preset, impl.family)
-                # --mode narrows a sweep's own modes too; it never adds modes a sweep left out.
-                modes = [m for m in (group["modes"] or preset_modes) if not options.modes or m in options.modes]
-                for level in group["levels"] or preset_levels:
-                    for mode in modes:
-                        if level == "op" and mode not in op_modes:
+
+    def jobs_of(cell: Cell) -> list[Job]:
+        impl, cell_jobs = cell.impl, []
+        for group in groups:
+            if group["implementations"] and impl.name not in group["implementations"]:
+                continue
+            config = _with_overrides(cell.config, group["config"] or {}, preset, impl.family)
+            # --mode narrows a sweep's own modes too; it never adds modes a sweep left out.
+            modes = [m for m in (group["modes"] or preset_modes) if not options.modes or m in options.modes]
+            for level in group["levels"] or preset_levels:
+                for mode in modes:
+                    if level == "op" and mode not in op_modes:
+                        continue
+                    for batch, seq_len in group["points"]:
+                        if not cell.fits(seq_len):
                             continue
-                        for batch, seq_len in group["points"]:
-                            if impl.is_reference and reference_max and seq_len > reference_max and not options.names:
-                                continue
-                            params = {
-                                "implementation": impl.name,
-                                "device": device,
-                                "dtype": dtype,
-                                "mode": mode,
-                                "level": level,
-                                "batch": batch,
-                                "seq_len": seq_len,
-                                "config": config,
-                                "timing": timing,
-                                "timer": decode_timer if mode == "decode" else "auto",
-                            }
-                            job = Job(SUITE, impl.name, TARGET, params, timeouts)
-                            if all(job.job_id != other.job_id for other in impl_jobs):
-                                impl_jobs.append(job)
-            if impl_jobs and not impl.availability(device, parse_dtype(dtype)):
-                impl_jobs = impl_jobs[:1]  # one `unavailable` row says why, not one per point
-            jobs += impl_jobs
-    return jobs
+                        params = {
+                            "implementation": impl.name,
+                            "device": device,
+                            "dtype": cell.dtype,
+                            "mode": mode,
+                            "level": level,
+                            "batch": batch,
+                            "seq_len": seq_len,
+                            "config": config,
+                            "timing": timing,
+                            "timer": decode_timer if mode == "decode" else "auto",
+                        }
+                        job = Job(SUITE, impl.name, TARGET, params, timeouts)
+                        if all(job.job_id != other.job_id for other in cell_jobs):  # sweeps may share points
+                            cell_jobs.append(job)
+        return cell_jobs
+
+    return job_grid(preset, options, device, jobs_of)
 
 
 def _with_overrides(
@@ -342,9 +320,59 @@ def plan(options: RunOptions) -> SuitePlan:
     return SuitePlan(SUITE, device, build_jobs(preset, options, device))
 
 
-@click.command(SUITE)
-@suite_options
-def command(options: RunOptions) -> None:
+command = suite_command(
+    SUITE,
+    plan,
     """Time every implementation's forward, training step, prefill and decode step over sweeps of
-    batch and sequence length (tokens/s, TFLOP/s, GB/s, fraction of the device's measured peak)."""
-    execute(plan(options), options)
+    batch and sequence length (tokens/s, TFLOP/s, GB/s, fraction of the device's measured peak).""",
+)
+
+
+SUITE_RECORD = register(
+    Suite(
+        name=SUITE,
+        title="Throughput",
+        columns={
+            "median_ms": FLOAT,
+            "p10_ms": FLOAT,
+            "p90_ms": FLOAT,
+            "mean_ms": FLOAT,
+            "std_ms": FLOAT,
+            "cv": FLOAT,
+            "reps": INT,
+            "samples_ms": FLOAT_LIST,  # every rep's time, for significance tests
+            "compile_s": FLOAT,  # warm-up / compile / autotune, never in the statistics
+            "timer": STRING,  # cuda_event | cuda_graph | host
+            "flops": FLOAT,
+            "min_bytes": FLOAT,
+            "tokens_per_second": FLOAT,
+            "achieved_tflops": FLOAT,
+            "achieved_gbps": FLOAT,
+            "frac_peak_tflops": FLOAT,
+            "frac_peak_gbps": FLOAT,
+        },
+        shown_columns=(
+            "median_ms",
+            "p10_ms",
+            "p90_ms",
+            "cv",
+            "reps",
+            "samples_ms",
+            "compile_s",
+            "timer",
+            "tokens_per_second",
+            "achieved_tflops",
+            "achieved_gbps",
+            "frac_peak_tflops",
+            "frac_peak_gbps",
+        ),
+        report_order=10,
+        plan=plan,
+        command=command,
+        targets=(TARGET,),
+        page="harness.report.pages.throughput",
+        bench_order=10,
+        presets_dir=PRESETS_DIR / SUITE,
+        timed=True,
+    )
+)

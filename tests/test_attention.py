@@ -111,7 +111,7 @@ def test_analytic_models_match_the_flash_attention_convention() -> None:
 @pytest.mark.parametrize("seq_len", [24, 40, 130])
 def test_flex_is_right_at_lengths_that_end_inside_a_block(seq_len: int) -> None:
     # Regression: torch 2.13's compiled CPU flex kernel returned garbage or NaN at such lengths unpadded.
-    from implementations.attention.flex import FlexAttention
+    from implementations.attention.flex_adapters import FlexAttention
 
     mixer = FlexAttention(MixerConfig(d_model=32, n_heads=4))
     for _ in range(3):
@@ -122,7 +122,7 @@ def test_flex_is_right_at_lengths_that_end_inside_a_block(seq_len: int) -> None:
 def test_sdpa_decode_over_a_single_key_returns_its_value() -> None:
     # cuDNN's SDPA rejects a key/value length of 1 (seen on an H100, torch 2.11): the adapters answer
     # that case exactly themselves, since a softmax over one key is 1.
-    from implementations.attention.sdpa import SDPAAttention
+    from implementations.attention.sdpa_adapters import SDPAAttention
 
     mixer = SDPAAttention(MixerConfig(d_model=16, n_heads=2), "math")
     q, k, v = (torch.randn(2, 2, 1, 8, dtype=F64) for _ in range(3))

@@ -14,8 +14,8 @@ from harness.config import MixerConfig
 from harness.errors import ConfigError
 from harness.interface import run_recurrent
 from implementations.mamba import MambaReference, linear_recurrence_scan, selective_scan
-from implementations.mamba.kernels import SELECTIVE_SCAN_MISSING, selective_scan_probe, selective_scan_stub
 from implementations.mamba.specs import mamba_core_flops, mamba_flops, reference_state_bytes
+from implementations.mamba_ssm_import import SELECTIVE_SCAN_MISSING, selective_scan_probe, selective_scan_stub
 
 F64 = torch.float64
 TIGHT = {"rtol": 1e-11, "atol": 1e-12}  # float64: a few hundred roundings of O(1) terms
@@ -229,7 +229,7 @@ def test_state_is_constant_in_context_length_and_costs_scale_linearly() -> None:
 
 def test_missing_extension_is_reported_and_the_stub_fails_only_when_used(monkeypatch, tmp_path) -> None:
     monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path))  # an empty cache
-    monkeypatch.setattr("implementations.mamba.kernels.extension_installed", lambda name: False)
+    monkeypatch.setattr("implementations.mamba_ssm_import.extension_installed", lambda name: False)
     assert selective_scan_probe() == SELECTIVE_SCAN_MISSING
     stub = selective_scan_stub()
     with pytest.raises(AttributeError, match="seqbench kernels build"):

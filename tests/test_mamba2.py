@@ -287,7 +287,7 @@ def _fake_fla(monkeypatch, hopper: bool, triton_34: bool, triton_371: bool) -> N
 
 
 def test_fla_backward_refusal_follows_flas_own_condition(monkeypatch):
-    from implementations.mamba2.fla_adapter import fla_backward_refusal
+    from implementations.mamba2.fla_adapters import fla_backward_refusal
 
     _fake_fla(monkeypatch, hopper=True, triton_34=True, triton_371=False)
     assert "#640" in fla_backward_refusal()
@@ -301,7 +301,7 @@ def test_fla_adapter_training_step_is_unavailable_where_fla_refuses_backward(mon
     """Forward without autograd runs (and equals the reference's); a training step is `unavailable` before
     any work, instead of an error from fla's backward."""
     from harness.worker import Unavailable
-    from implementations.mamba2.fla_adapter import Mamba2FlaSimpleGla
+    from implementations.mamba2.fla_adapters import Mamba2FlaSimpleGla
 
     _fake_fla(monkeypatch, hopper=True, triton_34=True, triton_371=False)
     config = MixerConfig(d_model=32, n_heads=4, d_state=8, chunk_size=8)

@@ -46,7 +46,7 @@ def cpu_mamba_ssm(monkeypatch: pytest.MonkeyPatch) -> None:
     fake = types.ModuleType("selective_scan_cuda")
     fake.fwd = fake_selective_scan_fwd  # type: ignore[attr-defined]
     monkeypatch.setitem(sys.modules, "selective_scan_cuda", fake)  # what import_mamba_ssm loads
-    from implementations.mamba.kernels import import_mamba_ssm
+    from implementations.mamba_ssm_import import import_mamba_ssm
 
     import_mamba_ssm(require_selective_scan=True)
     import mamba_ssm.modules.mamba2 as mamba2_module

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import html
-import json
 import re
 from pathlib import Path
 from urllib.parse import unquote
@@ -15,9 +14,11 @@ from click.testing import CliRunner
 
 from harness.cli import cli
 from harness.report import build_report
+from harness.report.analysis import fit_scaling_exponent
 from harness.report.data import series_labels
-from harness.report.plots import Palette, fit_scaling_exponent
+from harness.report.plots import Palette
 from harness.report.references import COLUMNS as REFERENCE_COLUMNS
+from harness.report.references import normalise as normalise_references
 from harness.report.references import recall_references
 from harness.results import write_rows
 from tests.test_report_synthetic import HOSTILE, REFERENCES, all_rows, throughput_rows
@@ -163,13 +164,10 @@ def test_compare_page_summarises_the_change(site: Path) -> None:
     assert page.count('class="row-slower"') == 23
 
 
-def test_reference_loader_tolerates_absence_and_reads_percent(tmp_path: Path) -> None:
-    empty = recall_references(tmp_path)
+def test_reference_loader_tolerates_absence_and_reads_percent() -> None:
+    empty = recall_references("no-such-suite")
     assert empty.empty and list(empty.columns) == list(REFERENCE_COLUMNS)
-    (tmp_path / "references.json").write_text(
-        json.dumps({"points": [{"task": "selective_copying", "model": "Mamba", "accuracy": 99.8, "d_model": 64}]})
-    )
-    frame = recall_references(tmp_path)
+    frame = normalise_references([{"task": "selective_copying", "model": "Mamba", "accuracy": 99.8, "d_model": 64}])
     assert frame.loc[0, "accuracy"] == pytest.approx(0.998)
 
 
@@ -276,18 +274,18 @@ def test_a_legend_of_long_labels_takes_fewer_columns_and_the_figure_grows_to_hol
     from matplotlib.figure import Figure
     from matplotlib.lines import Line2D
 
-    from harness.report.plots import _figure_legend
+    from harness.report.plots import figure_legend
 
     short = Figure(figsize=(11, 4))
-    _figure_legend(short, [Line2D([], [])] * 20, [f"impl{i}" for i in range(20)])
+    figure_legend(short, [Line2D([], [])] * 20, [f"impl{i}" for i in range(20)])
     assert short.legends[0]._ncols == 2 and short.get_figheight() == 4
 
     long = Figure(figsize=(11, 4))
     labels = [f"family/impl{i} · layer · d_model=1024 · n_heads=16 · head_dim=64 · chunk_size=64" for i in range(20)]
-    _figure_legend(long, [Line2D([], [])] * 20, labels)
+    figure_legend(long, [Line2D([], [])] * 20, labels)
     assert long.legends[0]._ncols == 1
     assert long.get_figheight() == pytest.approx(4 + 0.2 * 10)  # 20 rows where 2 columns had 10
 
     wider_than_figure = Figure(figsize=(4, 4))
-    _figure_legend(wider_than_figure, [Line2D([], [])], ["x" * 100])
+    figure_legend(wider_than_figure, [Line2D([], [])], ["x" * 100])
     assert wider_than_figure.get_figwidth() >= 100 * 0.065

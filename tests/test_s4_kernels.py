@@ -7,10 +7,10 @@ import pytest
 import torch
 
 from harness.errors import ConfigError
-from implementations.s4 import kernels
+from implementations.s4 import ssm_kernel as kernels
 from implementations.s4.discretization import bilinear, zoh
 from implementations.s4.hippo import conjugate_pairs, dplr_dense, legs_closed_form_impulse_response, legs_dplr
-from implementations.s4.kernels import (
+from implementations.s4.ssm_kernel import (
     causal_fft_convolution,
     naive_kernel,
     s4_final_state,

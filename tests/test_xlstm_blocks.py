@@ -17,13 +17,13 @@ from harness.errors import ConfigError
 from harness.interface import run_recurrent
 from harness.numerics import rms_ratio, tolerance
 from implementations.xlstm import requirements
-from implementations.xlstm.blocks import (
+from implementations.xlstm.mlstm_kernels_adapters import MLSTMKernelsBlock
+from implementations.xlstm.reference import (
     build_mlstm_large_reference,
     build_mlstm_reference,
     build_mlstm_sig_reference,
     build_slstm_reference,
 )
-from implementations.xlstm.mlstm_kernels_ops import MLSTMKernelsBlock
 from implementations.xlstm.specs import IMPLEMENTATIONS
 
 F64 = torch.float64

@@ -21,12 +21,18 @@ from pathlib import Path
 
 import click
 
-from harness.commands.run import RunOptions, SuitePlan, execute_plans, suite_options, suite_planners
+from harness import suite as suite_registry
+from harness.commands.run import suite_planners
 from harness.errors import UserError
+from harness.execute import execute_plans
+from harness.run_options import RunOptions, suite_options
+from harness.suite import SuitePlan
 
-# In each family's process the suites run in this order: the timed ones first, profile (torch.profiler) last.
-DEFAULT_SUITES = ("throughput", "memory", "recall", "profile")
-RECALL_PRESET = {"cpu": "recall-cpu", "cuda": "recall-quick"}
+
+def _default_suites() -> tuple[str, ...]:
+    # In each family's process the suites run in their records' bench order: the timed ones first,
+    # profile (torch.profiler) last.
+    return tuple(suite.name for suite in suite_registry.bench_suites())
 
 
 def _plans(suites: list[str], options: RunOptions, recall_preset: str | None) -> list[SuitePlan]:
@@ -34,27 +40,38 @@ def _plans(suites: list[str], options: RunOptions, recall_preset: str | None) ->
     unknown = [suite for suite in suites if suite not in planners]
     if unknown:
         raise UserError(f"--suites: unknown {', '.join(unknown)}; known: {', '.join(sorted(planners))}")
-    plans = [planners[suite](options) for suite in suites if suite != "recall"]
-    if "recall" in suites:
-        # Recall presets name their own cells, training dtype and batch; --mode, --seq-len, --batch and
-        # --dtype are about the other suites. Its preset follows their device unless named.
+    own = {suite for suite in suites if _record(suite).own_presets}
+    plans = [planners[suite](options) for suite in suites if suite not in own]
+    if own:
+        # A suite with presets of its own (recall) names its own cells, dtype and batch: --mode, --seq-len,
+        # --batch and --dtype are about the other suites. Its preset follows their device unless named.
         from harness.commands.options import resolve_device
 
         kind = (plans[0].device if plans else resolve_device(options.device)).split(":")[0]
-        recall_options = dataclasses.replace(
-            options, preset=recall_preset or RECALL_PRESET[kind], modes=(), seq_lens=(), batches=(), dtypes=()
-        )
-        plans.insert(suites.index("recall"), planners["recall"](recall_options))
+        for suite in suites:
+            if suite not in own:
+                continue
+            named = recall_preset if suite == "recall" else None
+            suite_options_ = dataclasses.replace(
+                options, preset=named or _record(suite).presets[kind], modes=(), seq_lens=(), batches=(), dtypes=()
+            )
+            plans.insert(suites.index(suite), planners[suite](suite_options_))
     return plans
+
+
+def _record(name: str) -> suite_registry.Suite:
+    record = suite_registry.get(name)
+    assert record is not None  # a planner exists only for a registered suite
+    return record
 
 
 @click.command("bench")
 @suite_options
 @click.option(
     "--suites",
-    default=",".join(DEFAULT_SUITES),
-    show_default=True,
-    help="The suites to run in the pass, comma-separated, in order.",
+    default=None,
+    help="The suites to run in the pass, comma-separated, in order [default: every registered suite with a "
+    "bench order, in that order; today throughput,memory,recall,profile].",
 )
 @click.option(
     "--recall-preset",
@@ -67,11 +84,15 @@ def _plans(suites: list[str], options: RunOptions, recall_preset: str | None) ->
     default=None,
     help="Also write the pass's wall time and each suite's job time (seconds) to this JSON file.",
 )
-def command(options: RunOptions, suites: str, recall_preset: str | None, times_json: str | None) -> None:
+def command(options: RunOptions, suites: str | None, recall_preset: str | None, times_json: str | None) -> None:
     """Run several suites in one pass: a family's worker process runs its jobs of every suite, so its
     kernel library is imported and its kernels loaded once. --preset (default: quick on a GPU, cpu
     without) names the throughput, memory and profile presets; the filters apply to every suite."""
-    chosen = [suite.strip() for suite in suites.split(",") if suite.strip()]
+    chosen = [
+        suite.strip()
+        for suite in (",".join(_default_suites()) if suites is None else suites).split(",")
+        if suite.strip()
+    ]
     if not chosen:
         raise UserError("--suites names no suite")
     began = time.monotonic()

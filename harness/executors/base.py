@@ -25,7 +25,7 @@ from harness.provenance import nvidia_smi_query
 from harness.worker import Outcome, Worker, one_line
 
 if TYPE_CHECKING:
-    from harness.runner import Job
+    from harness.job import Job
 
 # Device provenance starts torch and CUDA and measures the device ceilings (an 8192³ matmul, a 1 GiB copy).
 PROVENANCE_TIMEOUT_S = 300.0

@@ -39,7 +39,7 @@ from harness.executors.base import (
 from harness.worker import Outcome, Worker
 
 if TYPE_CHECKING:
-    from harness.runner import Job
+    from harness.job import Job
 
 
 # Modules a family's worker process imports as it starts (a spare: while the previous family measures).

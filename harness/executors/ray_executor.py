@@ -36,7 +36,7 @@ from harness.executors.base import (
 from harness.worker import Outcome
 
 if TYPE_CHECKING:
-    from harness.runner import Job
+    from harness.job import Job
 
 WAIT_S = 1.0  # how long one ray.wait blocks: Ctrl-C is noticed within it
 

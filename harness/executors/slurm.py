@@ -39,7 +39,7 @@ from harness.executors.base import (
 from harness.worker import Outcome
 
 if TYPE_CHECKING:
-    from harness.runner import Job
+    from harness.job import Job
 
 DEFAULT_FOLDER = "submitit_logs/%j"
 DEFAULT_TIME_MIN = 120

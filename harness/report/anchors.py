@@ -18,8 +18,8 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from harness.report.analysis import fit_scaling_exponent
 from harness.report.data import numeric, ok_rows
-from harness.report.plots import fit_scaling_exponent
 
 # Beyond this relative difference the table says so, and a closing note must explain why.
 TOLERANCE = 0.20

@@ -28,6 +28,7 @@ from dataclasses import dataclass, field
 import numpy as np
 import pandas as pd
 
+from harness import suite as suite_registry
 from harness.report.data import (
     config_key_columns,
     is_missing,
@@ -247,13 +248,13 @@ class Comparison:
 
 
 LABEL_COLUMNS = ("implementation", "mode", "device", "dtype", "batch", "seq_len", "d_model")
-TIMED_SUITES = ("throughput",)
 
 
 def _timed_rows(frame: pd.DataFrame) -> pd.DataFrame:
-    """The rows a timing comparison is about: the throughput suite (every row when there is no suite column)."""
+    """The rows a timing comparison is about: the timed suites' (harness.suite; every row when there is no
+    suite column)."""
     if "suite" in frame.columns:
-        frame = frame[frame["suite"].isin(TIMED_SUITES)]
+        frame = frame[frame["suite"].isin(suite_registry.timed_suites())]
     return with_columns(frame, ("status", "reason", "median_ms", "p10_ms", "p90_ms", "samples_ms", "command"))
 
 

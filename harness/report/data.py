@@ -14,7 +14,7 @@ from collections.abc import Iterable, Sequence
 import numpy as np
 import pandas as pd
 
-SUITES_IN_ORDER = ("throughput", "memory", "profile", "recall", "check")
+from harness import suite as suite_registry
 
 # What identifies a job besides its configuration.
 JOB_COLUMNS = (
@@ -103,12 +103,11 @@ def numeric(frame: pd.DataFrame, column: str) -> pd.Series:
 
 
 def suites_present(frame: pd.DataFrame) -> list[str]:
-    """Suites in the results, the known ones in their usual order, then any others alphabetically."""
+    """Suites in the results, the registered ones in report order (harness.suite), then any others
+    alphabetically."""
     if "suite" not in frame.columns or frame.empty:
         return []
-    present = {str(s) for s in frame["suite"].dropna().unique()}
-    known = [s for s in SUITES_IN_ORDER if s in present]
-    return known + sorted(present - set(known))
+    return suite_registry.names_in_order({str(s) for s in frame["suite"].dropna().unique()})
 
 
 def is_missing(value: object) -> bool:
@@ -221,3 +220,14 @@ def package_versions_text(value: object) -> str:
     if isinstance(parsed, dict):
         return ", ".join(f"{name} {version}" for name, version in sorted(parsed.items()))
     return str(value)
+
+
+CHECK_FAILED_COLUMNS = ["implementation", "dtype", "device", "test", "rms_ratio", "tolerance", "reason", "command"]
+
+
+def failed_checks(frame: pd.DataFrame) -> pd.DataFrame:
+    """Correctness checks that ran and did not pass (their status is ok: the job ran; `passed` says the verdict)."""
+    if "passed" not in frame.columns or "suite" not in frame.columns:
+        return frame.iloc[0:0]
+    checks = frame[frame["suite"] == "check"]
+    return checks[checks["passed"].map(lambda v: v is False or v is np.False_)]

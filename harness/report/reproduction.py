@@ -20,7 +20,7 @@ import numpy as np
 import pandas as pd
 
 from harness.report.data import key_text, numeric, ok_rows
-from harness.report.plots import Palette, Plot, _figure_legend, _new_figure, _render, palette_for, plain, slugify
+from harness.report.plots import Palette, Plot, figure_legend, new_figure, palette_for, plain, render, slugify
 
 VERDICT_TOLERANCE_POINTS = 5.0  # percentage points: a published number within this is reproduced
 MAX_SERIES_PER_AXIS = 10
@@ -183,7 +183,7 @@ def learning_curves(rows: pd.DataFrame, palette: Palette | None = None) -> list[
                     panels.append((f"L {seq_len} · {family}", length_points[mask]))
         columns = min(len(panels), 3)
         n_rows = math.ceil(len(panels) / columns)
-        figure = _new_figure(max(6.0, 4.2 * columns), 3.3 * n_rows + 1.0)
+        figure = new_figure(max(6.0, 4.2 * columns), 3.3 * n_rows + 1.0)
         axes = np.atleast_1d(figure.subplots(n_rows, columns, squeeze=False)).ravel()
         legend: dict[str, object] = {}
         linestyles = {}
@@ -202,14 +202,14 @@ def learning_curves(rows: pd.DataFrame, palette: Palette | None = None) -> list[
         for axis in axes[len(panels) :]:
             axis.set_visible(False)
         figure.suptitle(f"{plain(task)}: learning curves")
-        _figure_legend(figure, list(legend.values()), list(legend), columns=2)
+        figure_legend(figure, list(legend.values()), list(legend), columns=2)
         plots.append(
             Plot(
                 slug=slugify("curves", task),
                 title=f"Learning curves: {task}",
                 caption="Test accuracy at the training length after each evaluation; line style = the preset "
                 "cell (recipe). The numbers are in the learning-curve table below.",
-                png=_render(figure),
+                png=render(figure),
             )
         )
     return plots

@@ -11,20 +11,23 @@ from __future__ import annotations
 import base64
 import hashlib
 import html
+import importlib
 import json
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from datetime import UTC, datetime
 from pathlib import Path
 
-import numpy as np
 import pandas as pd
 
 from harness import __version__
-from harness.report import anchors, plots, reproduction
+from harness import suite as suite_registry
+from harness.report import plots
 from harness.report.compare import Comparison, compare_results, summary_lines
 from harness.report.data import (
+    CHECK_FAILED_COLUMNS,
     JOB_COLUMNS,
     PROVENANCE_COLUMNS,
+    failed_checks,
     failed_rows,
     key_text,
     numeric,
@@ -36,8 +39,7 @@ from harness.report.data import (
 )
 from harness.report.plots import Plot
 from harness.report.references import normalise as normalise_references
-from harness.report.references import recall_references
-from harness.report.tables import TABLE_SCRIPT, format_bytes, render_table, shown_columns
+from harness.report.tables import TABLE_SCRIPT, format_bytes, render_table, section, shown_columns
 
 CSS = """
 :root { --fg: #1d1d1f; --muted: #666; --line: #ddd; --accent: #2a5db0; --bad: #b3261e; --good: #1e7d34; }
@@ -104,62 +106,8 @@ PAGE = """<!doctype html>
 </html>
 """
 
-SUITE_TITLES = {
-    "throughput": "Throughput",
-    "memory": "Memory",
-    "profile": "Profile",
-    "recall": "Recall",
-    "check": "Correctness check",
-}
 JOB_PREFIX = ["status", "implementation", "backend", "level", "mode", "device", "dtype", "batch", "seq_len"]
 CONFIG_SHOWN = ["d_model", "n_heads", "head_dim", "d_state", "expand", "chunk_size", "d_conv", "n_groups", "rope"]
-SUITE_COLUMNS = {
-    "throughput": [
-        "median_ms",
-        "p10_ms",
-        "p90_ms",
-        "cv",
-        "reps",
-        "samples_ms",
-        "compile_s",
-        "timer",
-        "tokens_per_second",
-        "achieved_tflops",
-        "achieved_gbps",
-        "frac_peak_tflops",
-        "frac_peak_gbps",
-    ],
-    "memory": ["peak_memory_bytes", "state_bytes_analytic", "state_bytes_measured", "oom_frontier_seq_len"],
-    "profile": [
-        "kernel_short",
-        "part",
-        "calls",
-        "device_time_us",
-        "self_device_time_us",
-        "share",
-        "step_device_time_us",
-        "step_wall_time_us",
-        "launches",
-        "host_gap_us",
-        "trace_path",
-        "kernel_name",
-    ],
-    "recall": [
-        "task",
-        "vocab_size",
-        "n_layers",
-        "lr",
-        "seed",
-        "eval_seq_len",
-        "accuracy",
-        "loss",
-        "steps",
-        "wall_s",
-        "params",
-        "state_bytes_analytic",
-    ],
-}
-SUITE_COLUMNS["check"] = ["test", "passed", "rms_ratio", "tolerance"]
 TAIL_COLUMNS = ["run_id", "timestamp", "job_id", "reason", "command"]
 FAILED_COLUMNS = ["suite", "status", "implementation", "mode", "dtype", "batch", "seq_len", "d_model", "task"]
 FAILED_COLUMNS += ["reason", "run_id", "command"]
@@ -167,8 +115,9 @@ FAILED_COLUMNS += ["reason", "run_id", "command"]
 
 def _suite_columns(frame: pd.DataFrame, suite: str) -> list[str]:
     """The columns of a suite's full table, in reading order; columns with no value at all are left out."""
-    if suite in SUITE_COLUMNS:
-        preferred = JOB_PREFIX + CONFIG_SHOWN + option_columns(frame) + SUITE_COLUMNS[suite] + TAIL_COLUMNS
+    spec = suite_registry.get(suite)
+    if spec is not None:
+        preferred = JOB_PREFIX + CONFIG_SHOWN + option_columns(frame) + spec.table_columns() + TAIL_COLUMNS
     else:  # a suite this report does not know: everything but the provenance (shown once per run)
         preferred = JOB_PREFIX + [c for c in frame.columns if c not in PROVENANCE_COLUMNS] + TAIL_COLUMNS
     return shown_columns(frame, preferred, keep_always=("status", "implementation"))
@@ -221,13 +170,6 @@ class Site:
         path = self.out_dir / file_name
         path.write_text(page, encoding="utf-8")
         return path
-
-
-def _section(title: str, content: str, note: str = "", link: tuple[str, str] | None = None) -> str:
-    """A titled section; `note` is text (escaped), `link` an optional (href, text) of our own appended to it."""
-    link_html = f' <a href="{html.escape(link[0])}">{html.escape(link[1])}</a>' if link else ""
-    note_html = f'<p class="caption">{html.escape(note)}{link_html}</p>' if note or link else ""
-    return f"<h2>{html.escape(title)}</h2>{note_html}{content}"
 
 
 PROVENANCE_ORDER = [
@@ -319,18 +261,18 @@ def _overview(site: Site, frame: pd.DataFrame, suites: list[str], comparison: Co
         ("failed rows", len(failed)),
     ]
     body = '<ul class="cards">' + "".join(f"<li><b>{v}</b>{html.escape(k)}</li>" for k, v in cards) + "</ul>"
-    links = " ".join(f'<a href="{page_stem(s)}.html">{html.escape(SUITE_TITLES.get(s, s))}</a>' for s in suites)
+    links = " ".join(f'<a href="{page_stem(s)}.html">{html.escape(_nav_label(s))}</a>' for s in suites)
     if comparison is not None:
         links += ' <a href="compare.html">Compare</a>'
-        body += _section(
+        body += section(
             "Comparison with the baseline", "".join(f"<p>{html.escape(s)}</p>" for s in summary_lines(comparison))
         )
-    body += _section(
+    body += section(
         "Suites",
         f"<p>{links}</p>" + render_table(status_counts(frame), ["suite", *status_counts(frame).columns[1:]], "suites"),
     )
     provenance = provenance_table(frame)
-    body += _section(
+    body += section(
         "Runs and their provenance",
         render_table(
             provenance, shown_columns(provenance, PROVENANCE_ORDER), "runs", empty_text="No run ids in these results."
@@ -338,7 +280,7 @@ def _overview(site: Site, frame: pd.DataFrame, suites: list[str], comparison: Co
         "GPU, driver and library versions, the seqbench commit (dirty: uncommitted changes were present), "
         "and the device ceilings measured once per run.",
     )
-    body += _section(
+    body += section(
         "Failed jobs",
         render_table(
             failed,
@@ -351,13 +293,13 @@ def _overview(site: Site, frame: pd.DataFrame, suites: list[str], comparison: Co
     )
     checks = failed_checks(frame)
     if not checks.empty:
-        body += _section(
+        body += section(
             "Failed correctness checks",
             render_table(checks, shown_columns(checks, CHECK_FAILED_COLUMNS), "failed-checks"),
             "These implementations ran but disagree with their family reference: treat their timings with care.",
         )
     commands = commands_table(frame)
-    body += _section(
+    body += section(
         "Reproduce",
         render_table(commands, list(commands.columns), "commands", empty_text="No commands recorded."),
         "The exact command lines that produced these results; each table row also carries its own.",
@@ -365,188 +307,27 @@ def _overview(site: Site, frame: pd.DataFrame, suites: list[str], comparison: Co
     return site.write("index.html", site.title, body)
 
 
-def _throughput_body(site: Site, rows: pd.DataFrame, palette: plots.Palette) -> str:
-    figures = plots.throughput_scaling(rows, palette) + plots.roofline(rows, palette)
-    figures += plots.decode_latency(rows, palette)
-    body = _anchors_body(site, rows, palette)
-    body += "".join(site.figure("throughput", p) for p in figures)
-    return body + _compile_time_section(rows)
-
-
-def _anchors_body(site: Site, rows: pd.DataFrame, palette: plots.Palette) -> str:
-    """Published anchors beside our numbers, and the seeds' claims recomputed (the `anchors` preset)."""
-    body = ""
-    table = anchors.anchor_table(rows)
-    if not table.empty:
-        body += _section(
-            "Published anchors",
-            render_table(table, list(table.columns), "anchors"),
-            f"Each published number beside the same job measured here (ratio = measured / published). Beyond "
-            f"{anchors.TOLERANCE:.0%} the verdict says by how much; shapes are ours where the paper's differ.",
-        )
-    speedup = anchors.ssd_speedup_table(rows)
-    if not speedup.empty:
-        body += _section(
-            "Claim: Mamba-2's SSD is 2-8x faster than Mamba's scan",
-            render_table(speedup, list(speedup.columns), "ssd-speedup"),
-            "Op level, B·L = 65,536, d_inner 4096 (Mamba-2: 64 heads × 64, state 128; Mamba: state 16).",
-        )
-    body += "".join(site.figure("throughput", p) for p in plots.scaling_anchor(rows, palette))
-    exponents = anchors.exponent_table(rows)
-    if not exponents.empty:
-        body += _section(
-            "Claim: attention's cost grows as L^2, the SSMs' as L",
-            render_table(exponents, list(exponents.columns), "exponents"),
-            "Layer forward at batch 1; least-squares slope of log(time) on log(L) over the four longest L.",
-        )
-    ratios = anchors.ratio_table(rows)
-    if not ratios.empty:
-        body += _section(
-            "Claim: SSM layers overtake attention beyond ~2K tokens",
-            render_table(ratios, list(ratios.columns), "ratios"),
-            "Attention layer time / SSM layer time (above 1: the SSM layer is faster), batch 1, layer "
-            "forward; 'faster from L' is the shortest length from which the SSM layer is faster at every L.",
-        )
-    return body
-
-
-def _compile_time_section(rows: pd.DataFrame) -> str:
-    """Warm-up (compile + autotune) seconds per implementation: what a cold cache costs."""
-    if "compile_s" not in rows.columns or numeric(rows, "compile_s").fillna(0).sum() <= 0:
-        return ""
-    table = (
-        rows.assign(_compile=numeric(rows, "compile_s"))
-        .groupby("implementation", as_index=False)
-        .agg(jobs=("_compile", "size"), compile_s_total=("_compile", "sum"), compile_s_max=("_compile", "max"))
-        .sort_values("compile_s_total", ascending=False)
-    )
-    return _section(
-        "Compile and autotune time",
-        render_table(table, list(table.columns), "compile-time"),
-        "Warm-up seconds per implementation (compile_s: until two warm-up timings agree), never part of the "
-        "timed statistics. Large on a cold Triton cache, small once the cache is warm.",
-    )
-
-
-def _memory_body(site: Site, rows: pd.DataFrame, palette: plots.Palette) -> str:
-    figures = plots.peak_memory(rows, palette) + plots.state_bytes(rows, palette)
-    body = "".join(site.figure("memory", p) for p in figures)
-    if "oom_frontier_seq_len" in rows.columns and rows["oom_frontier_seq_len"].notna().any():
-        frontier = rows[rows["oom_frontier_seq_len"].notna()]
-        columns = shown_columns(
-            frontier, ["implementation", "mode", "dtype", "batch", "d_model", "oom_frontier_seq_len"]
-        )
-        body += _section("OOM frontier", render_table(frontier, columns, "frontier"), "The longest seq_len that fit.")
-    return body
-
-
-def _profile_body(site: Site, rows: pd.DataFrame, palette: plots.Palette) -> str:
-    body = "".join(site.figure("profile", p) for p in plots.top_kernels(rows, palette))
-    body += "".join(site.figure("profile", p) for p in plots.roofline(rows, palette))
-    jobs = plots.profile_jobs(rows)
-    if not jobs.empty:
-        summary = jobs.sort_values("_time_ms", ascending=False).groupby("_job_key", sort=False).first().reset_index()
-        summary = summary.rename(columns={"_kernel": "top_kernel", "part": "top_kernel_part"})
-        columns = ["implementation", "mode", "dtype", "batch", "seq_len", "top_kernel", "top_kernel_part"]
-        columns += ["step_device_time_us", "step_wall_time_us", "launches", "host_gap_us", "trace_path", "command"]
-        body += _section(
-            "Profiled jobs",
-            render_table(summary, shown_columns(summary, columns), "jobs", link_base=site.out_dir),
-            "One row per job: its largest kernel, the step's device and wall time, launches, the host gap (wall "
-            "time not covered by kernels: launch overhead), and its trace. Traces are Chrome trace JSON "
-            "(*.pt.trace.json): open them in Perfetto (ui.perfetto.dev) or chrome://tracing, or with "
-            "tensorboard --logdir and torch-tb-profiler.",
-        )
-    return body
-
-
-def _recall_body(site: Site, rows: pd.DataFrame, palette: plots.Palette) -> str:
-    references = site.references if site.references is not None else recall_references()
-    figures = plots.recall_accuracy(rows, references, palette) + plots.recall_extrapolation(rows, references, palette)
-    body = _reproduction_section(site, rows, references, palette)
-    body += "".join(site.figure("recall", p) for p in figures)
-    best = plots.best_recall(rows)
-    if not best.empty:
-        best = best.rename(columns={"_task": "task", "_seq_len": "seq_len", "_label": "series", "_d_model": "d_model"})
-        columns = ["task", "seq_len", "d_model", "series", "accuracy"]
-        body += _section("Best accuracy per cell", render_table(best, columns, "best"), "Mean over seeds, best lr.")
-    if not references.empty:
-        body += _section(
-            "Published reference points",
-            render_table(references, list(references.columns), "references"),
-            "Numbers from the papers, with their sources, drawn as stars in the plots above.",
-        )
-    return body
-
-
-def _reproduction_section(site: Site, rows: pd.DataFrame, references: pd.DataFrame, palette: plots.Palette) -> str:
-    """The papers' tables as we reproduced them (a verdict per row), then the learning curves behind them."""
-    table = reproduction.reproduction_table(rows, references)
-    body = ""
-    if not table.empty:
-        body += _section(
-            "Published results reproduced",
-            render_table(table, reproduction.TABLE_COLUMNS, "reproduction"),
-            "Each published number beside our best run of the same task, family, training and test length "
-            "(accuracy in %), one row per implementation and preset cell (setting: the recipe, which the "
-            "preset's comments compare with the paper's). The verdict holds ours against the reproduction "
-            f"bar where there is one, else against the published number (within "
-            f"{reproduction.VERDICT_TOLERANCE_POINTS:g} points); gap_points is the margin (negative: short).",
-        )
-    curves = reproduction.learning_curves(rows, palette)
-    body += "".join(site.figure("recall", p) for p in curves)
-    if curves:
-        points = reproduction.curve_points(rows)
-        columns = ["task", "seq_len", "implementation", "setting", "step", "wall_s", "train_seq_len", "lr"]
-        columns += ["train_loss", "test_loss", "test_accuracy"]
-        body += _section("Learning-curve points", render_table(points, columns, "curves"), "One row per evaluation.")
-    return body
-
-
-def failed_checks(frame: pd.DataFrame) -> pd.DataFrame:
-    """Correctness checks that ran and did not pass (their status is ok: the job ran; `passed` says the verdict)."""
-    if "passed" not in frame.columns or "suite" not in frame.columns:
-        return frame.iloc[0:0]
-    checks = frame[frame["suite"] == "check"]
-    return checks[checks["passed"].map(lambda v: v is False or v is np.False_)]
-
-
-CHECK_FAILED_COLUMNS = ["implementation", "dtype", "device", "test", "rms_ratio", "tolerance", "reason", "command"]
-
-
-def _check_body(site: Site, rows: pd.DataFrame, palette: plots.Palette) -> str:
-    failed = failed_checks(rows)
-    ran = int(rows["passed"].notna().sum()) if "passed" in rows.columns else 0
-    summary = f"<p>{ran - len(failed)} of {ran} checks passed.</p>"
-    if failed.empty:
-        return summary
-    return summary + _section(
-        "Failed checks",
-        render_table(failed, shown_columns(failed, CHECK_FAILED_COLUMNS), "check-failed"),
-        "Output differs from the family reference by more than the dtype's tolerance (RMS ratio).",
-    )
-
-
-SUITE_BODIES: dict[str, Callable[[Site, pd.DataFrame, plots.Palette], str]] = {
-    "throughput": _throughput_body,
-    "memory": _memory_body,
-    "profile": _profile_body,
-    "recall": _recall_body,
-    "check": _check_body,
-}
-
-
 def page_stem(suite: str) -> str:
     """The file name of a suite's page: the suite name reduced to [a-z0-9_-] (it comes from the results)."""
     return plots.slugify(suite)
 
 
+def _nav_label(suite: str) -> str:
+    spec = suite_registry.get(suite)
+    return spec.title if spec is not None else suite
+
+
+def _registered_stems() -> list[str]:
+    return [page_stem(spec.name) for spec in suite_registry.suites()]
+
+
 def _suite_page(site: Site, suite: str, rows: pd.DataFrame, palette: plots.Palette) -> Path:
     stem = page_stem(suite)
-    body = SUITE_BODIES.get(suite, lambda *_: "")(site, rows, palette)
+    spec = suite_registry.get(suite)
+    body = importlib.import_module(spec.page).body(site, rows, palette) if spec is not None and spec.page else ""
     failed = failed_rows(rows)
     if not failed.empty:
-        body += _section(
+        body += section(
             "Failed jobs",
             render_table(failed, shown_columns(failed, FAILED_COLUMNS), f"{stem}-failed", row_class_column="status"),
         )
@@ -554,7 +335,7 @@ def _suite_page(site: Site, suite: str, rows: pd.DataFrame, palette: plots.Palet
     _write_csv(rows, site.out_dir / csv_name)
     # A row is marked by its status; a check that ran (ok) but failed is marked as failed too.
     row_class = rows["status"].astype(object).where(~rows.index.isin(failed_checks(rows).index), "failed_check")
-    body += _section(
+    body += section(
         "Every row",
         render_table(
             rows.assign(_row_class=row_class),
@@ -566,7 +347,7 @@ def _suite_page(site: Site, suite: str, rows: pd.DataFrame, palette: plots.Palet
         "Click a header to sort, type to filter. All columns, provenance included, as CSV:",
         link=(csv_name, csv_name),
     )
-    return site.write(f"{stem}.html", SUITE_TITLES.get(suite, suite.capitalize()), body)
+    return site.write(f"{stem}.html", spec.title if spec is not None else suite.capitalize(), body)
 
 
 def _runs_text(frame: pd.DataFrame) -> str:
@@ -586,7 +367,7 @@ def _compare_page(site: Site, comparison: Comparison, baseline: pd.DataFrame, re
     if not table.empty:
         table["_row_class"] = table["change"].str.replace(" ", "_")
     columns = shown_columns(table, [c for c in table.columns if c not in ("key", "_row_class")] + ["key"])
-    body += _section(
+    body += section(
         "Every matched job",
         render_table(table, columns, "compare", row_class_column="_row_class", empty_text="Nothing to compare."),
         "A is the baseline, B the newer results; ratio is B/A of median time (above 1: slower).",
@@ -624,7 +405,7 @@ def _clean(out_dir: Path) -> None:
     for pattern in ("img/*.png", "data/*.csv", "*.html"):
         for path in out_dir.glob(pattern):
             if path.is_file() and (
-                path.parent.name in ("img", "data") or path.stem in (*SUITE_TITLES, "index", "compare")
+                path.parent.name in ("img", "data") or path.stem in (*_registered_stems(), "index", "compare")
             ):
                 path.unlink()
 
@@ -656,7 +437,7 @@ def build_report(
     _clean(out_dir)
     suites = suites_present(results)
     comparison = compare_results(baseline, results) if baseline is not None else None
-    pages = [("index.html", "Overview")] + [(f"{page_stem(s)}.html", SUITE_TITLES.get(s, s)) for s in suites]
+    pages = [("index.html", "Overview")] + [(f"{page_stem(s)}.html", _nav_label(s)) for s in suites]
     if comparison is not None:
         pages.append(("compare.html", "Compare"))
     site = Site(out_dir, title, pages, _meta_line(results, sources))

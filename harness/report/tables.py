@@ -208,3 +208,10 @@ def render_table(
 
 def _css_token(text: str) -> str:
     return "".join(ch if ch.isalnum() or ch in "-_" else "_" for ch in text)[:40]
+
+
+def section(title: str, content: str, note: str = "", link: tuple[str, str] | None = None) -> str:
+    """A titled section; `note` is text (escaped), `link` an optional (href, text) of our own appended to it."""
+    link_html = f' <a href="{html.escape(link[0])}">{html.escape(link[1])}</a>' if link else ""
+    note_html = f'<p class="caption">{html.escape(note)}{link_html}</p>' if note or link else ""
+    return f"<h2>{html.escape(title)}</h2>{note_html}{content}"

@@ -24,8 +24,8 @@ import torch
 
 from harness.config import MixerConfig
 from harness.interface import CoreCall, Mixer
-from implementations.mamba.kernels import import_mamba_ssm
 from implementations.mamba.reference import MambaBlock, dt_rank, validate_mamba_config
+from implementations.mamba_ssm_import import import_mamba_ssm
 
 
 class MambaSsmScan(MambaBlock):

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import torch
 
-from implementations.mamba.kernels import selective_scan_probe
+from implementations.mamba_ssm_import import selective_scan_probe
 
 
 def selective_scan_cuda(device: str, dtype: torch.dtype | None) -> str | None:

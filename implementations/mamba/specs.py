@@ -15,8 +15,9 @@ import math
 import torch
 
 from harness.config import MixerConfig
+from harness.cost_models import stateful_layer_bytes_model
 from harness.interface import BytesModel, Implementation, Package, StateBytesModel
-from implementations.mamba.kernels import CAUSAL_CONV1D_NAME, conv_backend_probe
+from implementations.mamba_ssm_import import CAUSAL_CONV1D_NAME, conv_backend_probe
 
 FAMILY = "mamba"
 _PKG = "implementations.mamba"
@@ -76,26 +77,9 @@ def mamba_ssm_state_bytes(config: MixerConfig, batch: int, seq_len: int, dtype: 
 
 
 def _min_bytes(state_model: StateBytesModel) -> BytesModel:
-    """The bytes model of a backend whose decoding state is `state_model` (layouts differ per backend)."""
-
-    def mamba_min_bytes(config: MixerConfig, batch: int, seq_len: int, mode: str, dtype: torch.dtype) -> float:
-        """Fewest HBM bytes: inputs read once, outputs written once, weights read once (and their
-        gradients written once with the backward); decoding reads and writes the state."""
-        D = config.d_model
-        weights = _weight_elements(config) * dtype.itemsize
-        activations = batch * seq_len * D * dtype.itemsize
-        state = state_model(config, batch, seq_len, dtype)
-        if mode == "fwd":
-            return 2 * activations + weights
-        if mode == "prefill":
-            return 2 * activations + weights + state
-        if mode in ("fwd_bwd", "train"):
-            return 4 * activations + 2 * weights
-        if mode == "decode":
-            return weights + 2 * state + 2 * batch * D * dtype.itemsize
-        raise ValueError(f"unknown mode {mode!r}")
-
-    return mamba_min_bytes
+    """The bytes model of a backend whose decoding state is `state_model` (layouts differ per backend):
+    harness.cost_models.stateful_layer_min_bytes with this family's weights."""
+    return stateful_layer_bytes_model(_weight_elements, state_model)
 
 
 def mamba_core_min_bytes(config: MixerConfig, batch: int, seq_len: int, mode: str, dtype: torch.dtype) -> float:

@@ -1,6 +1,6 @@
 """mamba_ssm's Mamba-2 kernels behind the Mixer interface. Both run without mamba_ssm's compiled
 `selective_scan_cuda`: its Triton SSD never calls it, and a stub module lets the package import
-(implementations/mamba/kernels.py).
+(implementations/mamba_ssm_import.py).
 
 Op level (`Mamba2SsmSsd`): our `Mamba2Block` with its core swapped for the Triton
 `mamba_chunk_scan_combined` (same arguments as our `ssd`); `core_call` times the bare kernel.
@@ -25,8 +25,8 @@ import torch
 
 from harness.config import MixerConfig
 from harness.interface import CoreCall, Mixer
-from implementations.mamba.kernels import CAUSAL_CONV1D_NAME, import_mamba_ssm
 from implementations.mamba2.reference import Mamba2Block, mamba2_head_dim, validate_mamba2_config
+from implementations.mamba_ssm_import import CAUSAL_CONV1D_NAME, import_mamba_ssm
 
 
 class Mamba2SsmSsd(Mamba2Block):

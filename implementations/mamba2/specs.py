@@ -14,6 +14,7 @@ from __future__ import annotations
 import torch
 
 from harness.config import MixerConfig
+from harness.cost_models import stateful_layer_bytes_model
 from harness.interface import BytesModel, Implementation, Package, StateBytesModel
 
 FAMILY = "mamba2"
@@ -81,25 +82,9 @@ def mamba_ssm_state_bytes(config: MixerConfig, batch: int, seq_len: int, dtype: 
 
 
 def _min_bytes(state_model: StateBytesModel) -> BytesModel:
-    """The bytes model of a backend whose decoding state is `state_model` (layouts differ per backend)."""
-
-    def mamba2_min_bytes(config: MixerConfig, batch: int, seq_len: int, mode: str, dtype: torch.dtype) -> float:
-        """Fewest HBM bytes: inputs read once, outputs written once, weights read once (gradients
-        written once with the backward); decoding reads and writes the state."""
-        _check_mode(mode)
-        D = config.d_model
-        weights = _weight_elements(config) * dtype.itemsize
-        activations = batch * seq_len * D * dtype.itemsize
-        state = state_model(config, batch, seq_len, dtype)
-        if mode == "fwd":
-            return 2 * activations + weights
-        if mode == "prefill":
-            return 2 * activations + weights + state
-        if mode in ("fwd_bwd", "train"):
-            return 4 * activations + 2 * weights
-        return weights + 2 * state + 2 * batch * D * dtype.itemsize
-
-    return mamba2_min_bytes
+    """The bytes model of a backend whose decoding state is `state_model` (layouts differ per backend):
+    harness.cost_models.stateful_layer_min_bytes with this family's weights."""
+    return stateful_layer_bytes_model(_weight_elements, state_model, _check_mode)
 
 
 def mamba2_core_min_bytes(config: MixerConfig, batch: int, seq_len: int, mode: str, dtype: torch.dtype) -> float:
@@ -183,7 +168,7 @@ IMPLEMENTATIONS = [
         head_dim_model=mamba2_head_dim,
         name="mamba2/fla_simple_gla",
         backend="triton",
-        build=f"{_PKG}.fla_adapter:build",
+        build=f"{_PKG}.fla_adapters:build",
         devices=("cuda",),
         dtypes=_KERNEL_DTYPES,
         needs=_FLA_NEEDS,

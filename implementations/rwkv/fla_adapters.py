@@ -32,13 +32,13 @@ from harness.config import MixerConfig
 from harness.errors import ConfigError
 from harness.interface import CoreCall, Mixer, part
 from implementations.fla_import import import_fla
-from implementations.rwkv.op import check_rwkv7_inputs
 from implementations.rwkv.reference import (
     LOG_DECAY_LOWER_BOUND,
     RWKV7State,
     RWKV7TimeMix,
     rwkv7_settings,
 )
+from implementations.rwkv.wkv7 import check_rwkv7_inputs
 
 MAX_HEAD_DIM = 256  # fla's chunked RWKV-7 kernels assert next_power_of_2(head_dim) <= 256
 CHUNK_SIZES = (16, 32, 64)  # the chunk sizes fla's safe-gate (tensor-core) inversion supports

@@ -1,5 +1,5 @@
 """The RWKV-7 "Goose" time-mixing block, written to be read next to the paper (arXiv 2503.14456, §4)
-and fla's `RWKV7Attention` (fla 0.6.0), with the pure-PyTorch op of `implementations.rwkv.op` as core.
+and fla's `RWKV7Attention` (fla 0.6.0), with the pure-PyTorch op of `implementations.rwkv.wkv7` as core.
 
 For each token, with x_{t-1} the previous token (the token shift; zero before the first):
 
@@ -47,7 +47,7 @@ from torch import nn
 from harness.config import MixerConfig
 from harness.errors import ConfigError
 from harness.interface import CoreCall, Mixer, part
-from implementations.rwkv.op import rwkv7_chunked, rwkv7_recurrent, working_dtype
+from implementations.rwkv.wkv7 import rwkv7_chunked, rwkv7_recurrent, working_dtype
 
 # w = -e^{-1/2} σ(d) lies in (LOG_DECAY_LOWER_BOUND, 0): the decay per token is at least e^{-0.6065} ≈ 0.545.
 LOG_DECAY_LOWER_BOUND = -math.exp(-0.5)

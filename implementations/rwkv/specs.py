@@ -21,6 +21,7 @@ from __future__ import annotations
 import torch
 
 from harness.config import MixerConfig
+from harness.cost_models import stateful_layer_min_bytes
 from harness.interface import Implementation, Package
 from implementations.rwkv.reference import rwkv7_settings
 
@@ -110,21 +111,18 @@ def rwkv7_state_bytes(config: MixerConfig, batch: int, seq_len: int, dtype: torc
 
 
 def rwkv7_min_bytes(config: MixerConfig, batch: int, seq_len: int, mode: str, dtype: torch.dtype) -> float:
-    """Fewest HBM bytes of the whole block: x in, y out, weights once (and their gradients, and
-    dy / dx, for fwd+bwd); prefill also writes the state, decode reads and writes it."""
-    d_model = rwkv7_settings(config).d_model
-    weights = _weight_count(config) * dtype.itemsize
-    activations = batch * seq_len * d_model * dtype.itemsize
-    state = rwkv7_state_bytes(config, batch, seq_len, dtype)
-    if mode == "fwd":
-        return 2 * activations + weights
-    if mode == "prefill":
-        return 2 * activations + weights + state
-    if mode in ("fwd_bwd", "train"):
-        return 4 * activations + 2 * weights
-    if mode == "decode":
-        return weights + 2 * state + 2 * batch * d_model * dtype.itemsize
-    raise ValueError(f"unknown mode {mode!r}")
+    """Fewest HBM bytes of the whole block (harness.cost_models.stateful_layer_min_bytes): x in, y out,
+    weights once (and their gradients, and dy / dx, for fwd+bwd); prefill also writes the state, decode
+    reads and writes it."""
+    return stateful_layer_min_bytes(
+        mode,
+        batch=batch,
+        seq_len=seq_len,
+        d_model=rwkv7_settings(config).d_model,
+        itemsize=dtype.itemsize,
+        weight_elements=_weight_count(config),
+        state_bytes=rwkv7_state_bytes(config, batch, seq_len, dtype),
+    )
 
 
 def rwkv7_core_min_bytes(config: MixerConfig, batch: int, seq_len: int, mode: str, dtype: torch.dtype) -> float:

@@ -3,7 +3,7 @@
 Read in this order, each module next to its paper:
     hippo.py           HiPPO-LegS / LegT / LagT matrices and the DPLR form of LegS   (HiPPO 2008.07669; S4 Thm. 1)
     discretization.py  zero-order hold and the generalized bilinear transform        (S4 2111.00396 Sec. 2.3)
-    kernels.py         the SSM convolution kernel: dense powers, S4's Algorithm 1 (Cauchy + Woodbury + iFFT),
+    ssm_kernel.py      the SSM convolution kernel: dense powers, S4's Algorithm 1 (Cauchy + Woodbury + iFFT),
                        S4D's Vandermonde product, and the FFT convolution            (S4 Sec. 2.4, 3.3; S4D 2206.11893)
     reference.py       the S4 and S4D layers as mixers: forward (FFT convolution), step (recurrence), prefill
     specs.py           registry entries and analytic cost models

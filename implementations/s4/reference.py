@@ -12,7 +12,7 @@ the S4 code: d_state = 64 means 32 complex numbers of state per channel) and a l
 Delta = exp(log_dt), initialised log-uniformly in [dt_min, dt_max] (default [0.001, 0.1], as in the S4 code).
 
     S4   A = Lambda - P P* in the DPLR form of HiPPO-LegS (`hippo.legs_dplr`), bilinear transform,
-         kernel by Algorithm 1 (`kernels.s4_kernel`: generating function, Cauchy, Woodbury, iFFT).
+         kernel by Algorithm 1 (`ssm_kernel.s4_kernel`: generating function, Cauchy, Woodbury, iFFT).
     S4D  diagonal A (S4D arXiv 2206.11893): S4D-Lin A_n = -1/2 + i pi n, S4D-Inv A_n = -1/2 + i (N/pi)(N/(2n+1) - 1),
          or S4D-LegS (the diagonal part of HiPPO-LegS's DPLR form); zero-order hold (default) or the
          generalized bilinear transform; kernel by a Vandermonde product (`kernels.vandermonde_kernel`).
@@ -49,7 +49,7 @@ from harness.errors import ConfigError
 from harness.interface import CoreCall, Mixer, part
 from implementations.s4.discretization import bilinear, check_alpha, zoh
 from implementations.s4.hippo import legs_dplr
-from implementations.s4.kernels import (
+from implementations.s4.ssm_kernel import (
     causal_fft_convolution,
     dplr_power,
     s4_final_state,

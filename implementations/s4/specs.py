@@ -91,7 +91,7 @@ def _kernel_flops(variant: str, config: MixerConfig, seq_len: int) -> float:
 
 
 def _final_state_flops(variant: str, config: MixerConfig, batch: int, seq_len: int) -> float:
-    """The state after a prompt, by the parallel forms (`kernels.s4_final_state`, `vandermonde_final_state`)."""
+    """The state after a prompt, by the parallel forms (`ssm_kernel.s4_final_state`, `vandermonde_final_state`)."""
     h, n, m = config.d_model, config.d_state, _modes(config)
     if variant == "s4d":  # Vandermonde matrix once per channel, real-times-complex multiply-add per batch row
         return h * m * seq_len * (2 + COMPLEX_EXP) + batch * h * m * seq_len * 4

@@ -1,7 +1,6 @@
 """xLSTM: the mLSTM cell in three forms (parallel, chunkwise, recurrent), the sLSTM cell, the paper's mLSTM
 and sLSTM blocks and xLSTM 7B's mLSTM layer in PyTorch, and adapters over mlstm_kernels and xlstm."""
 
-from implementations.xlstm.blocks import MLSTMBlock, MLSTMLargeLayer, SLSTMBlock
 from implementations.xlstm.mlstm import (
     MLSTMState,
     mlstm_chunkwise,
@@ -9,6 +8,7 @@ from implementations.xlstm.mlstm import (
     mlstm_recurrent,
     mlstm_recurrent_step,
 )
+from implementations.xlstm.reference import MLSTMBlock, MLSTMLargeLayer, SLSTMBlock
 from implementations.xlstm.slstm import SLSTMState, slstm_recurrent, slstm_step
 
 __all__ = [

@@ -15,8 +15,8 @@ import torch
 
 from harness.config import MixerConfig
 from harness.interface import Implementation, Package
-from implementations.xlstm.blocks import large_layer_dims, mlstm_block_dims, slstm_dims
 from implementations.xlstm.mlstm import mlstm_chunkwise_flops, mlstm_state_elements, mlstm_step_flops
+from implementations.xlstm.reference import large_layer_dims, mlstm_block_dims, slstm_dims
 from implementations.xlstm.slstm import SLSTM_STATE_TENSORS, slstm_step_flops
 
 FAMILY = "xlstm"
@@ -255,7 +255,7 @@ IMPLEMENTATIONS = [
         name="xlstm/mlstm_reference",
         head_dim_model=mlstm_head_dim,
         backend="reference",
-        build=f"{_PKG}.blocks:build_mlstm_reference",
+        build=f"{_PKG}.reference:build_mlstm_reference",
         description="mLSTM block of the xLSTM paper in PyTorch: chunkwise cell, recurrent-step decoding",
         **MLSTM_MODELS,
     ),
@@ -264,7 +264,7 @@ IMPLEMENTATIONS = [
         name="xlstm/mlstm_sig_reference",
         head_dim_model=mlstm_head_dim,
         backend="reference",
-        build=f"{_PKG}.blocks:build_mlstm_sig_reference",
+        build=f"{_PKG}.reference:build_mlstm_sig_reference",
         description="the mLSTM block with a sigmoid input gate (mLSTMsig, TFLA): reference of xl_chunk_siging",
         **MLSTM_MODELS,
     ),
@@ -272,7 +272,7 @@ IMPLEMENTATIONS = [
         family=FAMILY,
         name="xlstm/slstm_reference",
         backend="reference",
-        build=f"{_PKG}.blocks:build_slstm_reference",
+        build=f"{_PKG}.reference:build_slstm_reference",
         description="sLSTM layer of the xLSTM paper in PyTorch: block-diagonal recurrence, recurrent only",
         **SLSTM_MODELS,
     ),
@@ -280,7 +280,7 @@ IMPLEMENTATIONS = [
         family=FAMILY,
         name="xlstm/mlstm_large_reference",
         backend="reference",
-        build=f"{_PKG}.blocks:build_mlstm_large_reference",
+        build=f"{_PKG}.reference:build_mlstm_large_reference",
         description="xLSTM 7B's mLSTM layer in PyTorch (soft-capped gates, no up-projection or conv)",
         **LARGE_MODELS,
     ),
@@ -289,7 +289,7 @@ IMPLEMENTATIONS = [
         name="xlstm/mlstm_kernels_native",
         head_dim_model=mlstm_head_dim,
         backend="torch",
-        build=f"{_PKG}.mlstm_kernels_ops:build_native",
+        build=f"{_PKG}.mlstm_kernels_adapters:build_native",
         needs=(MLSTM_KERNELS,),
         reference="xlstm/mlstm_reference",
         level="op",
@@ -301,7 +301,7 @@ IMPLEMENTATIONS = [
         name="xlstm/mlstm_kernels_limit_chunk",
         head_dim_model=mlstm_head_dim,
         backend="triton",
-        build=f"{_PKG}.mlstm_kernels_ops:build_limit_chunk",
+        build=f"{_PKG}.mlstm_kernels_adapters:build_limit_chunk",
         devices=("cuda",),
         dtypes=_LOW_PRECISION,
         needs=(MLSTM_KERNELS, TRITON),
@@ -315,7 +315,7 @@ IMPLEMENTATIONS = [
         name="xlstm/mlstm_kernels_xl_chunk",
         head_dim_model=mlstm_head_dim,
         backend="triton",
-        build=f"{_PKG}.mlstm_kernels_ops:build_xl_chunk",
+        build=f"{_PKG}.mlstm_kernels_adapters:build_xl_chunk",
         devices=("cuda",),
         dtypes=_LOW_PRECISION,
         needs=(MLSTM_KERNELS, TRITON),
@@ -330,7 +330,7 @@ IMPLEMENTATIONS = [
         name="xlstm/mlstm_kernels_xl_chunk_siging",
         head_dim_model=mlstm_head_dim,
         backend="triton",
-        build=f"{_PKG}.mlstm_kernels_ops:build_xl_chunk_siging",
+        build=f"{_PKG}.mlstm_kernels_adapters:build_xl_chunk_siging",
         devices=("cuda",),
         dtypes=_LOW_PRECISION,
         needs=(MLSTM_KERNELS, TRITON),
@@ -343,7 +343,7 @@ IMPLEMENTATIONS = [
         family=FAMILY,
         name="xlstm/xlstm_large_native",
         backend="torch",
-        build=f"{_PKG}.xlstm_large:build_native",
+        build=f"{_PKG}.xlstm_adapters:build_native",
         needs=(XLSTM, MLSTM_KERNELS),
         reference="xlstm/mlstm_large_reference",
         description="xlstm package's xLSTM 7B mLSTM layer with mlstm_kernels' native (PyTorch) kernels",
@@ -353,7 +353,7 @@ IMPLEMENTATIONS = [
         family=FAMILY,
         name="xlstm/xlstm_large_triton",
         backend="triton",
-        build=f"{_PKG}.xlstm_large:build_triton",
+        build=f"{_PKG}.xlstm_adapters:build_triton",
         devices=("cuda",),
         dtypes=_LOW_PRECISION,
         needs=(XLSTM, MLSTM_KERNELS, TRITON),

@@ -66,7 +66,7 @@ def environment() -> dict[str, Any]:
     if torch.cuda.is_available():
         found["gpu"] = f"{torch.cuda.get_device_name()} sm_{''.join(map(str, torch.cuda.get_device_capability()))}"
     from harness.kernel_build import SELECTIVE_SCAN, cache_root, cached_library, extension_installed
-    from implementations.mamba.kernels import conv_backend_probe
+    from implementations.mamba_ssm_import import conv_backend_probe
 
     if extension_installed(SELECTIVE_SCAN.module):
         found["selective_scan_cuda"] = "installed with mamba_ssm"
@@ -161,7 +161,7 @@ def ops() -> dict[str, Callable[[int], Callable[[], Any]]]:
     """name -> (seq_len -> a no-argument call of the op on bf16 inputs)."""
 
     def mamba_ssm_scan(seq_len: int) -> Callable[[], Any]:
-        from implementations.mamba.kernels import import_mamba_ssm
+        from implementations.mamba_ssm_import import import_mamba_ssm
 
         import_mamba_ssm(require_selective_scan=True)
         from mamba_ssm.ops.selective_scan_interface import selective_scan_fn
@@ -170,7 +170,7 @@ def ops() -> dict[str, Callable[[int], Callable[[], Any]]]:
         return lambda: selective_scan_fn(*args, **kwargs)
 
     def mamba_ssm_ssd(seq_len: int) -> Callable[[], Any]:
-        from implementations.mamba.kernels import import_mamba_ssm
+        from implementations.mamba_ssm_import import import_mamba_ssm
 
         import_mamba_ssm(require_selective_scan=False)
         from mamba_ssm.ops.triton.ssd_combined import mamba_chunk_scan_combined
@@ -228,7 +228,7 @@ def accuracy_rows(seq_len: int = ACCURACY_LEN) -> list[dict[str, Any]]:
         return tuple(t.float() if isinstance(t, torch.Tensor) else t for t in tensors)
 
     def scan() -> tuple[torch.Tensor, ...]:
-        from implementations.mamba.kernels import import_mamba_ssm
+        from implementations.mamba_ssm_import import import_mamba_ssm
 
         import_mamba_ssm(require_selective_scan=True)
         from mamba_ssm.ops.selective_scan_interface import selective_scan_fn
@@ -246,7 +246,7 @@ def accuracy_rows(seq_len: int = ACCURACY_LEN) -> list[dict[str, Any]]:
         return args, kwargs, expected, expected_state
 
     def chunk_scan() -> tuple[torch.Tensor, ...]:
-        from implementations.mamba.kernels import import_mamba_ssm
+        from implementations.mamba_ssm_import import import_mamba_ssm
 
         import_mamba_ssm(require_selective_scan=False)
         from mamba_ssm.ops.triton.ssd_combined import mamba_chunk_scan_combined

@@ -95,7 +95,7 @@ def op_inputs(seq_len: int, dtype: torch.dtype, requires_grad: bool = False, see
 
 def ops() -> dict[str, Callable[..., Any]]:
     from implementations.rwkv.fla_adapters import fla_chunk_rwkv7, fla_fused_recurrent_rwkv7
-    from implementations.rwkv.op import rwkv7_chunked
+    from implementations.rwkv.wkv7 import rwkv7_chunked
 
     def reference(*args: Any) -> Any:
         return rwkv7_chunked(*args, chunk_size=64, validate=False)

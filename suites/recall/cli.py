@@ -18,8 +18,12 @@ from typing import Any
 
 import click
 
-from harness.commands.run import RunOptions, SuitePlan, execute, suite_options
 from harness.errors import UserError
+from harness.execute import execute
+from harness.results import FLOAT, INT, STRING
+from harness.run_options import RunOptions, resolve_suite_device, suite_options
+from harness.suite import Suite, SuitePlan, register
+from suites import PRESETS_DIR
 
 SUITE = "recall"
 
@@ -77,7 +81,7 @@ def _print_best(rows: list[dict[str, Any]]) -> None:
     from rich.console import Console
     from rich.table import Table
 
-    from suites.recall.analysis import best_per_cell, mad_scores
+    from harness.report.analysis import best_per_cell, mad_scores
 
     frame = pd.DataFrame(rows)
     if frame.empty or "accuracy" not in frame.columns:
@@ -138,8 +142,7 @@ def plan(
     settings: tuple[str, ...] = (),
 ) -> SuitePlan:
     """One job per cell of the preset the options name (default recall-cpu), with the overrides given."""
-    from harness.commands.options import resolve_device
-    from suites.recall.presets import DEFAULT_PRESET, build_jobs, load_preset
+    from suites.recall.presets import DEFAULT_PRESET, build_jobs, check_preset
 
     if options.modes and set(options.modes) != {"train"}:
         raise UserError("--mode: recall jobs train (mode train); other modes belong to throughput and memory")
@@ -152,12 +155,9 @@ def plan(
     for lr in lrs:
         if not lr > 0:
             raise UserError(f"--lr must be positive, got {lr:g}")
-    preset = load_preset(options.preset or DEFAULT_PRESET)
-    device = resolve_device(preset.get("device", "auto") if options.device == "auto" else options.device)
-    import torch
-
-    if device.startswith("cuda") and not torch.cuda.is_available():
-        raise UserError(f"preset {preset['name']!r} runs on {device}, but no CUDA device is visible; use --device cpu")
+    # `seqbench run recall` defaults to recall-cpu on any machine; bench picks by device (the record's presets).
+    device, preset = resolve_suite_device(SUITE, options, default=DEFAULT_PRESET)
+    check_preset(preset)
     overrides = _overrides(d_models, lrs, seeds, weight_decays, options.batches, epochs, max_steps, options.dtypes)
     if options.timeout_s is not None:
         overrides["timeout_s"] = options.timeout_s
@@ -241,3 +241,60 @@ def command(
             click.echo(json.dumps({"job_id": job.job_id, "implementation": job.implementation, **job.params}))
         return
     execute(recall_plan, options)
+
+
+def _reference_points() -> list[dict[str, Any]]:
+    from suites.recall.references import reference_points
+
+    return [point.to_dict() for point in reference_points()]
+
+
+SUITE_RECORD = register(
+    Suite(
+        name=SUITE,
+        title="Recall",
+        columns={
+            "task": STRING,
+            "vocab_size": INT,
+            "n_layers": INT,
+            "lr": FLOAT,
+            "seed": INT,
+            "accuracy": FLOAT,
+            "loss": FLOAT,
+            "steps": INT,
+            "wall_s": FLOAT,
+            "params": INT,
+            "state_bytes_analytic": FLOAT,
+            "eval_seq_len": INT,
+            "setting": STRING,  # the preset cell's name (a recipe or variant), "baseline" when it has none
+            "steps_per_s": FLOAT,  # optimizer steps per second of training wall time
+            "decay": STRING,  # which parameters AdamW decayed: all | matrices
+            "curriculum": STRING,  # JSON list of the length-curriculum stages trained first ([] without)
+            "curve": STRING,  # JSON list, one point per evaluation: step, wall_s, train_seq_len, lr, losses, accuracy
+        },
+        shown_columns=(
+            "task",
+            "vocab_size",
+            "n_layers",
+            "lr",
+            "seed",
+            "setting",
+            "eval_seq_len",
+            "accuracy",
+            "loss",
+            "steps",
+            "wall_s",
+            "params",
+            "state_bytes_analytic",
+        ),
+        report_order=40,
+        plan=plan,
+        command=command,
+        targets=("suites.recall.train:run_job",),
+        page="harness.report.pages.recall",
+        bench_order=30,
+        presets={"cpu": "recall-cpu", "cuda": "recall-quick"},
+        presets_dir=PRESETS_DIR / SUITE,
+        reference_points=_reference_points,
+    )
+)

@@ -41,7 +41,7 @@ from typing import Any
 
 import torch
 
-from harness import registry
+from harness import presets, registry
 from harness.config import MixerConfig
 from harness.errors import ConfigError, UserError
 from harness.interface import Implementation, parse_dtype
@@ -85,14 +85,18 @@ BACKEND_PREFERENCE = ("cuda", "triton", "flash", "cudnn", "cufft", "efficient", 
 
 
 def preset_names() -> list[str]:
-    return sorted(p.stem for p in PRESET_DIR.glob("*.toml"))
+    return presets.preset_names(PRESET_DIR)
 
 
 def load_preset(name_or_path: str) -> dict[str, Any]:
     """A preset by name (suites/presets/recall/<name>.toml) or by path; unknown keys are errors."""
-    from suites import load_preset as load_suite_preset
+    preset = presets.load_preset(PRESET_DIR, SUITE, name_or_path)
+    check_preset(preset)
+    return preset
 
-    preset = load_suite_preset(SUITE, name_or_path)
+
+def check_preset(preset: dict[str, Any]) -> None:
+    """A loaded recall preset's keys: unknown ones (top level, in a [[grid]], a family) are one-line errors."""
     where = f"recall preset {preset['name']!r}"
     unknown = sorted(set(preset) - TOP_LEVEL)
     if unknown:
@@ -106,7 +110,6 @@ def load_preset(name_or_path: str) -> dict[str, Any]:
     unknown = sorted(set(preset.get("config", {}).get("families", {})) - set(registry.families()))
     if unknown:
         raise UserError(f"{where}: [config.families] names unknown family {unknown[0]!r}")
-    return preset
 
 
 # ---------------------------------------------------------------------------------------------
@@ -235,7 +238,7 @@ def build_jobs(
     `tasks` and `mixers` narrow or replace the preset's (a mixer given here need not be in the
     preset); `overrides` replaces top-level keys (e.g. {"lr": [1e-3], "train": {"epochs": 2}});
     `task_overrides` sets task parameters of every selected cell, after the cells' own."""
-    from harness.runner import Job
+    from harness.job import Job
 
     device = resolve_device(device).type if device == "auto" else device
     base = {k: v for k, v in preset.items() if k not in ("grid", "name", "description", "source", "notes")}

@@ -3,7 +3,7 @@
 The whole layer is the library's: projections, soft-capped gates, the mLSTM backend of mlstm_kernels,
 the multi-head layer norm, the output gate and the output projection (profiler ranges come from hooks
 on its submodules). Its reference is our PyTorch
-`MLSTMLargeLayer` (blocks.py), whose weights map one to one (`WEIGHT_NAMES`), so `seqbench check`
+`MLSTMLargeLayer` (reference.py), whose weights map one to one (`WEIGHT_NAMES`), so `seqbench check`
 compares the same function.
 
 It is not the paper's mLSTM block (`xlstm/mlstm_reference`): xLSTM 7B has no up-projection, no causal
@@ -30,14 +30,14 @@ import torch
 from harness.config import MixerConfig
 from harness.errors import ConfigError
 from harness.interface import CoreCall, Mixer, part
-from implementations.xlstm.blocks import (
+from implementations.xlstm.mlstm_kernels_adapters import check_triton_head_dims
+from implementations.xlstm.reference import (
     LARGE_NORM_EPS,
     MLSTMLargeLayer,
     _positive_float,
     large_layer_dims,
     mlstm_eps,
 )
-from implementations.xlstm.mlstm_kernels_ops import check_triton_head_dims
 
 KERNEL_SETS: dict[str, dict[str, str]] = {
     "native": {

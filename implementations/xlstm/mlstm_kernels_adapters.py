@@ -31,8 +31,8 @@ import torch.nn.functional as F
 
 from harness.config import MixerConfig
 from harness.errors import ConfigError
-from implementations.xlstm.blocks import MLSTMBlock, mlstm_sig_config
 from implementations.xlstm.mlstm import MLSTMState, mlstm_recurrent_step, work_dtype
+from implementations.xlstm.reference import MLSTMBlock, mlstm_sig_config
 
 PAD_INPUT_PREACT = -40.0  # exp(-40) ~ 4e-18: no input (and k = v = 0 there anyway)
 PAD_FORGET_PREACT = 40.0  # sigmoid(40) = 1 - 4e-18, which is 1 even in float64: keep the state
