@@ -1,36 +1,51 @@
 """Result rows in a Parquet dataset: one schema, versioned, written atomically, checked on read.
 
-Layout: `<results_dir>/<suite>/<run_id>/<part>.parquet`, one file per batch of jobs. A file is written
+Layout: `<results_dir>/<suite>/<run_id>/<part>.parquet`, one file per batch of jobs, and nothing else
+that a Parquet reader would trip on: worker logs and profiler traces go to the sibling folder
+`<results_dir>-logs/` (`sidecar_dir`), the writers' lock is an empty hidden file. A file is written
 to a hidden temporary name in the same directory and renamed into place (`os.replace` is atomic on
-POSIX), so a reader never sees a partial file: a writer killed mid-write leaves only a `.tmp-*` file,
-which readers ignore.
+POSIX), so a reader never sees a partial file: a writer killed mid-write leaves only a `.tmp-*.partial`
+file, which no reader globbing `*.parquet` picks up, and the next run removes.
 
-Every file carries the schema version in its Parquet metadata (`seqbench.schema_version`) and the
-type of each column. Known columns (the agreed names: common, provenance and per-suite) have fixed
-Arrow types; any other column a suite adds (family options `opt_*`, suite-specific extras) is allowed,
-its inferred type is recorded in the metadata (`seqbench.extra_columns`), and it is kept on read.
+Every file has the same columns with the same types (`DATASET_COLUMNS`: every known column of every
+suite, null where a row has no such thing), so `pandas.read_parquet(results_dir)`, pyarrow datasets,
+polars and duckdb read a whole folder with no options and a glob never drops a measurement. Any other
+column a suite adds (family options `opt_*`, new extras) goes into the JSON object `extra_json`, with
+its type recorded in the metadata (`seqbench.extra_columns`); `read_results` unpacks it into columns.
+The schema version is in the metadata (`seqbench.schema_version`); version 1 files (each with its own
+column set, extras as columns) still read.
 """
 
 from __future__ import annotations
 
+import contextlib
 import json
 import math
+import sys
 import os
 import uuid
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import pyarrow as pa
 import pyarrow.parquet as pq
 
 from harness.errors import UserError
 
-SCHEMA_VERSION = 1
+if TYPE_CHECKING:
+    import pandas as pd
+
+SCHEMA_VERSION = 2
+READABLE_VERSIONS = (1, 2)  # 1: a column set per file, extras as their own columns
 SCHEMA_KEY = b"seqbench.schema_version"
 EXTRA_COLUMNS_KEY = b"seqbench.extra_columns"
 TEMP_PREFIX = ".tmp-"
+TEMP_SUFFIX = ".partial"  # not `.parquet`: globs and dataset readers never see a half-written file
+LOCK_NAME = ".seqbench.lock"  # empty: polars and duckdb globs skip it, pyarrow skips dot files
+SIDECAR_SUFFIX = "-logs"
+EXTRA_JSON = "extra_json"
 
 STATUSES = ("ok", "oom", "error", "crash", "timeout", "unavailable")
 SUITES = ("throughput", "memory", "profile", "recall", "check")
@@ -72,6 +87,7 @@ JOB_COLUMNS: dict[str, pa.DataType] = {
     "rope_base": FLOAT,
     "reason": STRING,  # one line; empty when ok
     "command": STRING,  # the CLI line that reproduces the run
+    "job_wall_s": FLOAT,  # the job's wall time in its worker (the runner adds it)
 }
 
 PROVENANCE_COLUMNS: dict[str, pa.DataType] = {
@@ -88,6 +104,7 @@ PROVENANCE_COLUMNS: dict[str, pa.DataType] = {
     "host_fingerprint": STRING,
     "peak_matmul_tflops": FLOAT,  # device ceilings, measured once per run
     "peak_copy_gbps": FLOAT,
+    "peak_matmul_dtype": STRING,
     # Where the row's job ran (added with the executors; files written before lack them and read as null):
     "executor": STRING,  # local | ray | submitit
     "gpu_index": INT,  # physical GPU index (nvidia-smi's) the job ran on; null on CPU
@@ -114,12 +131,22 @@ SUITE_COLUMNS: dict[str, dict[str, pa.DataType]] = {
         "achieved_gbps": FLOAT,
         "frac_peak_tflops": FLOAT,
         "frac_peak_gbps": FLOAT,
+        "warmup_calls": INT,
+        # Noise (harness.noise): the spread or the host's load made the row untrustworthy
+        "noisy": BOOL,
+        "noise_reason": STRING,
+        "load_avg_before": FLOAT,  # 1-minute load average before and after the measurement
+        "load_avg_after": FLOAT,
+        "cpu_count": INT,  # CPUs this process may use, the load average's yardstick
     },
     "memory": {
         "peak_memory_bytes": FLOAT,  # above a reset baseline; float so that "not measured" is NaN
         "state_bytes_analytic": FLOAT,
         "state_bytes_measured": FLOAT,
         "oom_frontier_seq_len": INT,
+        "memory_method": STRING,
+        "probe": STRING,
+        "searched_up_to_seq_len": INT,
     },
     "profile": {
         "kernel_name": STRING,
@@ -134,6 +161,10 @@ SUITE_COLUMNS: dict[str, dict[str, pa.DataType]] = {
         "launches": INT,
         "host_gap_us": FLOAT,
         "trace_path": STRING,
+        "core_device_time_us": FLOAT,
+        "core_kernel_share": FLOAT,
+        "kernel_rank": INT,
+        "profiled_steps": INT,
     },
     "recall": {
         "task": STRING,
@@ -148,6 +179,29 @@ SUITE_COLUMNS: dict[str, dict[str, pa.DataType]] = {
         "params": INT,
         "state_bytes_analytic": FLOAT,
         "eval_seq_len": INT,
+        "best_step": INT,
+        "data_seed": INT,
+        "eval_params": STRING,
+        "first_step_s": FLOAT,
+        "head": STRING,
+        "job_s": FLOAT,
+        "mlp": STRING,
+        "n_test": INT,
+        "n_train": INT,
+        "position": STRING,
+        "setting": STRING,
+        "stop_reason": STRING,
+        "target_accuracy": FLOAT,
+        "target_reached": BOOL,
+        "task_params": STRING,
+        "train_loss": FLOAT,
+        "weight_decay": FLOAT,
+    },
+    "check": {
+        "test": STRING,
+        "passed": BOOL,
+        "rms_ratio": FLOAT,
+        "tolerance": FLOAT,
     },
 }
 
@@ -157,6 +211,19 @@ for _columns in SUITE_COLUMNS.values():
     for _name, _type in _columns.items():
         assert KNOWN_COLUMNS.get(_name, _type) == _type, f"column {_name} typed twice differently"
         KNOWN_COLUMNS[_name] = _type
+# The columns of every file, in this order: a dataset reader sees one schema whatever the suite.
+DATASET_COLUMNS: dict[str, pa.DataType] = {**KNOWN_COLUMNS, EXTRA_JSON: STRING}
+
+
+def sidecar_dir(results_dir: str | Path) -> Path:
+    """`<results_dir>-logs`, beside the results folder: logs and traces, kept out of the Parquet dataset."""
+    path = Path(results_dir)
+    return path.parent / f"{path.resolve().name}{SIDECAR_SUFFIX}"
+
+
+def log_dir(results_dir: str | Path, suite: str, run_id: str) -> Path:
+    """Where the workers' logs of a run go: `<results_dir>-logs/<suite>/<run_id>/`."""
+    return sidecar_dir(results_dir) / suite / run_id
 
 
 def new_run_id() -> str:
@@ -194,11 +261,18 @@ def _column_array(name: str, values: list[Any], arrow_type: pa.DataType) -> pa.A
         raise ValueError(f"column {name!r} does not fit type {arrow_type}: {exc}") from exc
 
 
-def rows_to_table(rows: Sequence[Mapping[str, Any]]) -> pa.Table:
-    """Rows (dicts) -> an Arrow table with the schema's types and the version in its metadata.
+def _json_value(value: Any) -> Any:
+    """A value as JSON can hold it (numpy scalars and arrays come from the suites)."""
+    if hasattr(value, "tolist"):
+        return value.tolist()
+    return value
 
-    Every row must carry the identity columns; the other common columns are filled with nulls where
-    absent. Unknown columns are kept with an inferred type, recorded in the metadata."""
+
+def rows_to_table(rows: Sequence[Mapping[str, Any]]) -> pa.Table:
+    """Rows (dicts) -> an Arrow table of `DATASET_COLUMNS`, the version in its metadata.
+
+    Every row must carry the identity columns; the other known columns are null where absent. Unknown
+    columns go into `extra_json` (one JSON object per row), their inferred types into the metadata."""
     if not rows:
         raise ValueError("no rows to write")
     for row in rows:
@@ -209,25 +283,24 @@ def rows_to_table(rows: Sequence[Mapping[str, Any]]) -> pa.Table:
             raise ValueError(f"status {row['status']!r} is not one of {', '.join(STATUSES)}")
         if int(row["schema_version"]) != SCHEMA_VERSION:
             raise ValueError(f"row has schema_version {row['schema_version']}, this writer writes {SCHEMA_VERSION}")
-    names = list(COMMON_COLUMNS)
+    extra_names: list[str] = []
     for row in rows:
-        names += [n for n in row if n not in names]
-    arrays, fields, extra = [], [], {}
-    for name in names:
-        values = [row.get(name) for row in rows]
-        if name in KNOWN_COLUMNS:
-            array = _column_array(name, values, KNOWN_COLUMNS[name])
-        else:
-            try:
-                array = pa.array(values)
-            except (pa.ArrowInvalid, pa.ArrowTypeError) as exc:
-                raise ValueError(f"extra column {name!r} has values of mixed types: {exc}") from exc
-            if pa.types.is_null(array.type):  # all None: keep it as a string column of nulls
-                array = pa.array(values, type=STRING)
-            extra[name] = str(array.type)
-        arrays.append(array)
-        fields.append(pa.field(name, array.type))
-    metadata = {SCHEMA_KEY: str(SCHEMA_VERSION).encode(), EXTRA_COLUMNS_KEY: json.dumps(extra).encode()}
+        extra_names += [n for n in row if n not in KNOWN_COLUMNS and n != EXTRA_JSON and n not in extra_names]
+    extra_types = {}
+    for name in extra_names:
+        try:
+            array = pa.array([_json_value(row.get(name)) for row in rows])
+        except (pa.ArrowInvalid, pa.ArrowTypeError) as exc:
+            raise ValueError(f"extra column {name!r} has values of mixed types: {exc}") from exc
+        extra_types[name] = "string" if pa.types.is_null(array.type) else str(array.type)
+    arrays = [_column_array(name, [row.get(name) for row in rows], t) for name, t in KNOWN_COLUMNS.items()]
+    packed = []
+    for row in rows:
+        extras = {name: _json_value(row[name]) for name in extra_names if name in row}
+        packed.append(json.dumps(extras, default=str) if extras else None)
+    arrays.append(pa.array(packed, type=STRING))
+    metadata = {SCHEMA_KEY: str(SCHEMA_VERSION).encode(), EXTRA_COLUMNS_KEY: json.dumps(extra_types).encode()}
+    fields = [pa.field(name, t) for name, t in DATASET_COLUMNS.items()]
     return pa.Table.from_arrays(arrays, schema=pa.schema(fields, metadata=metadata))
 
 
@@ -247,7 +320,7 @@ def write_rows(
     directory.mkdir(parents=True, exist_ok=True)
     part = part or f"part-{datetime.now(UTC).strftime('%H%M%S')}-{uuid.uuid4().hex[:8]}"
     final = directory / f"{part}.parquet"
-    temporary = directory / f"{TEMP_PREFIX}{part}-{uuid.uuid4().hex[:6]}.parquet"
+    temporary = directory / f"{TEMP_PREFIX}{part}-{uuid.uuid4().hex[:6]}{TEMP_SUFFIX}"
     try:
         with open(temporary, "wb") as handle:
             pq.write_table(table, handle, compression="zstd")
@@ -258,6 +331,37 @@ def write_rows(
         if temporary.exists():
             temporary.unlink()
     return final
+
+
+def remove_stale_temporaries(results_dir: str | Path) -> list[Path]:
+    """Delete the temporary files of writers that were killed mid-write. Call only with the folder's lock
+    held (`writer_lock`): then no writer is alive to own them."""
+    removed = []
+    for path in Path(results_dir).rglob(f"{TEMP_PREFIX}*{TEMP_SUFFIX}"):
+        path.unlink(missing_ok=True)
+        removed.append(path)
+    return removed
+
+
+@contextlib.contextmanager
+def writer_lock(results_dir: str | Path) -> Iterator[None]:
+    """Hold the results folder's lock: one writer at a time, so no job runs twice and no run times
+    another. A folder already locked is a one-line UserError (the lock dies with its process)."""
+    import fcntl
+
+    path = Path(results_dir) / LOCK_NAME
+    handle = open(path, "a")  # noqa: SIM115 - held open for the whole run
+    try:
+        try:
+            fcntl.flock(handle.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            raise UserError(
+                f"another seqbench run is writing to {results_dir} (it holds {path}); "
+                "wait for it to finish, or give another --results folder"
+            ) from None
+        yield
+    finally:
+        handle.close()  # releases the lock
 
 
 # ---------------------------------------------------------------------------------------------
@@ -279,47 +383,99 @@ def result_files(paths: str | Path | Iterable[str | Path]) -> list[Path]:
     return sorted(set(found))
 
 
+class UnreadableFile(UserError):
+    """A file named `.parquet` that no Parquet reader can open (truncated by a full disk, a killed copy)."""
+
+    def __init__(self, path: Path, detail: str) -> None:
+        super().__init__(f"{path} is not a readable Parquet file ({detail})")
+        self.path, self.detail = path, detail
+
+
 def check_file_schema(path: Path) -> pa.Schema:
-    """The file's Arrow schema, after checking it is a seqbench file of this schema version with the
-    agreed column types. Anything else is a one-line UserError naming the file."""
+    """The file's Arrow schema, after checking it is a seqbench file of a version this seqbench reads,
+    with the agreed column types. Anything else is a one-line UserError naming the file."""
     try:
         schema = pq.read_schema(path)
     except Exception as exc:
-        raise UserError(f"{path} is not a readable Parquet file ({type(exc).__name__}: {exc})") from exc
+        raise UnreadableFile(path, f"{type(exc).__name__}: {exc}") from exc
     metadata = schema.metadata or {}
     if SCHEMA_KEY not in metadata:
         raise UserError(f"{path} is not a seqbench results file (no {SCHEMA_KEY.decode()} in its metadata)")
     version = metadata[SCHEMA_KEY].decode()
-    if version != str(SCHEMA_VERSION):
-        raise UserError(
-            f"{path} has seqbench results schema version {version}; this seqbench reads version {SCHEMA_VERSION}"
-        )
+    if version not in map(str, READABLE_VERSIONS):
+        readable = ", ".join(map(str, READABLE_VERSIONS))
+        raise UserError(f"{path} has seqbench results schema version {version}; this seqbench reads version {readable}")
     for name in IDENTITY_COLUMNS:
         if name not in schema.names:
             raise UserError(f"{path} lacks the required column {name!r}")
     for field in schema:
-        expected = KNOWN_COLUMNS.get(field.name)
+        expected = DATASET_COLUMNS.get(field.name)
         if expected is not None and field.type != expected:
             raise UserError(f"{path}: column {field.name!r} has type {field.type}, expected {expected}")
     return schema
 
 
+def _warn_unreadable(error: UnreadableFile) -> None:
+    # Skipped, not fatal: one damaged file must not lock the user out of every other row of the folder.
+    print(
+        f"warning: skipped {error.path}: not a readable Parquet file ({error.detail}); delete or move it",
+        file=sys.stderr,
+    )
+
+
 def check_results_dir(results_dir: str | Path) -> None:
-    """Before a run: every Parquet file already in `results_dir` must be of this schema."""
+    """Before a run: every Parquet file already in `results_dir` must be of this schema (unreadable
+    files are skipped with a warning)."""
     results_dir = Path(results_dir)
     if results_dir.is_dir():
         for path in result_files(results_dir):
-            check_file_schema(path)
+            try:
+                check_file_schema(path)
+            except UnreadableFile as exc:
+                _warn_unreadable(exc)
+
+
+def _unpack_extras(table: pa.Table) -> pa.Table:
+    """`extra_json` back into one column per extra (types inferred from the values, as written)."""
+    if EXTRA_JSON not in table.column_names:
+        return table
+    objects = [json.loads(text) if text else {} for text in table.column(EXTRA_JSON).to_pylist()]
+    table = table.drop_columns([EXTRA_JSON])
+    names: list[str] = []
+    for extras in objects:
+        names += [n for n in extras if n not in names and n not in table.column_names]
+    for name in names:
+        array = pa.array([extras.get(name) for extras in objects])
+        table = table.append_column(name, array.cast(STRING) if pa.types.is_null(array.type) else array)
+    return table
 
 
 def read_table(paths: str | Path | Iterable[str | Path], columns: Sequence[str] | None = None) -> pa.Table:
-    """Every checked file under `paths`, concatenated (columns missing from a file become null)."""
-    files = result_files(paths)
+    """Every checked file under `paths`, concatenated (columns missing from a file become null), extras
+    unpacked. An unreadable file found in a folder is skipped with a warning on stderr; one named
+    explicitly is an error."""
+    if isinstance(paths, str | Path):
+        paths = [paths]
+    paths = list(paths)
+    named = {Path(p) for p in paths if Path(p).is_file()}
     tables = []
-    for path in files:
-        schema = check_file_schema(path)
-        wanted = None if columns is None else [c for c in columns if c in schema.names]
-        tables.append(pq.read_table(path, columns=wanted))
+    for path in result_files(paths):
+        try:
+            schema = check_file_schema(path)
+        except UnreadableFile as exc:
+            if path in named:
+                raise
+            _warn_unreadable(exc)
+            continue
+        wanted = None
+        if columns is not None:
+            wanted = [c for c in columns if c in schema.names]
+            if EXTRA_JSON in schema.names and any(c not in schema.names for c in columns):
+                wanted.append(EXTRA_JSON)
+        table = _unpack_extras(pq.read_table(path, columns=wanted))
+        if columns is not None:
+            table = table.select([c for c in columns if c in table.column_names])
+        tables.append(table)
     if not tables:
         return pa.table({name: pa.array([], type=t) for name, t in COMMON_COLUMNS.items()})
     try:
@@ -339,9 +495,13 @@ def _pandas_type(arrow_type: pa.DataType) -> Any:
     return None
 
 
-def read_results(paths: str | Path | Iterable[str | Path], columns: Sequence[str] | None = None):
-    """Results as a pandas DataFrame: ints as nullable Int64, bools as boolean, `samples_ms` as arrays.
-    A file of another schema (or no seqbench file at all) is a one-line UserError."""
+def read_results(paths: str | Path | Iterable[str | Path], columns: Sequence[str] | None = None) -> pd.DataFrame:
+    """Results as a pandas DataFrame, the typed read (public: also `seqbench.read_results`).
+
+    `paths`: results folders, suite or run folders, or part files. Ints are nullable Int64, bools
+    nullable boolean, `samples_ms` arrays; extras (`extra_json`) are unpacked into their own columns;
+    files of schema version 1 read too. A file of another schema (or no seqbench file at all) is a
+    one-line UserError; a damaged file is skipped with a warning."""
     return read_table(paths, columns).to_pandas(types_mapper=_pandas_type)
 
 
@@ -382,3 +542,41 @@ def latest_run_id(results_dir: str | Path, suite: str) -> str | None:
         return None
     runs = sorted(p.name for p in directory.iterdir() if p.is_dir() and any(p.glob("*.parquet")))
     return runs[-1] if runs else None
+
+
+# ---------------------------------------------------------------------------------------------
+# upgrading folders written before schema version 2
+
+
+def upgrade_results_dir(results_dir: str | Path) -> tuple[int, int]:
+    """Make a folder written by an older seqbench a plain Parquet dataset: every version-1 part file is
+    rewritten in `DATASET_COLUMNS` (same rows, same path, atomically), every other file (worker logs,
+    `traces/`) moves to the sidecar folder. Returns (files rewritten, files moved)."""
+    results_dir = Path(results_dir)
+    if not results_dir.is_dir():
+        raise UserError(f"no such results directory: {results_dir}")
+    rewritten = moved = 0
+    for path in result_files(results_dir):
+        schema = check_file_schema(path)
+        if (schema.metadata or {}).get(SCHEMA_KEY) == str(SCHEMA_VERSION).encode():
+            continue
+        rows = read_table(path).to_pylist()
+        for row in rows:
+            row["schema_version"] = SCHEMA_VERSION
+        table = rows_to_table([{k: v for k, v in row.items() if v is not None} for row in rows])
+        temporary = path.with_name(f"{TEMP_PREFIX}{path.stem}{TEMP_SUFFIX}")
+        pq.write_table(table, temporary, compression="zstd")
+        os.replace(temporary, path)
+        rewritten += 1
+    sidecar = sidecar_dir(results_dir)
+    for path in sorted(results_dir.rglob("*")):
+        keep = path.suffix == ".parquet" or path.name.startswith(".") or path.name == LOCK_NAME
+        if path.is_file() and not keep:
+            target = sidecar / path.relative_to(results_dir)
+            target.parent.mkdir(parents=True, exist_ok=True)
+            os.replace(path, target)
+            moved += 1
+    for path in sorted(results_dir.rglob("*"), reverse=True):  # folders the moves left empty
+        if path.is_dir() and not any(path.iterdir()):
+            path.rmdir()
+    return rewritten, moved

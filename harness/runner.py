@@ -342,10 +342,48 @@ def run_suites(
     go first and profile last: on an H100, an implementation's decode steps measured 0.5-3% slower when
     its throughput jobs followed another implementation's memory and profile jobs in the same process.
     Each suite's rows go to `<results_dir>/<suite>/<run_id>/`, the workers' logs to the first suite's
-    run directory. Never raises for what a job does; raises
+    log directory (`results.log_dir`). The folder is locked for the run: a second run into it at the
+    same time is a UserError. Never raises for what a job does; raises
     UserError for bad input (results directory, an executor that cannot start) before any job runs.
     Ctrl-C stops the run, writes the rows finished so far and returns with `interrupted` set."""
     results_dir = prepare_results_dir(results_dir)
+    with results.writer_lock(results_dir):
+        results.remove_stale_temporaries(results_dir)  # the lock is ours: their writers are dead
+        return _run_locked(
+            jobs,
+            results_dir,
+            run_id,
+            redo,
+            resume,
+            command,
+            device,
+            progress,
+            flush_interval_s,
+            measure_ceilings,
+            isolate_families,
+            worker_env,
+            on_row,
+            executor,
+        )
+
+
+def _run_locked(
+    jobs: Sequence[Job],
+    results_dir: Path,
+    run_id: str | None,
+    redo: bool,
+    resume: bool,
+    command: str,
+    device: str | None,
+    progress: bool | str,
+    flush_interval_s: float,
+    measure_ceilings: bool,
+    isolate_families: bool | None,
+    worker_env: dict[str, str] | None,
+    on_row: Callable[[dict[str, Any]], None] | None,
+    executor: Executor | None,
+) -> list[RunSummary]:
+    """`run_suites` once the results folder's lock is held."""
     suites = list(dict.fromkeys(job.suite for job in jobs)) or ["unknown"]
     if resume and run_id is None:
         run_id = max(filter(None, (results.latest_run_id(results_dir, suite) for suite in suites)), default=None)
@@ -365,7 +403,8 @@ def run_suites(
 
     for suite in suites:
         (results_dir / suite / run_id).mkdir(parents=True, exist_ok=True)
-    run_dir = results_dir / suites[0] / run_id
+    run_dir = results.log_dir(results_dir, suites[0], run_id)  # logs stay out of the Parquet dataset
+    run_dir.mkdir(parents=True, exist_ok=True)
     executor = executor or LocalExecutor()
     context = RunContext("+".join(suites), run_dir, device, dict(worker_env or {}), isolate)
     try:

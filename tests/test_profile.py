@@ -17,7 +17,7 @@ from click.testing import CliRunner
 from torch import nn
 from torch.autograd import DeviceType
 
-from harness import registry
+from harness import registry, results
 from harness.config import MixerConfig
 from harness.errors import UserError
 from harness.interface import Mixer, part
@@ -332,7 +332,7 @@ def test_run_profile_writes_rows_and_traces(profile_run: tuple[Path, object]) ->
         assert math.isclose(job["share"].sum(), 1.0, rel_tol=1e-9)
         assert {"projection", "core"} <= set(job["part"])
         (trace,) = set(job["trace_path"])
-        assert Path(trace).parent == results_dir / "traces" / run_id / job_id
+        assert Path(trace).parent == results.sidecar_dir(results_dir) / "traces" / run_id / job_id
         assert json.loads(Path(trace).read_text())["traceEvents"]
         roofline = job[job["achieved_tflops"].notna()]
         assert len(roofline) == 1 and roofline["part"].item() == "core"
