@@ -21,8 +21,8 @@ from __future__ import annotations
 import contextlib
 import json
 import math
-import sys
 import os
+import sys
 import uuid
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 from datetime import UTC, datetime
@@ -350,7 +350,7 @@ def writer_lock(results_dir: str | Path) -> Iterator[None]:
     import fcntl
 
     path = Path(results_dir) / LOCK_NAME
-    handle = open(path, "a")  # noqa: SIM115 - held open for the whole run
+    handle = open(path, "a")
     try:
         try:
             fcntl.flock(handle.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)

@@ -43,7 +43,8 @@ def folder(tmp_path: Path) -> Path:
     pandas and pyarrow drop `median_ms`), extras of a family, and a worker log where the runner puts it."""
     out = tmp_path / "results"
     results.write_rows([row("failed", status="oom", reason="out of memory")], out, RUN, part="part-0")
-    results.write_rows([row("fast", median_ms=1.5, samples_ms=[1.4, 1.5, 1.6], opt_expand_k=2)], out, RUN, part="part-1")
+    fast = row("fast", median_ms=1.5, samples_ms=[1.4, 1.5, 1.6], opt_expand_k=2)
+    results.write_rows([fast], out, RUN, part="part-1")
     results.write_rows([row("mem", suite="memory", peak_memory_bytes=1e6)], out, RUN)
     results.write_rows([row("acc", suite="recall", accuracy=0.75, train_loss=0.1, target_reached=True)], out, RUN)
     (out / ".gitkeep").write_text("")
@@ -115,7 +116,8 @@ def _version_1_file(path: Path) -> None:
             "opt_chunk": ["x"],
         }
     )
-    metadata = {results.SCHEMA_KEY: b"1", results.EXTRA_COLUMNS_KEY: b'{"warmup_calls": "int64", "opt_chunk": "string"}'}
+    extras = b'{"warmup_calls": "int64", "opt_chunk": "string"}'
+    metadata = {results.SCHEMA_KEY: b"1", results.EXTRA_COLUMNS_KEY: extras}
     path.parent.mkdir(parents=True)
     pq.write_table(table.replace_schema_metadata(metadata), path)
     (path.parent / "worker.log").write_text("old log\n")
