@@ -257,7 +257,7 @@ def _column_array(name: str, values: list[Any], arrow_type: pa.DataType) -> pa.A
         elif arrow_type == FLOAT_LIST:
             values = [None if v is None else [float(x) for x in v] for v in values]
         return pa.array(values, type=arrow_type)
-    except (pa.ArrowInvalid, pa.ArrowTypeError, TypeError, ValueError) as exc:
+    except (pa.ArrowInvalid, pa.ArrowTypeError, TypeError, ValueError, OverflowError) as exc:
         raise ValueError(f"column {name!r} does not fit type {arrow_type}: {exc}") from exc
 
 
@@ -290,8 +290,8 @@ def rows_to_table(rows: Sequence[Mapping[str, Any]]) -> pa.Table:
     for name in extra_names:
         try:
             array = pa.array([_json_value(row.get(name)) for row in rows])
-        except (pa.ArrowInvalid, pa.ArrowTypeError) as exc:
-            raise ValueError(f"extra column {name!r} has values of mixed types: {exc}") from exc
+        except (pa.ArrowInvalid, pa.ArrowTypeError, OverflowError) as exc:
+            raise ValueError(f"extra column {name!r} has values of mixed types or out of range: {exc}") from exc
         extra_types[name] = "string" if pa.types.is_null(array.type) else str(array.type)
     arrays = [_column_array(name, [row.get(name) for row in rows], t) for name, t in KNOWN_COLUMNS.items()]
     packed = []

@@ -463,7 +463,7 @@ def _run_chunks(
         for suite, rows in pending.items():
             if rows:
                 summary = summaries[suite]
-                summary.paths.append(results.write_rows(rows, summary.results_dir, summary.run_id, suite=suite))
+                summary.paths.append(_write_storable(rows, summary, suite))
                 pending[suite] = []
         last_flush = time.monotonic()
 
@@ -495,6 +495,26 @@ def _run_chunks(
             events.close()  # stops the jobs still running (kills workers, cancels tasks)
         flush()
         display.stop()
+
+
+def _write_storable(rows: list[dict[str, Any]], summary: RunSummary, suite: str) -> Path:
+    """Write the batch; a row that does not fit the schema (a value too large for int64, a wrong type)
+    becomes an `error` row saying why, so the batch and the job's outcome are never lost."""
+    try:
+        return results.write_rows(rows, summary.results_dir, summary.run_id, suite=suite)
+    except ValueError:
+        pass
+    storable = []
+    for row in rows:
+        try:
+            results.rows_to_table([row])
+            storable.append(row)
+        except ValueError as exc:
+            kept = {k: row[k] for k in (*results.IDENTITY_COLUMNS, "command", "job_wall_s") if k in row}
+            replacement = {**kept, "status": "error", "reason": one_line(f"row could not be stored: {exc}")}
+            storable.append(replacement)
+            row.update(status="error", reason=replacement["reason"])  # the summary tells the same story
+    return results.write_rows(storable, summary.results_dir, summary.run_id, suite=suite)
 
 
 def _provenance(executor: Executor, measure_ceilings: bool, summaries: list[RunSummary]) -> dict[str, Any]:

@@ -355,6 +355,8 @@ def test_profile_summary_prints_top_kernels(profile_run: tuple[Path, object]) ->
 
     empty = CliRunner().invoke(cli, ["profile-summary", str(results_dir), "--name", "mamba/reference"])
     assert empty.exit_code == 2 and "no profile rows with implementation" in empty.output
+    typo = CliRunner().invoke(cli, ["profile-summary", str(results_dir), "--name", "attention/refrence"])
+    assert typo.exit_code == 2 and typo.output.strip().endswith("did you mean attention/reference?"), typo.output
 
 
 def test_job_ids_do_not_depend_on_where_traces_go(monkeypatch: pytest.MonkeyPatch) -> None:

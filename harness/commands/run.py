@@ -106,11 +106,17 @@ class RunOptions:
         return {"warmup": max(warmup, measure), "measure": measure}
 
 
+# Beyond 2^31 - 1 tokens or sequences a size is a typo, not a benchmark: no device holds its activations.
+MAX_SIZE = 2**31 - 1
+
+
 def _positive(what: str) -> Callable[[click.Context, click.Parameter, tuple[int, ...]], tuple[int, ...]]:
     def check(ctx: click.Context, param: click.Parameter, values: tuple[int, ...]) -> tuple[int, ...]:
         for value in values:
             if value <= 0:
                 raise UserError(f"--{param.name.replace('_', '-')} must be a positive {what}, got {value}")
+            if value > MAX_SIZE:
+                raise UserError(f"--{param.name.replace('_', '-')} {value} is beyond the largest size, {MAX_SIZE}")
         return values
 
     return check
@@ -237,6 +243,8 @@ def resolve_suite_device(suite: str, options: RunOptions) -> tuple[str, dict[str
         preset = load_preset(suite, options.preset)
     device = preset.get("device", "cpu") if options.device == "auto" else resolve_device(options.device)
     if device.startswith("cuda") and not has_cuda:
+        if options.device != "auto":  # the user asked for the GPU: the preset is not the problem
+            raise UserError(f"--device {options.device}: no CUDA device is visible to torch; use --device cpu")
         raise UserError(
             f"preset {preset['name']!r} runs on {device}, but no CUDA device is visible to torch; "
             "use --preset cpu (or --device cpu)"
@@ -397,7 +405,22 @@ class SuiteGroup(click.Group):
         return sorted(discover_suites())
 
     def get_command(self, ctx: click.Context, name: str) -> click.Command | None:
-        return discover_suites().get(name)
+        command = discover_suites().get(name)
+        if command is not None:
+            _describe_presets(command, name)
+        return command
+
+
+def _describe_presets(command: click.Command, suite: str) -> None:
+    """`--preset`'s help names the presets the suite has, and the default only where it is the shared
+    one (cpu / quick); a suite with its own default (recall) names it in its description."""
+    from suites import preset_names
+
+    names = preset_names(suite)
+    for param in command.params:
+        if isinstance(param, click.Option) and param.name == "preset" and names:
+            default = "cpu without a GPU, quick with one" if {"cpu", "quick"} <= set(names) else "see above"
+            param.help = f"Preset: {', '.join(names)} (default: {default})."
 
 
 @click.group("run", cls=SuiteGroup)
