@@ -181,6 +181,7 @@ def measure_throughput(
 
     from harness import registry
     from harness.config import MixerConfig
+    from harness.noise import cpu_count, load_average, noise_columns
     from harness.timing import measure
 
     gc.collect()
@@ -191,8 +192,10 @@ def measure_throughput(
     mixer = impl.create(cfg).to(device=device, dtype=torch_dtype)
     x = torch.randn(batch, seq_len, cfg.d_model, device=device, dtype=torch_dtype)
     fn, setup, tokens = workload(mixer, x, mode, level)
+    load_before = load_average()
     result = measure(fn, device, timer=timer, setup=setup, **(timing or {}))
     row = result.to_row()
+    row.update(noise_columns(row, load_before, load_average(), cpu_count()))
     seconds = row["median_ms"] / 1e3
     core = level == "op"
     row["flops"] = _model(lambda: impl.flops(cfg, batch, seq_len, mode, core=core))

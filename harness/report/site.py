@@ -124,6 +124,8 @@ SUITE_COLUMNS = {
         "p90_ms",
         "cv",
         "reps",
+        "noisy",
+        "noise_reason",
         "samples_ms",
         "compile_s",
         "timer",
@@ -372,9 +374,24 @@ def _overview(site: Site, frame: pd.DataFrame, suites: list[str], comparison: Co
 def _throughput_body(site: Site, rows: pd.DataFrame, palette: plots.Palette) -> str:
     figures = plots.throughput_scaling(rows, palette) + plots.roofline(rows, palette)
     figures += plots.decode_latency(rows, palette)
-    body = _anchors_body(site, rows, palette)
+    body = _noise_note(rows) + _anchors_body(site, rows, palette)
     body += "".join(site.figure("throughput", p) for p in figures)
     return body + _compile_time_section(rows)
+
+
+def _noise_note(rows: pd.DataFrame) -> str:
+    """A warning above the plots when rows are flagged noisy (harness.noise): their times are suspect."""
+    if "noisy" not in rows.columns:
+        return ""
+    noisy = rows[rows["noisy"].fillna(False).astype(bool)]
+    if noisy.empty:
+        return ""
+    reasons = sorted({key_text(r) for r in noisy.get("noise_reason", pd.Series(dtype=object)) if key_text(r)})
+    shown = "; ".join(reasons[:3]) + (" …" if len(reasons) > 3 else "")
+    return (
+        f'<p class="noisy-note"><b>{len(noisy)} of {len(rows)} row(s) flagged noisy</b> (column <code>noisy</code>):'
+        f" {html.escape(shown)}. Their times may not repeat; compare never calls their changes significant.</p>"
+    )
 
 
 def _anchors_body(site: Site, rows: pd.DataFrame, palette: plots.Palette) -> str:
