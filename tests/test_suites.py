@@ -273,6 +273,8 @@ def test_bench_runs_several_suites_in_one_pass_under_one_run_id(tmp_path: Path) 
     assert frame.run_id.nunique() == 1 and set(frame.implementation) == {"attention/reference"}
     assert (frame.status == "ok").all()
     assert "time per suite (its jobs' wall time): throughput" in result.output
+    # and it ends with the measured numbers, as `seqbench show` prints them
+    assert "throughput: " in result.output and "median ms" in result.output and "peak memory" in result.output
     recorded = json.loads(times.read_text())
     assert list(recorded["suites_s"]) == ["throughput", "memory", "profile"]
     assert recorded["pass_s"] >= sum(recorded["suites_s"].values()) > 0

@@ -337,12 +337,25 @@ def execute_plans(plans: list[SuitePlan], options: RunOptions) -> list[Any]:
     )
     for summary in summaries:
         print_summary(summary)
+    _print_measured(summaries)
     for plan, summary in zip(plans, summaries, strict=True):
         if plan.after is not None and not summary.interrupted:
             plan.after(summary)
     if any(summary.interrupted for summary in summaries):
         raise SystemExit(130)
     return summaries
+
+
+def _print_measured(summaries: list[Any]) -> None:
+    """The numbers this run measured, as `seqbench show` prints them."""
+    import pandas as pd
+
+    from harness.commands.options import make_console
+    from harness.commands.show import print_measurements
+
+    rows = [row for summary in summaries for row in summary.rows]
+    if rows:
+        print_measurements(pd.DataFrame(rows), make_console())
 
 
 # ---------------------------------------------------------------------------------------------
