@@ -165,19 +165,20 @@ class RunSummary:
 # checks before any job starts
 
 
-def prepare_results_dir(results_dir: str | Path) -> Path:
-    """Create `results_dir` if needed, prove it writable and hold only files of our schema. One-line
-    UserErrors otherwise, before any job runs."""
+def prepare_results_dir(results_dir: str | Path, logs: bool = True) -> Path:
+    """Create `results_dir` (and, with `logs`, its sidecar folder for the workers' logs) if needed, prove
+    them writable and the results of our schema. One-line UserErrors otherwise, before any job runs."""
     results_dir = Path(results_dir)
     if results_dir.exists() and not results_dir.is_dir():
         raise UserError(f"results directory {results_dir} exists and is not a directory")
-    try:
-        results_dir.mkdir(parents=True, exist_ok=True)
-        probe = results_dir / f"{results.TEMP_PREFIX}probe-{os.getpid()}"
-        probe.write_bytes(b"")
-        probe.unlink()
-    except OSError as exc:
-        raise UserError(f"results directory {results_dir} is not writable ({exc.strerror or exc})") from exc
+    for directory in (results_dir, results.sidecar_dir(results_dir))[: 2 if logs else 1]:
+        try:
+            directory.mkdir(parents=True, exist_ok=True)
+            probe = directory / f"{results.TEMP_PREFIX}probe-{os.getpid()}"
+            probe.write_bytes(b"")
+            probe.unlink()
+        except OSError as exc:
+            raise UserError(f"results directory {directory} is not writable ({exc.strerror or exc})") from exc
     results.check_results_dir(results_dir)
     return results_dir
 

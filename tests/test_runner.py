@@ -199,3 +199,10 @@ def test_a_killed_writers_temporary_file_is_removed_by_the_next_run(tmp_path: Pa
     stale.write_bytes(b"PAR1 half a file")
     run_jobs([job()], tmp_path, measure_ceilings=False)
     assert not stale.exists()
+
+
+def test_an_unwritable_log_folder_beside_the_results_fails_before_any_job(tmp_path: Path) -> None:
+    (tmp_path / "results-logs").write_text("a file where the logs would go")
+    with pytest.raises(UserError, match="results-logs is not writable"):
+        run_jobs([job()], tmp_path / "results", measure_ceilings=False)
+    assert not list((tmp_path / "results").rglob("*.parquet"))

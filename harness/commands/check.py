@@ -69,7 +69,7 @@ def command(
     if results_dir is not None:
         from harness.runner import prepare_results_dir
 
-        prepare_results_dir(results_dir)  # a file, read-only or foreign: one line, before any check
+        prepare_results_dir(results_dir, logs=False)  # a file, read-only or foreign: one line, before any check
     impls = registry.select(names, families)
     for impl in [registry.get(n) for n in names]:  # explicitly named: an impossible request is an error
         for dtype in parsed:
