@@ -48,6 +48,8 @@ def folder(tmp_path: Path) -> Path:
     results.write_rows([row("mem", suite="memory", peak_memory_bytes=1e6)], out, RUN)
     results.write_rows([row("acc", suite="recall", accuracy=0.75, train_loss=0.1, target_reached=True)], out, RUN)
     (out / ".gitkeep").write_text("")
+    with results.writer_lock(out):  # leaves its (empty) lock file, as every run does
+        pass
     log = results.log_dir(out, "throughput", RUN) / "worker.log"
     log.parent.mkdir(parents=True)
     log.write_text("=== a traceback\n")
@@ -88,7 +90,8 @@ def test_duckdb_reads_the_folder_with_no_options(folder: Path) -> None:
 
 def test_logs_and_traces_live_beside_the_dataset(folder: Path) -> None:
     assert results.sidecar_dir(folder) == folder.parent / "results-logs"
-    assert [p.suffix for p in folder.rglob("*") if p.is_file() and p.name != ".gitkeep"] == [".parquet"] * 4
+    hidden = {".gitkeep", results.LOCK_NAME}
+    assert [p.suffix for p in folder.rglob("*") if p.is_file() and p.name not in hidden] == [".parquet"] * 4
 
 
 def test_read_results_is_public_typed_and_unpacks_the_extras(folder: Path) -> None:
