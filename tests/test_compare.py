@@ -202,13 +202,13 @@ def test_compare_refuses_a_run_against_itself(tmp_path) -> None:
     write_rows(throughput_rows("run-b", seed=2), tmp_path / "results", "run-b")
     runner = CliRunner()
     cases = {
-        (tmp_path / "results" / "baselines", tmp_path / "results"): "25 row(s) (run run-a)",  # the baseline's rows
-        (tmp_path, tmp_path): "50 row(s) (run run-a, run-b)",
+        (tmp_path / "results" / "baselines", tmp_path / "results"): "25 job(s) (run run-a)",  # the baseline's rows
+        (tmp_path, tmp_path): "50 job(s) (run run-a, run-b)",
     }
     for (a, b), shared in cases.items():
         outcome = runner.invoke(cli, ["compare", str(a), str(b), "--fail-on-regression", "5"])
         assert outcome.exit_code == 2, outcome.output
-        assert f"A and B share {shared}: that compares a run with itself" in outcome.output
+        assert f"A and B share the rows of {shared}: that compares a run with itself" in outcome.output
         assert len(outcome.output.strip().splitlines()) == 1
 
 

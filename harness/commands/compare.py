@@ -101,10 +101,8 @@ def command(
     if not comparison.jobs:
         raise UserError("no throughput rows to compare in A or B")
     if not any(job.status_a and job.status_b for job in comparison.jobs):
-        raise UserError(
-            f"no job of B matches a job of A (paired by {comparison.matched_by}): nothing to compare; "
-            "--match-by config pairs runs of different presets"
-        )
+        hint = "; --match-by config pairs runs of different presets" if comparison.matched_by == "job_id" else ""
+        raise UserError(f"no job of B matches a job of A (paired by {comparison.matched_by}): nothing to compare{hint}")
 
     records = []
     for job in comparison.jobs:
@@ -158,5 +156,6 @@ def _refuse_self_compare(frame_a: pd.DataFrame, frame_b: pd.DataFrame) -> None:
     if count:
         shown = ", ".join(runs[:3]) + (f" and {len(runs) - 3} more" if len(runs) > 3 else "")
         raise UserError(
-            f"A and B share {count} row(s) (run {shown}): that compares a run with itself; give two different runs"
+            f"A and B share the rows of {count} job(s) (run {shown}): that compares a run with itself; "
+            "give two different runs"
         )

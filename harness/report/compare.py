@@ -404,7 +404,7 @@ def devices(frame: pd.DataFrame) -> list[str]:
 
 
 def shared_rows(a: pd.DataFrame, b: pd.DataFrame) -> tuple[int, list[str]]:
-    """How many rows (same run, same job) A and B both hold, and the runs they belong to."""
+    """How many jobs' rows (same run, same job) A and B both hold, and the runs they belong to."""
     if not {"run_id", "job_id"} <= set(a.columns) & set(b.columns):
         return 0, []
     both = set(zip(a["run_id"], a["job_id"], strict=True)) & set(zip(b["run_id"], b["job_id"], strict=True))
