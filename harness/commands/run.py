@@ -312,6 +312,9 @@ def execute_plans(plans: list[SuitePlan], options: RunOptions) -> list[Any]:
     for suite in empty:
         console.print(f"{suite}: no jobs (the filters and the preset select nothing)", highlight=False)
     device = plans[0].device
+    if options.results.is_dir():  # a folder another run writes into: refused before anything is printed
+        with results.writer_lock(options.results):
+            pass
     executor = options.make_executor()
     run_id = None
     if options.resume:
