@@ -43,7 +43,8 @@ def test_pytest_benchmark_compare_reads_the_exported_runs(tmp_path: Path) -> Non
     )
     assert compared.returncode == 0, compared.stderr
     name = f"{ok[0]['implementation']}[fwd-bfloat16-B16-L1024]"
-    assert f"{name} (0/a)" in compared.stdout and f"{name} (0/b)" in compared.stdout  # (run/file) of each side
+    sides = [line.split()[1] for line in compared.stdout.splitlines() if line.startswith(f"{name} (")]
+    assert len(sides) == 2 and sides[0].endswith("a)") and sides[1].endswith("b)")  # one row per exported file
     assert "Failed to load" not in compared.stderr
 
 
