@@ -26,6 +26,7 @@ interrupted run loses at most the batch in flight.
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import json
 import math
@@ -317,6 +318,21 @@ def run_jobs(
     return run_suites(jobs, results_dir, **options)[0]
 
 
+def _one_writer(function: Callable[..., list[RunSummary]]) -> Callable[..., list[RunSummary]]:
+    """Run `function(jobs, results_dir, ...)` holding the results folder's lock: two runs into one folder
+    at once would both run every job and time each other."""
+
+    @functools.wraps(function)
+    def locked(jobs: Sequence[Job], results_dir: str | Path = "results", **options: Any) -> list[RunSummary]:
+        results_dir = prepare_results_dir(results_dir)
+        with results.writer_lock(results_dir):
+            results.remove_stale_temporaries(results_dir)  # the lock is ours: their writers are dead
+            return function(jobs, results_dir, **options)
+
+    return locked
+
+
+@_one_writer
 def run_suites(
     jobs: Sequence[Job],
     results_dir: str | Path = "results",
@@ -348,43 +364,6 @@ def run_suites(
     UserError for bad input (results directory, an executor that cannot start) before any job runs.
     Ctrl-C stops the run, writes the rows finished so far and returns with `interrupted` set."""
     results_dir = prepare_results_dir(results_dir)
-    with results.writer_lock(results_dir):
-        results.remove_stale_temporaries(results_dir)  # the lock is ours: their writers are dead
-        return _run_locked(
-            jobs,
-            results_dir,
-            run_id,
-            redo,
-            resume,
-            command,
-            device,
-            progress,
-            flush_interval_s,
-            measure_ceilings,
-            isolate_families,
-            worker_env,
-            on_row,
-            executor,
-        )
-
-
-def _run_locked(
-    jobs: Sequence[Job],
-    results_dir: Path,
-    run_id: str | None,
-    redo: bool,
-    resume: bool,
-    command: str,
-    device: str | None,
-    progress: bool | str,
-    flush_interval_s: float,
-    measure_ceilings: bool,
-    isolate_families: bool | None,
-    worker_env: dict[str, str] | None,
-    on_row: Callable[[dict[str, Any]], None] | None,
-    executor: Executor | None,
-) -> list[RunSummary]:
-    """`run_suites` once the results folder's lock is held."""
     suites = list(dict.fromkeys(job.suite for job in jobs)) or ["unknown"]
     if resume and run_id is None:
         run_id = max(filter(None, (results.latest_run_id(results_dir, suite) for suite in suites)), default=None)
