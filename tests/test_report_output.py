@@ -88,3 +88,11 @@ def test_a_foreign_file_the_report_would_replace_is_refused(tmp_path: Path) -> N
         build_report(pd.concat([_frame(), pd.DataFrame(memory_rows("run-a"))]), out)
     assert (out / "memory.html").read_text() == "my own page"
     assert [p.name for p in tmp_path.iterdir()] == ["site"]
+
+
+def test_the_current_folder_as_the_target(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    out = tmp_path / "site"
+    build_report(_frame(), out)
+    monkeypatch.chdir(out)
+    index = build_report(_frame(), ".")
+    assert index == (out / "index.html").resolve() and index.is_file()

@@ -697,7 +697,7 @@ def build_report(
 
     `references`: published recall points in the normalised form of `harness.report.references`
     (default: whatever the recall suite provides)."""
-    target = Path(out_dir)
+    target = Path(out_dir).resolve()  # `-o .` has a name to build beside; a symlinked folder stays linked
     earlier = _manifest(target)  # a folder that is not ours: refused before any work
     target.parent.mkdir(parents=True, exist_ok=True)
     # Built beside the target and swapped in at the end: Ctrl-C part way leaves the old site whole.
@@ -709,7 +709,7 @@ def build_report(
     finally:
         if staging.exists():
             shutil.rmtree(staging)
-    return target / "index.html"
+    return target / "index.html"  # absolute: with `-o .` the old cwd is the folder that moved aside
 
 
 def _build_site(
