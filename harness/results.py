@@ -408,11 +408,34 @@ def check_file_schema(path: Path) -> pa.Schema:
     for name in IDENTITY_COLUMNS:
         if name not in schema.names:
             raise UserError(f"{path} lacks the required column {name!r}")
+    written_as_extra = _extra_names(schema)
     for field in schema:
         expected = DATASET_COLUMNS.get(field.name)
-        if expected is not None and field.type != expected:
+        if expected is not None and field.type != expected and field.name not in written_as_extra:
             raise UserError(f"{path}: column {field.name!r} has type {field.type}, expected {expected}")
     return schema
+
+
+def _extra_names(schema: pa.Schema) -> set[str]:
+    """The columns a file's writer did not know (version 1 wrote them as columns, typed by inference)."""
+    try:
+        return set(json.loads((schema.metadata or {}).get(EXTRA_COLUMNS_KEY, b"{}")))
+    except ValueError:
+        return set()
+
+
+def _conform(table: pa.Table, path: Path) -> pa.Table:
+    """A version-1 extra that is a known column now (an all-null one was inferred as string) takes the
+    known type."""
+    for name in _extra_names(table.schema) & set(table.column_names):
+        expected = DATASET_COLUMNS.get(name)
+        if expected is not None and table.schema.field(name).type != expected:
+            try:
+                column = table.column(name).cast(expected)
+            except (pa.ArrowInvalid, pa.ArrowNotImplementedError) as exc:
+                raise UserError(f"{path}: column {name!r} does not convert to {expected}: {exc}") from exc
+            table = table.set_column(table.schema.get_field_index(name), name, column)
+    return table
 
 
 def _warn_unreadable(error: UnreadableFile) -> None:
@@ -472,7 +495,7 @@ def read_table(paths: str | Path | Iterable[str | Path], columns: Sequence[str] 
             wanted = [c for c in columns if c in schema.names]
             if EXTRA_JSON in schema.names and any(c not in schema.names for c in columns):
                 wanted.append(EXTRA_JSON)
-        table = _unpack_extras(pq.read_table(path, columns=wanted))
+        table = _unpack_extras(_conform(pq.read_table(path, columns=wanted), path))
         if columns is not None:
             table = table.select([c for c in columns if c in table.column_names])
         tables.append(table)

@@ -117,9 +117,10 @@ def _version_1_file(path: Path) -> None:
             "median_ms": [2.5],
             "warmup_calls": [3],
             "opt_chunk": ["x"],
+            "searched_up_to_seq_len": pa.array([None], type=pa.string()),  # an all-null extra: typed string
         }
     )
-    extras = b'{"warmup_calls": "int64", "opt_chunk": "string"}'
+    extras = b'{"warmup_calls": "int64", "opt_chunk": "string", "searched_up_to_seq_len": "string"}'
     metadata = {results.SCHEMA_KEY: b"1", results.EXTRA_COLUMNS_KEY: extras}
     path.parent.mkdir(parents=True)
     pq.write_table(table.replace_schema_metadata(metadata), path)
@@ -131,6 +132,7 @@ def test_old_folders_still_read_and_upgrade_in_place(folder: Path) -> None:
     _version_1_file(old)
     frame = seqbench.read_results(folder).set_index("job_id")  # the mix of old and new files, through seqbench
     assert frame.loc["old", "median_ms"] == 2.5 and frame.loc["old", "opt_chunk"] == "x"
+    assert str(frame["searched_up_to_seq_len"].dtype) == "Int64"  # the known type, not the inferred string
     assert frame.loc["fast", "opt_expand_k"] == 2
 
     outcome = CliRunner().invoke(cli, ["upgrade", str(folder)])
