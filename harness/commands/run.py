@@ -312,7 +312,7 @@ def execute_plans(plans: list[SuitePlan], options: RunOptions) -> list[Any]:
     for suite in empty:
         console.print(f"{suite}: no jobs (the filters and the preset select nothing)", highlight=False)
     device = plans[0].device
-    if options.results.is_dir():  # a folder another run writes into: refused before anything is printed
+    if (options.results / results.LOCK_NAME).is_file():  # another run may hold it: refused before any output
         with results.writer_lock(options.results):
             pass
     executor = options.make_executor()
