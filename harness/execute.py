@@ -62,6 +62,9 @@ def execute_plans(plans: list[SuitePlan], options: RunOptions) -> list[Any]:
     for suite in empty:
         console.print(f"{suite}: no jobs (the filters and the preset select nothing)", highlight=False)
     device = plans[0].device
+    if (options.results / results.LOCK_NAME).is_file():  # another run may hold it: refused before any output
+        with results.writer_lock(options.results):
+            pass
     executor = options.make_executor()
     run_id = None
     if options.resume:
@@ -90,12 +93,25 @@ def execute_plans(plans: list[SuitePlan], options: RunOptions) -> list[Any]:
     )
     for summary in summaries:
         print_summary(summary)
+    _print_measured(summaries)
     for plan, summary in zip(plans, summaries, strict=True):
         if plan.after is not None and not summary.interrupted:
             plan.after(summary)
     if any(summary.interrupted for summary in summaries):
         raise SystemExit(130)
     return summaries
+
+
+def _print_measured(summaries: list[Any]) -> None:
+    """The numbers this run measured, as `seqbench show` prints them."""
+    import pandas as pd
+
+    from harness.commands.options import make_console
+    from harness.commands.show import print_measurements
+
+    rows = [row for summary in summaries for row in summary.rows]
+    if rows:
+        print_measurements(pd.DataFrame(rows), make_console())
 
 
 def suite_command(name: str, plan: Callable[[RunOptions], SuitePlan], help: str) -> click.Command:

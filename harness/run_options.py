@@ -82,11 +82,17 @@ class RunOptions:
         return {"warmup": max(warmup, measure), "measure": measure}
 
 
+# Beyond 2^31 - 1 tokens or sequences a size is a typo, not a benchmark: no device holds its activations.
+MAX_SIZE = 2**31 - 1
+
+
 def _positive(what: str) -> Callable[[click.Context, click.Parameter, tuple[int, ...]], tuple[int, ...]]:
     def check(ctx: click.Context, param: click.Parameter, values: tuple[int, ...]) -> tuple[int, ...]:
         for value in values:
             if value <= 0:
                 raise UserError(f"--{param.name.replace('_', '-')} must be a positive {what}, got {value}")
+            if value > MAX_SIZE:
+                raise UserError(f"--{param.name.replace('_', '-')} {value} is beyond the largest size, {MAX_SIZE}")
         return values
 
     return check
@@ -219,6 +225,8 @@ def resolve_suite_device(suite: str, options: RunOptions, default: str | None = 
     device = preset.get("device", "cpu") if options.device == "auto" else options.device
     device = resolve_device(device)
     if device.startswith("cuda") and not has_cuda:
+        if options.device != "auto":  # the user asked for the GPU: the preset is not the problem
+            raise UserError(f"--device {options.device}: no CUDA device is visible to torch; use --device cpu")
         raise UserError(
             f"preset {preset['name']!r} runs on {device}, but no CUDA device is visible to torch; "
             f"use --preset {spec.presets['cpu']} (or --device cpu)"

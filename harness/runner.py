@@ -26,6 +26,7 @@ interrupted run loses at most the batch in flight.
 
 from __future__ import annotations
 
+import functools
 import math
 import os
 import sys
@@ -85,19 +86,20 @@ class RunSummary:
 # checks before any job starts
 
 
-def prepare_results_dir(results_dir: str | Path) -> Path:
-    """Create `results_dir` if needed, prove it writable and hold only files of our schema. One-line
-    UserErrors otherwise, before any job runs."""
+def prepare_results_dir(results_dir: str | Path, logs: bool = True) -> Path:
+    """Create `results_dir` (and, with `logs`, its sidecar folder for the workers' logs) if needed, prove
+    them writable and the results of our schema. One-line UserErrors otherwise, before any job runs."""
     results_dir = Path(results_dir)
     if results_dir.exists() and not results_dir.is_dir():
         raise UserError(f"results directory {results_dir} exists and is not a directory")
-    try:
-        results_dir.mkdir(parents=True, exist_ok=True)
-        probe = results_dir / f"{results.TEMP_PREFIX}probe-{os.getpid()}"
-        probe.write_bytes(b"")
-        probe.unlink()
-    except OSError as exc:
-        raise UserError(f"results directory {results_dir} is not writable ({exc.strerror or exc})") from exc
+    for directory in (results_dir, results.sidecar_dir(results_dir))[: 2 if logs else 1]:
+        try:
+            directory.mkdir(parents=True, exist_ok=True)
+            probe = directory / f"{results.TEMP_PREFIX}probe-{os.getpid()}"
+            probe.write_bytes(b"")
+            probe.unlink()
+        except OSError as exc:
+            raise UserError(f"results directory {directory} is not writable ({exc.strerror or exc})") from exc
     results.check_results_dir(results_dir)
     return results_dir
 
@@ -236,6 +238,21 @@ def run_jobs(
     return run_suites(jobs, results_dir, **options)[0]
 
 
+def _one_writer(function: Callable[..., list[RunSummary]]) -> Callable[..., list[RunSummary]]:
+    """Run `function(jobs, results_dir, ...)` holding the results folder's lock: two runs into one folder
+    at once would both run every job and time each other."""
+
+    @functools.wraps(function)
+    def locked(jobs: Sequence[Job], results_dir: str | Path = "results", **options: Any) -> list[RunSummary]:
+        results_dir = prepare_results_dir(results_dir)
+        with results.writer_lock(results_dir):
+            results.remove_stale_temporaries(results_dir)  # the lock is ours: their writers are dead
+            return function(jobs, results_dir, **options)
+
+    return locked
+
+
+@_one_writer
 def run_suites(
     jobs: Sequence[Job],
     results_dir: str | Path = "results",
@@ -262,7 +279,8 @@ def run_suites(
     go first and profile last: on an H100, an implementation's decode steps measured 0.5-3% slower when
     its throughput jobs followed another implementation's memory and profile jobs in the same process.
     Each suite's rows go to `<results_dir>/<suite>/<run_id>/`, the workers' logs to the first suite's
-    run directory. Never raises for what a job does; raises
+    log directory (`results.log_dir`). The folder is locked for the run: a second run into it at the
+    same time is a UserError. Never raises for what a job does; raises
     UserError for bad input (results directory, an executor that cannot start) before any job runs.
     Ctrl-C stops the run, writes the rows finished so far and returns with `interrupted` set."""
     results_dir = prepare_results_dir(results_dir)
@@ -285,7 +303,8 @@ def run_suites(
 
     for suite in suites:
         (results_dir / suite / run_id).mkdir(parents=True, exist_ok=True)
-    run_dir = results_dir / suites[0] / run_id
+    run_dir = results.log_dir(results_dir, suites[0], run_id)  # logs stay out of the Parquet dataset
+    run_dir.mkdir(parents=True, exist_ok=True)
     executor = executor or LocalExecutor()
     context = RunContext("+".join(suites), run_dir, device, dict(worker_env or {}), isolate)
     try:
@@ -344,7 +363,7 @@ def _run_chunks(
         for suite, rows in pending.items():
             if rows:
                 summary = summaries[suite]
-                summary.paths.append(results.write_rows(rows, summary.results_dir, summary.run_id, suite=suite))
+                summary.paths.append(_write_storable(rows, summary, suite))
                 pending[suite] = []
         last_flush = time.monotonic()
 
@@ -376,6 +395,26 @@ def _run_chunks(
             events.close()  # stops the jobs still running (kills workers, cancels tasks)
         flush()
         display.stop()
+
+
+def _write_storable(rows: list[dict[str, Any]], summary: RunSummary, suite: str) -> Path:
+    """Write the batch; a row that does not fit the schema (a value too large for int64, a wrong type)
+    becomes an `error` row saying why, so the batch and the job's outcome are never lost."""
+    try:
+        return results.write_rows(rows, summary.results_dir, summary.run_id, suite=suite)
+    except ValueError:
+        pass
+    storable = []
+    for row in rows:
+        try:
+            results.rows_to_table([row])
+            storable.append(row)
+        except ValueError as exc:
+            kept = {k: row[k] for k in (*results.IDENTITY_COLUMNS, "command", "job_wall_s") if k in row}
+            replacement = {**kept, "status": "error", "reason": one_line(f"row could not be stored: {exc}")}
+            storable.append(replacement)
+            row.update(status="error", reason=replacement["reason"])  # the summary tells the same story
+    return results.write_rows(storable, summary.results_dir, summary.run_id, suite=suite)
 
 
 def _provenance(executor: Executor, measure_ceilings: bool, summaries: list[RunSummary]) -> dict[str, Any]:

@@ -178,11 +178,18 @@ def column_types() -> dict[str, pa.DataType]:
 
 
 # The correctness check (`seqbench check`, harness.check) writes rows like a suite; it lives in the
-# harness because every other suite's numbers are read in its light. Its columns stay untyped extras.
+# harness because every other suite's numbers are read in its light.
 CHECK = register(
     Suite(
         name="check",
         title="Correctness check",
+        columns={
+            "test": pa.string(),
+            "passed": pa.bool_(),
+            "rms_ratio": pa.float64(),
+            "tolerance": pa.float64(),
+            "detail": pa.string(),  # grad_params: "name=error" for every parameter, worst first
+        },
         shown_columns=("test", "passed", "rms_ratio", "tolerance"),
         report_order=50,
         page="harness.report.pages.check",

@@ -57,8 +57,12 @@ def is_out_of_memory(exc: BaseException) -> bool:
             return True
     except ImportError:
         pass
-    # Triton and some libraries report CUDA OOM as a plain RuntimeError.
-    return isinstance(exc, RuntimeError) and "out of memory" in str(exc).lower()
+    # Triton and some libraries report CUDA OOM as a plain RuntimeError; torch's CPU allocator says
+    # "DefaultCPUAllocator: can't allocate memory" (errno 12) in one.
+    text = str(exc).lower()
+    return isinstance(exc, RuntimeError) and any(
+        marker in text for marker in ("out of memory", "can't allocate memory", "cannot allocate memory")
+    )
 
 
 def classify_exception(exc: BaseException) -> Outcome:

@@ -37,7 +37,7 @@ from typing import Any
 from harness.execute import suite_command
 from harness.interface import parse_dtype
 from harness.job import Job
-from harness.results import FLOAT, INT
+from harness.results import FLOAT, INT, STRING
 from harness.run_options import RunOptions, resolve_suite_device
 from harness.suite import Suite, SuitePlan, register
 from suites import PRESETS_DIR, check_keys
@@ -355,6 +355,9 @@ SUITE_RECORD = register(
             "peak_memory_bytes": FLOAT,  # above a reset baseline; float so that "not measured" is NaN
             "state_bytes_analytic": FLOAT,
             "state_bytes_measured": FLOAT,
+            "memory_method": STRING,
+            "probe": STRING,
+            "searched_up_to_seq_len": INT,
             "oom_frontier_seq_len": INT,
         },
         report_order=20,

@@ -10,7 +10,7 @@ throughput suite times (`suites.throughput.workload`: fwd, fwd_bwd, prefill or d
   2. runs `profiled_steps` more steps under torch.profiler (CPU + CUDA activities) after one profiler warm-up
      step, each inside a `seqbench::step` range ended by a device synchronisation; the trace is written
      by `torch.profiler.tensorboard_trace_handler` (a `*.pt.trace.json`: Perfetto and tensorboard with
-     torch-tb-profiler both open it) under `<results>/traces/<run_id>/<job_id>/`;
+     torch-tb-profiler both open it) under `<results>-logs/traces/<run_id>/<job_id>/`;
   3. turns the events inside the step ranges into one row per (kernel, part): `calls`, `device_time_us`
      and `self_device_time_us` (per step), `share` of the step's device time, and per job
      `step_device_time_us` (the sum of every kernel's time), `launches` (kernels per step) and
@@ -497,7 +497,7 @@ def job_trace_dir(params: dict[str, Any], trace_root: str | Path) -> Path:
 def profile_job(**params: Any) -> list[dict[str, Any]]:
     """The worker's entry point: `params` are exactly the job's params; traces go under the run's trace
     directory (environment variable SEQBENCH_PROFILE_TRACE_DIR, set by `seqbench run profile`)."""
-    trace_root = os.environ.get(TRACE_DIR_ENV) or str(Path("results") / "traces" / "unnamed-run")
+    trace_root = os.environ.get(TRACE_DIR_ENV) or str(Path("results-logs") / "traces" / "unnamed-run")
     return profile_mixer(trace_dir=job_trace_dir(params, trace_root), **params)
 
 
@@ -545,12 +545,15 @@ def build_jobs(preset: dict[str, Any], options: RunOptions, device: str) -> list
 
 
 def trace_root(results_dir: str | Path, run_id: str) -> Path:
-    return Path(results_dir) / "traces" / run_id
+    """Beside the results, not in them: a trace inside the folder would break Parquet dataset readers."""
+    from harness.results import sidecar_dir
+
+    return sidecar_dir(results_dir) / "traces" / run_id
 
 
 def plan(options: RunOptions) -> SuitePlan:
     """The jobs of the preset the options name (or the machine's default); workers write their traces
-    under RESULTS/traces/<run>/."""
+    under RESULTS-logs/traces/<run>/."""
     device, preset = resolve_suite_device(SUITE, options)
     return SuitePlan(
         SUITE,
@@ -581,7 +584,7 @@ command = suite_command(
     plan,
     """Profile one step of each implementation kernel by kernel: time per kernel and per mixer part
     (projection, convolution, core, norm, gating), launch overhead, the core's roofline position, and a
-    trace per job (Perfetto / tensorboard) under RESULTS/traces/<run>/<job>/.""",
+    trace per job (Perfetto / tensorboard) under RESULTS-logs/traces/<run>/<job>/.""",
 )
 
 
@@ -602,6 +605,10 @@ SUITE_RECORD = register(
             "launches": INT,
             "host_gap_us": FLOAT,
             "trace_path": STRING,
+            "core_device_time_us": FLOAT,
+            "core_kernel_share": FLOAT,
+            "kernel_rank": INT,
+            "profiled_steps": INT,
         },
         shown_columns=(
             "kernel_short",

@@ -29,7 +29,7 @@ from harness.errors import ConfigError, UserError
 from harness.execute import suite_command
 from harness.interface import parse_dtype
 from harness.job import Job
-from harness.results import FLOAT, FLOAT_LIST, INT, STRING
+from harness.results import BOOL, FLOAT, FLOAT_LIST, INT, STRING
 from harness.run_options import RunOptions, resolve_suite_device
 from harness.suite import Suite, SuitePlan, register
 from harness.timing import PRESET_TIMING_KEYS
@@ -167,6 +167,7 @@ def measure_throughput(
 
     from harness import registry
     from harness.config import MixerConfig
+    from harness.noise import cpu_count, load_average, noise_columns
     from harness.timing import measure
 
     gc.collect()
@@ -177,8 +178,10 @@ def measure_throughput(
     mixer = impl.create(cfg).to(device=device, dtype=torch_dtype)
     x = torch.randn(batch, seq_len, cfg.d_model, device=device, dtype=torch_dtype)
     fn, setup, tokens = workload(mixer, x, mode, level)
+    load_before = load_average()
     result = measure(fn, device, timer=timer, setup=setup, **(timing or {}))
     row = result.to_row()
+    row.update(noise_columns(row, load_before, load_average(), cpu_count()))
     seconds = row["median_ms"] / 1e3
     core = level == "op"
     row["flops"] = _model(lambda: impl.flops(cfg, batch, seq_len, mode, core=core))
@@ -350,6 +353,13 @@ SUITE_RECORD = register(
             "achieved_gbps": FLOAT,
             "frac_peak_tflops": FLOAT,
             "frac_peak_gbps": FLOAT,
+            "warmup_calls": INT,
+            # Noise (harness.noise): the spread or the host's load made the row untrustworthy
+            "noisy": BOOL,
+            "noise_reason": STRING,
+            "load_avg_before": FLOAT,  # 1-minute load average before and after the measurement
+            "load_avg_after": FLOAT,
+            "cpu_count": INT,  # CPUs this process may use, the load average's yardstick
         },
         shown_columns=(
             "median_ms",
@@ -357,6 +367,8 @@ SUITE_RECORD = register(
             "p90_ms",
             "cv",
             "reps",
+            "noisy",
+            "noise_reason",
             "samples_ms",
             "compile_s",
             "timer",

@@ -103,12 +103,16 @@ def behave(kind: str = "ok", value: float = 1.0, seq_len: int = 0, **_: object) 
         raise torch.OutOfMemoryError("CUDA out of memory (planted)")
     if kind == "memory_error":
         raise MemoryError("planted")
+    if kind == "cpu_alloc":  # a real allocation far beyond any host's memory: torch's CPU allocator refuses
+        torch.empty(2**62, dtype=torch.uint8)
     if kind == "unavailable":
         from harness.worker import Unavailable
 
         raise Unavailable("planted: not here")
     if kind == "rows":
         return [{"median_ms": value, "seq_len": n} for n in (64, 128)]  # type: ignore[return-value]
+    if kind == "huge":  # a measurement no int64 column holds
+        return {"median_ms": value, "oom_frontier_seq_len": 10**20}
     if kind == "pid":  # which worker process ran the job
         return {"median_ms": value, "worker_pid": os.getpid()}
     return {"median_ms": value, "achieved_tflops": 2.0 * value}

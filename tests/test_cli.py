@@ -49,6 +49,16 @@ def test_list_table() -> None:
         (("check", "--seq-len", "0"), "Error: --seq-len must be at least 2"),
         (("list", "--device", "tpu"), "Error: unknown device 'tpu'"),
         (("list", "--family", "atention"), "Error: unknown family 'atention'; did you mean attention?"),
+        (("check", "--d-model", "0"), "Error: --d-model must be positive, got 0"),  # not the default 64
+        (("check", "--n-heads", "0"), "Error: --n-heads must be positive, got 0"),
+        (
+            ("run", "throughput", "--seq-len", "100000000000000000000", "--batch", "1"),
+            "Error: --seq-len 100000000000000000000 is beyond the largest size, 2147483647",
+        ),
+        (
+            ("run", "throughput", "--preset", "cpu", "--device", "cuda"),
+            "Error: --device cuda: no CUDA device is visible to torch; use --device cpu",
+        ),
     ],
 )
 def test_bad_input_is_one_line(args: tuple[str, ...], message: str) -> None:
@@ -86,3 +96,20 @@ def test_check_writes_result_rows(tmp_path) -> None:
     assert len(frame) == 3 and set(frame["suite"]) == {"check"}
     assert frame["passed"].all() and (frame["rms_ratio"] < 1e-10).all()
     assert set(frame["test"]) == {"parallel", "recurrent", "prefill"}
+
+
+def test_check_refuses_a_results_target_it_cannot_write_before_any_check(tmp_path) -> None:
+    target = tmp_path / "results.parquet"
+    target.write_text("a file, not a folder")
+    code, _, err = run("check", "--device", "cpu", "--name", "attention/reference", "--results", str(target))
+    assert code == 2, err
+    assert err == f"Error: results directory {target} exists and is not a directory\n"
+    assert "checking" not in err  # refused before the first check ran
+
+
+def test_run_recall_help_names_every_preset_and_no_wrong_default() -> None:
+    code, out, _ = run("run", "recall", "--help")
+    assert code == 0
+    help_text = " ".join(out.split())
+    assert "Default preset: recall-cpu" in help_text and "recall-quick" in help_text
+    assert "quick with one" not in help_text

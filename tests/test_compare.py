@@ -190,3 +190,70 @@ def test_compare_command_exit_status(tmp_path) -> None:
     bad = runner.invoke(cli, ["compare", str(tmp_path / "a"), str(tmp_path / "missing")])
     assert bad.exit_code == 2
     assert "no such results file or directory" in bad.output
+
+
+def _cpu(rows: list[dict]) -> list[dict]:
+    """The same jobs as measured on a CPU: other job ids (the device is a param), no GPU name."""
+    return [{**r, "device": "cpu", "gpu_name": None, "job_id": "cpu-" + r["job_id"]} for r in rows]
+
+
+def test_compare_refuses_a_run_against_itself(tmp_path) -> None:
+    write_rows(throughput_rows("run-a", seed=1), tmp_path / "results" / "baselines", "run-a")
+    write_rows(throughput_rows("run-b", seed=2), tmp_path / "results", "run-b")
+    runner = CliRunner()
+    cases = {
+        (tmp_path / "results" / "baselines", tmp_path / "results"): "25 job(s) (run run-a)",  # the baseline's rows
+        (tmp_path, tmp_path): "50 job(s) (run run-a, run-b)",
+    }
+    for (a, b), shared in cases.items():
+        outcome = runner.invoke(cli, ["compare", str(a), str(b), "--fail-on-regression", "5"])
+        assert outcome.exit_code == 2, outcome.output
+        assert f"A and B share the rows of {shared}: that compares a run with itself" in outcome.output
+        assert len(outcome.output.strip().splitlines()) == 1
+
+
+def test_compare_with_nothing_matched_or_nothing_timed_fails(tmp_path) -> None:
+    write_rows(throughput_rows("run-a", seed=1), tmp_path / "a", "run-a")
+    other = [{**r, "job_id": "x" + r["job_id"], "implementation": "other/impl"} for r in throughput_rows("run-b")]
+    write_rows(other, tmp_path / "b", "run-b")
+    for run in ("run-c", "run-d"):
+        failing = [{**r, "status": "error", "reason": "boom"} for r in throughput_rows(run)]
+        write_rows(failing, tmp_path / run.removeprefix("run-"), run)
+    runner = CliRunner()
+    nothing = runner.invoke(cli, ["compare", str(tmp_path / "a"), str(tmp_path / "b"), "--fail-on-regression", "5"])
+    assert nothing.exit_code == 2, nothing.output
+    assert "no job of B matches a job of A" in nothing.output
+    untimed = runner.invoke(cli, ["compare", str(tmp_path / "c"), str(tmp_path / "d"), "--fail-on-regression", "5"])
+    assert untimed.exit_code == 2, untimed.output
+    assert "--fail-on-regression 5 has nothing to judge" in untimed.output
+    assert "No regression" not in untimed.output
+
+
+def test_compare_names_different_devices_and_pairs_them_only_on_request(tmp_path) -> None:
+    write_rows(throughput_rows("run-a", seed=1), tmp_path / "gpu", "run-a")
+    write_rows(_cpu(throughput_rows("run-b", scale=1.0, seed=2)), tmp_path / "cpu", "run-b")
+    runner = CliRunner()
+    refused = runner.invoke(cli, ["compare", str(tmp_path / "gpu"), str(tmp_path / "cpu"), "--fail-on-regression", "5"])
+    assert refused.exit_code == 2, refused.output
+    assert "A ran on NVIDIA H100 80GB HBM3, B on cpu: their times do not compare" in refused.output
+    paired = runner.invoke(cli, ["compare", str(tmp_path / "gpu"), str(tmp_path / "cpu"), "--across-devices"])
+    assert paired.exit_code == 0, paired.output
+    assert "note: A ran on NVIDIA H100 80GB HBM3, B on cpu" in paired.output
+    assert "23 unchanged" in paired.output and "matched by config" in paired.output
+
+
+def test_a_noisy_row_is_never_called_significant() -> None:
+    samples = [1.0 + 0.001 * i for i in range(20)]
+    a = pd.DataFrame([_job("busy", samples), _job("quiet", samples)])
+    b = pd.DataFrame(
+        [
+            _job("busy", [250 * s for s in samples], noisy=True, noise_reason="load 5.1 on 2 CPUs"),
+            _job("quiet", [250 * s for s in samples], noisy=False),
+        ]
+    )
+    comparison = compare_results(a, b)
+    verdicts = {j.key.removeprefix("job_id="): j for j in comparison.jobs}
+    assert (verdicts["busy"].mark, verdicts["busy"].change, verdicts["busy"].significant) == ("?", "noisy", False)
+    assert "B noisy: load 5.1 on 2 CPUs" in verdicts["busy"].method
+    assert verdicts["quiet"].change == "slower"
+    assert {j.key for j in comparison.regressions(5)} == {"job_id=quiet"}

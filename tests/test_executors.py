@@ -145,7 +145,7 @@ def test_local_executor_with_two_slots_runs_the_planted_sweep(local_sweep: tuple
     summary, frame = local_sweep
     check_sweep(summary, frame, "local")
     # Both slots ran jobs: each slot's worker log names the jobs it ran.
-    logs = [summary.run_dir / f"worker-slot{i}.log" for i in (0, 1)]
+    logs = [summary.log_path.parent / f"worker-slot{i}.log" for i in (0, 1)]  # beside the results, not in them
     assert all("=== " in log.read_text() for log in logs)
 
 

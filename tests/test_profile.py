@@ -17,7 +17,7 @@ from click.testing import CliRunner
 from torch import nn
 from torch.autograd import DeviceType
 
-from harness import registry
+from harness import registry, results
 from harness.config import MixerConfig
 from harness.errors import UserError
 from harness.interface import Mixer, part
@@ -332,7 +332,7 @@ def test_run_profile_writes_rows_and_traces(profile_run: tuple[Path, object]) ->
         assert math.isclose(job["share"].sum(), 1.0, rel_tol=1e-9)
         assert {"projection", "core"} <= set(job["part"])
         (trace,) = set(job["trace_path"])
-        assert Path(trace).parent == results_dir / "traces" / run_id / job_id
+        assert Path(trace).parent == results.sidecar_dir(results_dir) / "traces" / run_id / job_id
         assert json.loads(Path(trace).read_text())["traceEvents"]
         roofline = job[job["achieved_tflops"].notna()]
         assert len(roofline) == 1 and roofline["part"].item() == "core"
@@ -355,6 +355,8 @@ def test_profile_summary_prints_top_kernels(profile_run: tuple[Path, object]) ->
 
     empty = CliRunner().invoke(cli, ["profile-summary", str(results_dir), "--name", "mamba/reference"])
     assert empty.exit_code == 2 and "no profile rows with implementation" in empty.output
+    typo = CliRunner().invoke(cli, ["profile-summary", str(results_dir), "--name", "attention/refrence"])
+    assert typo.exit_code == 2 and typo.output.strip().endswith("did you mean attention/reference?"), typo.output
 
 
 def test_job_ids_do_not_depend_on_where_traces_go(monkeypatch: pytest.MonkeyPatch) -> None:

@@ -11,6 +11,8 @@ from pathlib import Path
 
 import numpy as np
 
+from harness import results
+
 HOSTILE = "<script>alert('pwned')</script>"
 PROVENANCE = {
     "gpu_name": "NVIDIA H100 80GB HBM3",
@@ -36,7 +38,7 @@ LENGTHS = (1024, 2048, 4096, 8192)
 def _row(run_id: str, suite: str, implementation: str, mode: str, seq_len: int, batch: int, **extra) -> dict:
     family = IMPLEMENTATIONS.get(implementation, (implementation.split("/")[0], 0, 0))[0]
     row = {
-        "schema_version": 1,
+        "schema_version": results.SCHEMA_VERSION,
         "run_id": run_id,
         "job_id": f"{suite}-{implementation}-{mode}-{seq_len}-{batch}-{extra.get('task', '')}"
         f"-{extra.get('d_model', '')}-{extra.get('lr', '')}-{extra.get('seed', '')}-{extra.get('eval_seq_len', '')}",

@@ -103,8 +103,8 @@ WRITER = textwrap.dedent(
         time.sleep(60)  # ... and the writer is killed here
 
     pq.write_table = slow_write
-    row = {"schema_version": 1, "run_id": "r2", "job_id": "late", "timestamp": "t", "suite": "throughput",
-           "implementation": "attention/reference", "status": "ok"}
+    row = {"schema_version": results.SCHEMA_VERSION, "run_id": "r2", "job_id": "late", "timestamp": "t",
+           "suite": "throughput", "implementation": "attention/reference", "status": "ok"}
     results.write_rows([row], sys.argv[1], "r2")
     """
 )

@@ -170,3 +170,39 @@ def test_rows_record_the_head_dim_each_implementation_runs():
     attention = Job("throughput", "attention/reference", "x:y", {"config": config}, {"measure": 1})
     assert mamba2.columns()["head_dim"] == 64
     assert attention.columns()["head_dim"] == 32
+
+
+def test_a_row_the_schema_cannot_hold_becomes_an_error_row_and_the_batch_is_kept(tmp_path: Path) -> None:
+    summary = run_jobs([job("huge"), job("ok", seq_len=32)], tmp_path, measure_ceilings=False)
+    frame = results.read_results(tmp_path).set_index("seq_len")
+    assert frame.loc[32, "status"] == "ok" and frame.loc[32, "median_ms"] == 1.0  # the other job's row is kept
+    (huge,) = [row for row in summary.rows if row["status"] == "error"]
+    assert huge["reason"].startswith("row could not be stored: column 'oom_frontier_seq_len' does not fit type int64")
+    stored = results.read_results(tmp_path)
+    assert sorted(stored["status"]) == ["error", "ok"]
+    assert "does not fit type int64" in stored.loc[stored.status == "error", "reason"].item()
+
+
+def test_a_second_writer_into_a_locked_results_folder_is_refused(tmp_path: Path) -> None:
+    with results.writer_lock(tmp_path):
+        with pytest.raises(UserError, match=f"another seqbench run is writing to {tmp_path}") as refused:
+            run_jobs([job()], tmp_path, measure_ceilings=False)
+        assert "\n" not in str(refused.value)
+        assert not list(tmp_path.glob("throughput/*/*.parquet"))  # no job ran
+    assert len(run_jobs([job()], tmp_path, measure_ceilings=False).rows) == 1  # free again once released
+    assert (tmp_path / results.LOCK_NAME).stat().st_size == 0  # empty: dataset readers skip it
+
+
+def test_a_killed_writers_temporary_file_is_removed_by_the_next_run(tmp_path: Path) -> None:
+    stale = tmp_path / "throughput" / "r0" / f"{results.TEMP_PREFIX}part-x{results.TEMP_SUFFIX}"
+    stale.parent.mkdir(parents=True)
+    stale.write_bytes(b"PAR1 half a file")
+    run_jobs([job()], tmp_path, measure_ceilings=False)
+    assert not stale.exists()
+
+
+def test_an_unwritable_log_folder_beside_the_results_fails_before_any_job(tmp_path: Path) -> None:
+    (tmp_path / "results-logs").write_text("a file where the logs would go")
+    with pytest.raises(UserError, match="results-logs is not writable"):
+        run_jobs([job()], tmp_path / "results", measure_ceilings=False)
+    assert not list((tmp_path / "results").rglob("*.parquet"))

@@ -273,6 +273,8 @@ def test_bench_runs_several_suites_in_one_pass_under_one_run_id(tmp_path: Path) 
     assert frame.run_id.nunique() == 1 and set(frame.implementation) == {"attention/reference"}
     assert (frame.status == "ok").all()
     assert "time per suite (its jobs' wall time): throughput" in result.output
+    # and it ends with the measured numbers, as `seqbench show` prints them
+    assert "throughput: " in result.output and "median ms" in result.output and "peak memory" in result.output
     recorded = json.loads(times.read_text())
     assert list(recorded["suites_s"]) == ["throughput", "memory", "profile"]
     assert recorded["pass_s"] >= sum(recorded["suites_s"].values()) > 0
@@ -307,3 +309,16 @@ def test_every_suite_of_the_pass_has_the_presets_nox_bench_names(preset: str) ->
     if device == "cpu" or torch.cuda.is_available():
         plans = _plans(["throughput", "memory", "profile"], options(preset=preset), None)
         assert all(plan.jobs for plan in plans)
+
+
+def test_a_run_into_a_folder_another_run_writes_is_one_line(tmp_path: Path) -> None:
+    from harness import results
+
+    args = ["throughput", "--preset", "cpu", "--name", "attention/reference", "--results", str(tmp_path)]
+    with results.writer_lock(tmp_path):
+        code, output = invoke(*args)
+    assert code == 2
+    assert output == (
+        f"Error: another seqbench run is writing to {tmp_path} (it holds {tmp_path / results.LOCK_NAME}); "
+        "wait for it to finish, or give another --results folder\n"
+    )

@@ -34,7 +34,10 @@ def test_exception_is_an_error_with_a_one_line_reason_and_the_worker_survives(wo
     assert worker.call("tests.fault_specs:process_id", {}, 60).value == pid
 
 
-@pytest.mark.parametrize(("kind", "reason"), [("cuda_oom", "OutOfMemoryError"), ("memory_error", "MemoryError")])
+@pytest.mark.parametrize(
+    ("kind", "reason"),
+    [("cuda_oom", "OutOfMemoryError"), ("memory_error", "MemoryError"), ("cpu_alloc", "RuntimeError")],
+)
 def test_out_of_memory_errors_are_oom(worker: Worker, kind: str, reason: str) -> None:
     outcome = worker.call(TARGET, {"kind": kind}, 60)
     assert outcome.status == "oom"

@@ -60,13 +60,16 @@ def command(
         raise UserError(f"--seq-len must be at least 2, got {seq_len}")
     if batch < 1:
         raise UserError(f"--batch must be positive, got {batch}")
+    for option, value in (("--d-model", d_model), ("--n-heads", n_heads)):
+        if value is not None and value < 1:  # 0 must not fall back to the default silently
+            raise UserError(f"{option} must be positive, got {value}")
     base = DEFAULT_CONFIG[kind]
     config = MixerConfig(d_model=d_model or base.d_model, n_heads=n_heads or base.n_heads)
     parsed = tuple(parse_dtype(d) for d in dtypes)
     if results_dir is not None:
-        from harness import results
+        from harness.runner import prepare_results_dir
 
-        results.check_results_dir(results_dir)  # unwritable or foreign: one line, before any check
+        prepare_results_dir(results_dir, logs=False)  # a file, read-only or foreign: one line, before any check
     impls = registry.select(names, families)
     for impl in [registry.get(n) for n in names]:  # explicitly named: an impossible request is an error
         for dtype in parsed:

@@ -4,10 +4,14 @@ from __future__ import annotations
 
 import math
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import click
 
 from harness.errors import UserError
+
+if TYPE_CHECKING:
+    import pandas as pd
 
 
 def format_table(records: list[dict[str, str]], columns: list[str]) -> list[str]:
@@ -47,20 +51,34 @@ def _ms(value: float) -> str:
     show_default=True,
     help="Pair jobs by job id, or by their definition (implementation, config, sizes); auto: job id if any match.",
 )
-@click.option("--only-changed", is_flag=True, help="List only jobs marked + - ~ ! or * (the summary counts all).")
+@click.option(
+    "--across-devices",
+    is_flag=True,
+    help="Compare runs of different devices or GPU models, pairing jobs by their definition (not by id).",
+)
+@click.option("--only-changed", is_flag=True, help="List only jobs marked + - ~ ? ! or * (the summary counts all).")
 def command(
-    baseline: Path, results: Path, fail_percent: float | None, factor: float, match_by: str, only_changed: bool
+    baseline: Path,
+    results: Path,
+    fail_percent: float | None,
+    factor: float,
+    match_by: str,
+    across_devices: bool,
+    only_changed: bool,
 ) -> None:
     """Compare the throughput of results B against baseline A (Parquet files or directories).
 
     \b
     Marks: + slower, - faster (significant and beyond --factor),
-           ~ beyond --factor but within the noise, ! newly failing, * fixed.
+           ~ beyond --factor but within the noise, ? beyond --factor but a
+           row is flagged noisy (busy host, wide spread), ! newly failing, * fixed.
     Significance: Mann-Whitney U on the per-rep samples when there are
     enough, else non-overlapping 99% confidence intervals of the medians
-    (as asv compare does).
+    (as asv compare does). Exits 2 when A and B share rows (a run against
+    itself), ran on different devices (unless --across-devices), or have no
+    job in common.
     """
-    from harness.report.compare import compare_results, summary_lines
+    from harness.report.compare import compare_results, devices, summary_lines
     from harness.results import read_results
 
     if factor < 1:
@@ -71,9 +89,20 @@ def command(
     for name, path, frame in (("A", baseline, frame_a), ("B", results, frame_b)):
         if frame.empty:
             raise UserError(f"no result rows in {name} ({path})")
-    comparison = compare_results(frame_a, frame_b, factor=factor, match_by=match_by)
+    _refuse_self_compare(frame_a, frame_b)
+    devices_a, devices_b = devices(frame_a), devices(frame_b)
+    if devices_a != devices_b:
+        where = f"A ran on {', '.join(devices_a) or 'no device'}, B on {', '.join(devices_b) or 'no device'}"
+        if not across_devices:
+            raise UserError(f"{where}: their times do not compare; give --across-devices to pair jobs by config anyway")
+        click.echo(f"note: {where}; jobs paired by their definition across devices (--across-devices).")
+        match_by = "config" if match_by == "auto" else match_by
+    comparison = compare_results(frame_a, frame_b, factor=factor, match_by=match_by, across_devices=across_devices)
     if not comparison.jobs:
         raise UserError("no throughput rows to compare in A or B")
+    if not any(job.status_a and job.status_b for job in comparison.jobs):
+        hint = "; --match-by config pairs runs of different presets" if comparison.matched_by == "job_id" else ""
+        raise UserError(f"no job of B matches a job of A (paired by {comparison.matched_by}): nothing to compare{hint}")
 
     records = []
     for job in comparison.jobs:
@@ -112,4 +141,21 @@ def command(
                 what = job.change if math.isnan(job.ratio) else f"x{job.ratio:.3f}"
                 click.echo(f"  {what}  {job.key}", err=True)
             click.get_current_context().exit(1)
+        if not any(not math.isnan(job.ratio) for job in comparison.jobs):
+            raise UserError(
+                f"--fail-on-regression {fail_percent:g} has nothing to judge: no job was timed in both A and B"
+            )
         click.echo(f"No regression beyond {fail_percent:g}%.")
+
+
+def _refuse_self_compare(frame_a: pd.DataFrame, frame_b: pd.DataFrame) -> None:
+    """A and B holding the same rows (one folder inside the other, the same run twice) compare nothing."""
+    from harness.report.compare import shared_rows
+
+    count, runs = shared_rows(frame_a, frame_b)
+    if count:
+        shown = ", ".join(runs[:3]) + (f" and {len(runs) - 3} more" if len(runs) > 3 else "")
+        raise UserError(
+            f"A and B share the rows of {count} job(s) (run {shown}): that compares a run with itself; "
+            "give two different runs"
+        )

@@ -186,7 +186,19 @@ def command(
         raise UserError(f"no profile rows in {', '.join(results)}; run `seqbench run profile` first")
     for column, wanted in (("implementation", names), ("mode", modes), ("run_id", run_ids)):
         if wanted:
-            frame = frame[frame[column].isin(wanted)]
-            if frame.empty:
-                raise UserError(f"no profile rows with {column} in {', '.join(wanted)}")
+            present = sorted(frame[column].dropna().astype(str).unique())
+            filtered = frame[frame[column].isin(wanted)]
+            if filtered.empty:
+                raise UserError(f"no profile rows with {column} in {', '.join(wanted)}{_suggestion(wanted, present)}")
+            frame = filtered
     print_top_kernels(frame, make_console(), top=top)
+
+
+def _suggestion(wanted: tuple[str, ...], present: list[str]) -> str:
+    """ "; did you mean X?" for the closest value the rows do have, or the values there are, if few."""
+    import difflib
+
+    close = [match for value in wanted for match in difflib.get_close_matches(value, present, n=1, cutoff=0.5)]
+    if close:
+        return f"; did you mean {', '.join(dict.fromkeys(close))}?"
+    return f"; the rows have {', '.join(present)}" if 0 < len(present) <= 8 else ""

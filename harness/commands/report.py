@@ -18,7 +18,7 @@ from harness.errors import UserError
     default=Path("reports/latest"),
     show_default=True,
     type=click.Path(file_okay=False, path_type=Path),
-    help="Directory to write the site into (created; pages and plots from an earlier report are replaced).",
+    help="Folder of the site: new, empty, or an earlier seqbench report (replaced; files it did not write are kept).",
 )
 @click.option(
     "--baseline",

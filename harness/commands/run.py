@@ -75,7 +75,23 @@ class SuiteGroup(click.Group):
         return sorted(discover_suites())
 
     def get_command(self, ctx: click.Context, name: str) -> click.Command | None:
-        return discover_suites().get(name)
+        command = discover_suites().get(name)
+        if command is not None:
+            _describe_presets(command, name)
+        return command
+
+
+def _describe_presets(command: click.Command, suite: str) -> None:
+    """`--preset`'s help names the presets the suite has, and the default only where it is the shared
+    one (cpu / quick); a suite with its own default (recall) names it in its description."""
+    from harness.presets import preset_names
+
+    spec = suite_registry.get(suite)
+    names = preset_names(spec.presets_dir) if spec is not None else []
+    for param in command.params:
+        if isinstance(param, click.Option) and param.name == "preset" and names:
+            default = "cpu without a GPU, quick with one" if {"cpu", "quick"} <= set(names) else "see above"
+            param.help = f"Preset: {', '.join(names)} (default: {default})."
 
 
 @click.group("run", cls=SuiteGroup)

@@ -39,7 +39,7 @@ class RunContext:
     """What an executor needs to know about the run before it starts any job."""
 
     suite: str
-    run_dir: Path  # <results>/<suite>/<run_id>: worker logs go here
+    run_dir: Path  # <results>-logs/<suite>/<run_id> (results.log_dir): worker logs go here
     device: str  # the jobs' device: cpu, cuda, cuda:i
     worker_env: dict[str, str] = field(default_factory=dict)  # extra environment for every worker
     isolate_families: bool = False  # a fresh worker process for each new family (default on CUDA)

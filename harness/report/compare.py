@@ -16,7 +16,11 @@ Marks (asv's, plus one for jobs that now pass):
     ~  beyond `factor` but not significant (noise)
     !  newly failing (ok in A, failed in B)
     *  fixed (failed in A, ok in B)
+    ?  beyond `factor`, but A's or B's row is flagged noisy (harness.noise): never called significant
     (blank) unchanged within `factor`, both failing, or present in only one run
+
+Jobs are paired on one kind of device only: rows of different devices (a CPU against a GPU, one GPU
+model against another) pair by their definition only when asked (`across_devices`).
 """
 
 from __future__ import annotations
@@ -49,6 +53,7 @@ MARKS = {
     "not significant": "~",
     "newly failing": "!",
     "fixed": "*",
+    "noisy": "?",
 }
 
 
@@ -280,8 +285,10 @@ def compare_results(
     factor: float = DEFAULT_FACTOR,
     alpha: float = DEFAULT_ALPHA,
     match_by: str = "auto",
+    across_devices: bool = False,
 ) -> Comparison:
-    """Compare run B against baseline A, job by job. `match_by`: auto | job_id | config."""
+    """Compare run B against baseline A, job by job. `match_by`: auto | job_id | config; with
+    `across_devices`, config matching ignores the device (a CPU run against a GPU baseline)."""
     if factor < 1:
         raise ValueError(f"factor must be >= 1, got {factor}")
     a, b = _timed_rows(a), _timed_rows(b)
@@ -294,7 +301,8 @@ def compare_results(
         key_columns = ["job_id"]
     elif match_by == "config":
         key_columns = sorted(set(config_key_columns(a)) | set(config_key_columns(b)))
-        key_columns = [c for c in key_columns if c != "suite"] or ["implementation"]
+        ignored = {"suite", "device"} if across_devices else {"suite"}
+        key_columns = [c for c in key_columns if c not in ignored] or ["implementation"]
     else:
         raise ValueError(f"match_by must be auto, job_id or config, got {match_by!r}")
     a, b = with_columns(a, [*key_columns, *LABEL_COLUMNS]), with_columns(b, [*key_columns, *LABEL_COLUMNS])
@@ -349,6 +357,7 @@ def _compare_job(
         return JobComparison(**common, **no_test, change="no timing", mark="")
 
     ratio = median_b / median_a
+    noise = "; ".join(f"{side} noisy: {why}" for side, why in (("A", _noise(row_a)), ("B", _noise(row_b))) if why)
     difference = compare_samples(
         samples_list(row_a.get("samples_ms")),
         samples_list(row_b.get("samples_ms")),
@@ -359,6 +368,9 @@ def _compare_job(
     beyond_factor = ratio > factor or ratio < 1 / factor
     if not beyond_factor:
         change = "unchanged"
+    elif noise:  # a busy host or a wide spread: the samples cannot support a verdict
+        change = "noisy"
+        difference = Difference(False, difference.p_value, f"{difference.method}; {noise}")
     elif not difference.significant:
         change = "not significant"
     else:
@@ -374,6 +386,32 @@ def _compare_job(
     )
 
 
+def _noise(row: pd.Series) -> str:
+    """Why the row is flagged noisy, or "" (rows written before the flag existed are not)."""
+    flag = row.get("noisy")
+    if is_missing(flag) or not bool(flag):
+        return ""
+    return key_text(row.get("noise_reason")) or "flagged noisy"
+
+
+def devices(frame: pd.DataFrame) -> list[str]:
+    """The kinds of device the timed rows ran on: `cpu`, or the GPU's name (`cuda` where unrecorded)."""
+    rows = with_columns(_timed_rows(frame), ("device", "gpu_name"))
+    found = set()
+    for device, gpu in zip(rows["device"], rows["gpu_name"], strict=True):
+        kind = key_text(device).split(":")[0] or "unknown device"
+        found.add((key_text(gpu) or kind) if kind == "cuda" else kind)
+    return sorted(found)
+
+
+def shared_rows(a: pd.DataFrame, b: pd.DataFrame) -> tuple[int, list[str]]:
+    """How many jobs' rows (same run, same job) A and B both hold, and the runs they belong to."""
+    if not {"run_id", "job_id"} <= set(a.columns) & set(b.columns):
+        return 0, []
+    both = set(zip(a["run_id"], a["job_id"], strict=True)) & set(zip(b["run_id"], b["job_id"], strict=True))
+    return len(both), sorted({run for run, _ in both})
+
+
 def summary_lines(comparison: Comparison) -> list[str]:
     """A few plain sentences: geometric mean, counts per change, how jobs were matched."""
     geomean = comparison.geomean_ratio
@@ -386,7 +424,7 @@ def summary_lines(comparison: Comparison) -> list[str]:
             else "No job was timed in both runs."
         ),
     ]
-    order = ["slower", "faster", "not significant", "unchanged", "newly failing", "fixed", "failing in both"]
+    order = ["slower", "faster", "not significant", "noisy", "unchanged", "newly failing", "fixed", "failing in both"]
     order += sorted(set(comparison.counts) - set(order))
     counted = ", ".join(f"{comparison.counts[c]} {c}" for c in order if comparison.counts.get(c))
     if counted:

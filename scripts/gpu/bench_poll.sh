@@ -12,7 +12,8 @@ grep -E "nox > (Running|Command|stage)|time per stage|report:|BENCH_EXIT|wrote" 
 tail -c 2500 "$LOG"
 nvidia-smi --query-gpu=clocks.sm,temperature.gpu,power.draw,memory.used --format=csv
 if [ -n "${OUT:-}" ]; then
-  tar -czf "$OUT/$TAG-results.tgz" --exclude="$TAG/results/traces" -C "$SB" "$TAG/results" "$TAG/report" 2>/dev/null
+  tar -czf "$OUT/$TAG-results.tgz" --exclude="$TAG/results-logs/traces" -C "$SB" "$TAG/results" "$TAG/results-logs" \
+    "$TAG/report" 2>/dev/null
   cp "$LOG" "$OUT/$TAG-bench.log"
   if [ "${PACK_CACHE:-0}" = autotune ] || [ "${PACK_CACHE:-0}" = all ]; then
     (cd "$SB/cache/seqbench/triton" && find . -name '*.autotune.json' | tar czf "$OUT/triton-autotune.tgz" -T -)

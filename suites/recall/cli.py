@@ -20,7 +20,7 @@ import click
 
 from harness.errors import UserError
 from harness.execute import execute
-from harness.results import FLOAT, INT, STRING
+from harness.results import BOOL, FLOAT, INT, STRING
 from harness.run_options import RunOptions, resolve_suite_device, suite_options
 from harness.suite import Suite, SuitePlan, register
 from suites import PRESETS_DIR
@@ -266,6 +266,22 @@ SUITE_RECORD = register(
             "params": INT,
             "state_bytes_analytic": FLOAT,
             "eval_seq_len": INT,
+            "best_step": INT,
+            "data_seed": INT,
+            "eval_params": STRING,
+            "first_step_s": FLOAT,
+            "head": STRING,
+            "job_s": FLOAT,
+            "mlp": STRING,
+            "n_test": INT,
+            "n_train": INT,
+            "position": STRING,
+            "stop_reason": STRING,
+            "target_accuracy": FLOAT,
+            "target_reached": BOOL,
+            "task_params": STRING,
+            "train_loss": FLOAT,
+            "weight_decay": FLOAT,
             "setting": STRING,  # the preset cell's name (a recipe or variant), "baseline" when it has none
             "steps_per_s": FLOAT,  # optimizer steps per second of training wall time
             "decay": STRING,  # which parameters AdamW decayed: all | matrices

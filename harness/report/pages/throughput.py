@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
+import html
 from typing import TYPE_CHECKING
 
 import pandas as pd
 
 from harness.report import anchors, plots
 from harness.report.analysis import fit_scaling_exponent
-from harness.report.data import has_values, numeric, ok_rows, series_labels
+from harness.report.data import has_values, key_text, numeric, ok_rows, series_labels
 from harness.report.tables import render_table, section
 
 if TYPE_CHECKING:
@@ -18,9 +19,24 @@ if TYPE_CHECKING:
 def body(site: Site, rows: pd.DataFrame, palette: plots.Palette) -> str:
     figures = throughput_scaling(rows, palette) + plots.roofline(rows, palette)
     figures += decode_latency(rows, palette)
-    content = _anchors_body(site, rows, palette)
+    content = _noise_note(rows) + _anchors_body(site, rows, palette)
     content += "".join(site.figure("throughput", p) for p in figures)
     return content + _compile_time_section(rows)
+
+
+def _noise_note(rows: pd.DataFrame) -> str:
+    """A warning above the plots when rows are flagged noisy (harness.noise): their times are suspect."""
+    if "noisy" not in rows.columns:
+        return ""
+    noisy = rows[rows["noisy"].fillna(False).astype(bool)]
+    if noisy.empty:
+        return ""
+    reasons = sorted({key_text(r) for r in noisy.get("noise_reason", pd.Series(dtype=object)) if key_text(r)})
+    shown = "; ".join(reasons[:3]) + (" …" if len(reasons) > 3 else "")
+    return (
+        f'<p class="noisy-note"><b>{len(noisy)} of {len(rows)} row(s) flagged noisy</b> (column <code>noisy</code>):'
+        f" {html.escape(shown)}. Their times may not repeat; compare never calls their changes significant.</p>"
+    )
 
 
 def _anchors_body(site: Site, rows: pd.DataFrame, palette: plots.Palette) -> str:
