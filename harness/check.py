@@ -8,6 +8,8 @@ For one implementation, on fresh random weights and inputs (seeded):
                reference's (the suites time fwd_bwd and recall trains: a forward alone proves no backward).
   grad_params  the same for every parameter, each paired with the reference parameter it was loaded
                from; the row holds the worst parameter's error and names it (`detail`: all of them).
+Each gradient's tolerance is the dtype's, or twice the error of the reference itself computed in the
+dtype under test where that is larger (`gradient_tolerances`: gradients that cancel round badly in bf16).
 The reference runs in float64 on the CPU and in float32 (TF32 off) on a GPU; the error is the RMS
 ratio, compared with the tolerance of the dtype under test (harness.numerics).
 
@@ -22,6 +24,7 @@ and the other checks go on.
 
 from __future__ import annotations
 
+import copy
 import queue
 import threading
 from dataclasses import asdict, dataclass
@@ -42,6 +45,7 @@ TESTS = FORWARD_TESTS + GRADIENT_TESTS
 # that bf16 copies of two parameters initialised alike differ (bf16 keeps ~3 significant digits), small
 # enough to stay near the family's initialisation (a mixer's gates and decays keep their ranges).
 GENERIC_POINT_SCALE = 0.05
+GRADIENT_FLOOR_FACTOR = 2.0  # see gradient_tolerances
 
 # Small sizes: the check is about the function, not speed. Multiples of 64 suit every chunked kernel.
 DEFAULT_CONFIG = {"cpu": MixerConfig(d_model=64, n_heads=4), "cuda": MixerConfig(d_model=256, n_heads=4)}
@@ -206,23 +210,21 @@ def gradient_rows(
     seed: int,
 ) -> list[CheckRow]:
     """grad_input and grad_params rows: vector-Jacobian products with one random cotangent, implementation
-    against reference, at a generic point of the parameters."""
+    against reference, at a generic point of the parameters, each gradient judged against its tolerance
+    (`gradient_tolerances`)."""
+    test_dtype = parse_dtype(dtype)
     try:
         move_to_generic_point(ref_mixer, seed + 2)
         mixer.load_reference_weights(ref_mixer)
         pairs = pair_parameters(mixer, ref_mixer)
-        x_ref = x_ref.detach().clone().requires_grad_(True)
-        x = x_ref.detach().to(parse_dtype(dtype)).requires_grad_(True)
-        expected = ref_mixer(x_ref)
         generator = torch.Generator(device="cpu").manual_seed(seed + 3)
-        cotangent = torch.randn(expected.shape, generator=generator, dtype=torch.float64).to(device)
-        ref_grads = torch.autograd.grad(
-            expected, [x_ref, *(p for _, _, p in pairs)], cotangent.to(expected.dtype), allow_unused=True
-        )
-        actual = mixer(x)
-        grads = torch.autograd.grad(
-            actual, [x, *(p for _, p, _ in pairs)], cotangent.to(actual.dtype), allow_unused=True
-        )
+        cotangent = torch.randn(x_ref.shape, generator=generator, dtype=torch.float64).to(device)
+        wanted = vector_jacobian(ref_mixer, x_ref, cotangent, [p for _, _, p in pairs])
+        # The same math in the dtype under test: the rounding floor of each gradient (see gradient_tolerances).
+        rounded_reference = copy.deepcopy(ref_mixer).to(test_dtype)
+        by_name = dict(rounded_reference.named_parameters())
+        floor = vector_jacobian(rounded_reference, x_ref.to(test_dtype), cotangent, [by_name[n] for n, _, _ in pairs])
+        got = vector_jacobian(mixer, x_ref.to(test_dtype), cotangent, [p for _, p, _ in pairs])
     except (Unavailable, NotImplementedError) as exc:
         # A backward the library refuses or lacks here (fla's on Hopper, FlexAttention's on the CPU):
         # reported as unavailable, not failed.
@@ -231,26 +233,47 @@ def gradient_rows(
     except Exception as exc:
         return [_row(impl, device, dtype, t, float("nan"), limit, "error", _one_line(exc)) for t in GRADIENT_TESTS]
 
-    def error_of(got: torch.Tensor | None, want: torch.Tensor | None, shape: torch.Size) -> float:
-        # A gradient autograd leaves unused is zero by definition: an unused parameter on one side only
-        # is a real difference and shows as a ratio of 1 (or inf against a zero reference).
-        got = torch.zeros(shape) if got is None else got
-        want = torch.zeros(shape) if want is None else want
-        return rms_ratio(got.flatten(), want.flatten())
-
-    input_error = error_of(grads[0], ref_grads[0], x.shape)
-    per_parameter = sorted(
-        ((error_of(g, r, p.shape), name) for (name, p, _), g, r in zip(pairs, grads[1:], ref_grads[1:], strict=True)),
-        reverse=True,
+    names = ["input", *(name for name, _, _ in pairs)]
+    errors = [rms_ratio(g.flatten(), w.flatten()) for g, w in zip(got, wanted, strict=True)]
+    limits = gradient_tolerances(
+        limit, [rms_ratio(f.flatten(), w.flatten()) for f, w in zip(floor, wanted, strict=True)]
     )
-    rows = [_judged_row(impl, device, dtype, "grad_input", input_error, limit, "")]
-    if per_parameter:
-        worst, worst_name = per_parameter[0]
-        detail = " ".join(f"{name}={error:.2e}" for error, name in per_parameter)
-        rows.append(_judged_row(impl, device, dtype, "grad_params", worst, limit, worst_name, detail))
-    else:
+    rows = [_judged_row(impl, device, dtype, "grad_input", errors[0], limits[0], "")]
+    if len(names) == 1:
         rows.append(_row(impl, device, dtype, "grad_params", 0.0, limit, "ok", "no trainable parameters"))
+        return rows
+    # The worst parameter is the one closest to (or furthest beyond) its own tolerance.
+    order = sorted(range(1, len(names)), key=lambda i: errors[i] / limits[i], reverse=True)
+    detail = " ".join(f"{names[i]}={errors[i]:.2e}/{limits[i]:.1e}" for i in order)
+    worst = order[0]
+    rows.append(_judged_row(impl, device, dtype, "grad_params", errors[worst], limits[worst], names[worst], detail))
     return rows
+
+
+def vector_jacobian(
+    mixer: Mixer, x: torch.Tensor, cotangent: torch.Tensor, parameters: list[torch.nn.Parameter]
+) -> list[torch.Tensor]:
+    """[d<y, g>/dx, d<y, g>/dp for p in parameters] with y = mixer(x); a parameter autograd leaves unused
+    gets a zero gradient (so an unused parameter on one side only shows as a difference)."""
+    x = x.detach().clone().requires_grad_(True)
+    y = mixer(x)
+    grads = torch.autograd.grad(y, [x, *parameters], cotangent.to(y.dtype), allow_unused=True)
+    return [torch.zeros_like(t) if g is None else g for g, t in zip(grads, [x, *parameters], strict=True)]
+
+
+def gradient_tolerances(limit: float, floors: list[float]) -> list[float]:
+    """Per gradient: max(the dtype's tolerance, GRADIENT_FLOOR_FACTOR x the reference's own error in the
+    dtype under test).
+
+    A forward output is a sum of terms of one sign scale; a parameter gradient is a sum over every
+    position and batch row, and where those terms cancel (a bias whose shift the next normalisation
+    undoes: mLSTM's input-gate bias, Mamba-2's dt bias, RWKV-7's mixing weights) the true gradient is
+    small against the rounding of its terms, so its RMS ratio in bf16 is large for *any* implementation:
+    on an H200 our bf16 references themselves measured 0.03 (Mamba-2 dt_bias) to 0.70 (mLSTM igate.bias)
+    against their float32 selves. The reference run in the dtype under test gives that floor for each
+    gradient; an implementation within twice it rounds as well as the readable math does (a different
+    but equally careful summation order, as chunked kernels use, can double the error, not more)."""
+    return [max(limit, GRADIENT_FLOOR_FACTOR * floor) for floor in floors]
 
 
 def _judged_row(
@@ -259,7 +282,9 @@ def _judged_row(
     where = f" ({what})" if what else ""
     if error <= limit:
         return _row(impl, device, dtype, test, error, limit, "ok", f"worst: {what}" if what else "", detail)
-    return _row(impl, device, dtype, test, error, limit, "failed", f"rms ratio {error:.3g} > {limit:g}{where}", detail)
+    return _row(
+        impl, device, dtype, test, error, limit, "failed", f"rms ratio {error:.3g} > {limit:.3g}{where}", detail
+    )
 
 
 def _failed_rows(impl: Implementation, device: str, dtype: str, status: str, reason: str) -> list[CheckRow]:

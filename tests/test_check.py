@@ -13,6 +13,7 @@ from harness.check import (
     TESTS,
     CheckRow,
     compare_with_reference,
+    gradient_tolerances,
     move_to_generic_point,
     pair_parameters,
     run_checks,
@@ -119,3 +120,16 @@ def test_a_backward_the_library_lacks_is_unavailable_not_failed() -> None:
     assert all(by_test[t].passed for t in FORWARD_TESTS)
     assert {by_test[t].status for t in GRADIENT_TESTS} == {"unavailable"}
     assert not any(r.counts_as_failure for r in rows)
+
+
+def test_gradient_tolerance_is_the_rounding_floor_of_the_reference_in_that_dtype(planted: None) -> None:
+    """In bf16 a gradient's tolerance is max(2e-2, twice the reference's own bf16 error on it): the
+    reference computed in bf16 passes its own check, and a backward 10% off still fails."""
+    config = {**MixerConfig(d_model=16, n_heads=2).__dict__}
+    rows = {r["test"]: r for r in compare_with_reference("planted/reference", "cpu", "bfloat16", config, 2, 8, 0)}
+    for test in GRADIENT_TESTS:
+        assert rows[test]["passed"] and rows[test]["tolerance"] >= 2e-2, rows[test]
+    wrong = {r["test"]: r for r in compare_with_reference("planted/wrong_grad", "cpu", "bfloat16", config, 2, 8, 0)}
+    for test in GRADIENT_TESTS:
+        assert wrong[test]["status"] == "failed" and wrong[test]["rms_ratio"] > wrong[test]["tolerance"], wrong[test]
+    assert gradient_tolerances(2e-2, [0.0, 0.03, 0.7]) == [2e-2, 0.06, 1.4]

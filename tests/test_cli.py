@@ -7,6 +7,7 @@ import json
 import pytest
 from click.testing import CliRunner
 
+from harness.check import TESTS
 from harness.cli import cli
 
 
@@ -72,7 +73,8 @@ def test_check_passes_on_reference(tmp_path) -> None:
     code, out, _ = run("check", "--device", "cpu", "--name", "attention/sdpa_math", "--seq-len", "8", "--json")
     assert code == 0
     rows = json.loads(out)["rows"]
-    assert len(rows) == 3 and all(r["passed"] for r in rows)
+    # the three forward forms and, since the gradient check, grad_input and grad_params
+    assert [r["test"] for r in rows] == list(TESTS) and all(r["passed"] for r in rows)
 
 
 def test_family_with_dtype_checks_only_that_family() -> None:
@@ -93,9 +95,10 @@ def test_check_writes_result_rows(tmp_path) -> None:
     )
     assert code == 0, err
     frame = results.read_results(tmp_path)
-    assert len(frame) == 3 and set(frame["suite"]) == {"check"}
+    assert len(frame) == len(TESTS) and set(frame["suite"]) == {"check"}
     assert frame["passed"].all() and (frame["rms_ratio"] < 1e-10).all()
-    assert set(frame["test"]) == {"parallel", "recurrent", "prefill"}
+    assert set(frame["test"]) == set(TESTS)  # the forward forms and the gradients
+    assert frame.loc[frame["test"] == "grad_params", "detail"].str.contains("qkv_proj.weight=").all()
 
 
 def test_check_refuses_a_results_target_it_cannot_write_before_any_check(tmp_path) -> None:

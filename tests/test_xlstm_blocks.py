@@ -11,7 +11,7 @@ import pytest
 import torch
 
 from harness import registry
-from harness.check import compare_with_reference, run_checks
+from harness.check import TESTS, compare_with_reference, run_checks
 from harness.config import MixerConfig
 from harness.errors import ConfigError
 from harness.interface import run_recurrent
@@ -124,7 +124,7 @@ CPU_ADAPTERS = [impl.name for impl in IMPLEMENTATIONS if not impl.is_reference a
 def test_seqbench_check_passes_on_cpu(name: str) -> None:
     config = {**MixerConfig(d_model=32, n_heads=4, chunk_size=8).__dict__}
     rows = compare_with_reference(name, "cpu", "float64", config, batch=2, seq_len=20, seed=0)
-    assert [row["test"] for row in rows] == ["parallel", "recurrent", "prefill"]
+    assert [row["test"] for row in rows] == list(TESTS)  # forward forms, then the gradients
     failed = [(row["test"], row["reason"]) for row in rows if not row["passed"]]
     assert not failed, failed
 

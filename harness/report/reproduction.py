@@ -24,6 +24,7 @@ from harness.report.plots import Palette, Plot, figure_legend, new_figure, palet
 
 VERDICT_TOLERANCE_POINTS = 5.0  # percentage points: a published number within this is reproduced
 MAX_SERIES_PER_AXIS = 10
+LINESTYLES = ("-", "--", ":", "-.")
 
 TABLE_COLUMNS = [
     "source",
@@ -186,11 +187,12 @@ def learning_curves(rows: pd.DataFrame, palette: Palette | None = None) -> list[
         figure = new_figure(max(6.0, 4.2 * columns), 3.3 * n_rows + 1.0)
         axes = np.atleast_1d(figure.subplots(n_rows, columns, squeeze=False)).ravel()
         legend: dict[str, object] = {}
-        linestyles = {}
         for axis, (title, panel) in zip(axes, panels, strict=False):
+            # A line style per setting within the panel (at most four recipes are compared in one).
+            settings = sorted(panel["setting"].unique())
             for (implementation, setting), group in sorted(panel.groupby(["implementation", "setting"])):
                 label = f"{implementation} · {setting}" if setting and setting != "baseline" else implementation
-                style = linestyles.setdefault(setting, ("-", "--", ":", "-.")[len(linestyles) % 4])
+                style = LINESTYLES[settings.index(setting) % len(LINESTYLES)]
                 group = group.sort_values("step")
                 (line,) = axis.plot(group["step"], group["test_accuracy"], style, color=palette(implementation), lw=1.4)
                 legend.setdefault(plain(label), line)
