@@ -54,6 +54,7 @@ def test_table1_and_the_attention_variants_of_table2() -> None:
             _row(
                 "attention/sdpa_flash", 0.70, task="induction-heads", seq_len=256, eval_seq_len=1024, setting="MHA-RoPE"
             ),
+            _row("attention/sdpa_flash", 0.99, task="induction-heads", seq_len=256, setting="MHA-RoPE"),
         ]
     )
     table = reproduction_table(rows, references)
@@ -64,7 +65,9 @@ def test_table1_and_the_attention_variants_of_table2() -> None:
     assert "attention/sdpa_flash" not in table1.index.get_level_values(0)
     table2 = table[table["task"] == "induction-heads"].set_index("model")
     # Each variant pairs with its own published row only (MHA-xPos has no cell of its name: not matched).
-    assert table2.loc["MHA-Abs", "setting"] == "MHA-Abs" and table2.loc["MHA-Abs", "verdict"] == "reproduced"
+    assert table2.loc["MHA-Abs", "setting"] == "MHA-Abs"
+    # MHA-Abs has no row at its training length here: a length test of it cannot be judged.
+    assert table2.loc["MHA-Abs", "verdict"].startswith("not comparable")
     assert table2.loc["MHA-RoPE", "ours"] == 70.0 and table2.loc["MHA-RoPE", "verdict"].startswith("not reproduced")
     assert "MHA-xPos" not in table2.index
 

@@ -9,6 +9,10 @@ learning rates and seeds (the papers report the best run), and a verdict:
 - against the reproduction bar where the point carries one (`at_least` / `at_most`, in percent: "Mamba
   at least 97% at L 4096", "S4 at most 30%"), reproduced or not, by how many points;
 - else reproduced when within VERDICT_TOLERANCE_POINTS of the published number, otherwise the difference.
+
+A test beyond the training length (extrapolation) judges a model that learned the task: where the same
+run stayed below LEARNED_PERCENT at its training length, the row says so instead of a verdict (a model at
+chance everywhere is "below 60% at 2^10" without showing anything about length).
 """
 
 from __future__ import annotations
@@ -23,6 +27,7 @@ from harness.report.data import key_text, numeric, ok_rows
 from harness.report.plots import Palette, Plot, figure_legend, new_figure, palette_for, plain, render, slugify
 
 VERDICT_TOLERANCE_POINTS = 5.0  # percentage points: a published number within this is reproduced
+LEARNED_PERCENT = 90.0  # accuracy at the training length below which a length test shows nothing
 MAX_SERIES_PER_AXIS = 10
 LINESTYLES = ("-", "--", ":", "-.")
 
@@ -111,6 +116,14 @@ def reproduction_table(rows: pd.DataFrame, references: pd.DataFrame | None) -> p
             ours = 100.0 * float(best["accuracy"])
             published = 100.0 * float(point["accuracy"])
             text, gap = verdict(ours, published, at_least, at_most)
+            if eval_len != point["seq_len"]:
+                trained = rows[(rows["implementation"] == implementation) & (rows["_setting"] == setting)]
+                trained = trained[
+                    (trained["_task"] == key_text(point["task"])) & (trained["_eval"] == point["seq_len"])
+                ]
+                learned = 100.0 * float(numeric(trained, "accuracy").max()) if not trained.empty else math.nan
+                if not learned >= LEARNED_PERCENT:
+                    text = f"not comparable: {learned:.1f}% at the training length (did not learn the task)"
             out.append(
                 {
                     "source": key_text(point["source"]).split(":")[0],
