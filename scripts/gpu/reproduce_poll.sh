@@ -11,6 +11,6 @@ done
 echo "still running: $(running)"
 nvidia-smi --query-gpu=utilization.gpu,memory.used,power.draw --format=csv,noheader
 if [ -n "${OUT:-}" ]; then
-  tar -czf "$OUT/repro.tgz" -C "$REPRO" runs logs
+  tar -czf "$OUT/repro.tgz" -C "$REPRO" runs logs $( [ -d "$REPRO/check" ] && echo check )
   ls -la "$OUT"
 fi
