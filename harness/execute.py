@@ -9,6 +9,7 @@ from typing import Any
 
 import click
 
+from harness import suite as suite_registry
 from harness.errors import UserError
 from harness.run_options import RunOptions, suite_options
 from harness.suite import SuitePlan
@@ -62,6 +63,7 @@ def execute_plans(plans: list[SuitePlan], options: RunOptions) -> list[Any]:
     for suite in empty:
         console.print(f"{suite}: no jobs (the filters and the preset select nothing)", highlight=False)
     device = plans[0].device
+    _check_slots_per_gpu(options, plans, device)
     if (options.results / results.LOCK_NAME).is_file():  # another run may hold it: refused before any output
         with results.writer_lock(options.results):
             pass
@@ -100,6 +102,18 @@ def execute_plans(plans: list[SuitePlan], options: RunOptions) -> list[Any]:
     if any(summary.interrupted for summary in summaries):
         raise SystemExit(130)
     return summaries
+
+
+def _check_slots_per_gpu(options: RunOptions, plans: list[SuitePlan], device: str) -> None:
+    """Several jobs per GPU only for suites whose jobs may share one (harness.suite.Suite.shares_gpu)."""
+    if options.slots_per_gpu is None or options.slots_per_gpu == 1:
+        return
+    if not device.startswith("cuda"):
+        raise UserError("--slots-per-gpu needs a GPU (on the CPU, --workers sets how many jobs run at once)")
+    for plan in plans:
+        spec = suite_registry.get(plan.suite)
+        if spec is None or not spec.shares_gpu:
+            raise UserError(f"--slots-per-gpu: {plan.suite}'s jobs must not share a GPU (their numbers are timings)")
 
 
 def _print_measured(summaries: list[Any]) -> None:

@@ -35,6 +35,7 @@ class RunOptions:
     # where the jobs run (harness.executors)
     executor: str = "local"
     workers: int | None = None
+    slots_per_gpu: int | None = None  # local executor: trainings at once on each GPU (suites that share one)
     ray_address: str | None = None
     slurm_partition: str | None = None
     slurm_time_min: int | None = None
@@ -56,13 +57,15 @@ class RunOptions:
             "cluster": self.slurm_cluster,
         }
         slurm = {key: value for key, value in slurm.items() if value is not None}
+        if self.slots_per_gpu is not None and self.executor != "local":
+            raise UserError("--slots-per-gpu applies to --executor local")
         if self.ray_address is not None and self.executor != "ray":
             raise UserError("--ray-address needs --executor ray")
         if slurm and self.executor != "submitit":
             given = ", ".join(f"--slurm-{key.replace('_', '-')}" for key in slurm)
             raise UserError(f"{given} need(s) --executor submitit")
         if self.executor == "local":
-            return make_executor("local", workers=self.workers)
+            return make_executor("local", workers=self.workers, slots_per_gpu=self.slots_per_gpu)
         if self.executor == "ray":
             return make_executor("ray", address=self.ray_address, workers=self.workers)
         if self.workers is not None:
@@ -127,6 +130,7 @@ def suite_options(function: Callable[..., Any]) -> Callable[..., Any]:
             timeout_s=timeout,
             executor=kwargs.pop("executor"),
             workers=kwargs.pop("workers"),
+            slots_per_gpu=kwargs.pop("slots_per_gpu"),
             ray_address=kwargs.pop("ray_address"),
             slurm_partition=kwargs.pop("slurm_partition"),
             slurm_time_min=kwargs.pop("slurm_time_min"),
@@ -167,6 +171,13 @@ def suite_options(function: Callable[..., Any]) -> Callable[..., Any]:
             default=None,
             callback=_positive_or_none,
             help="Worker slots (local: default one per visible GPU, or 1 on CPU; ray: size of a local instance).",
+        ),
+        click.option(
+            "--slots-per-gpu",
+            type=int,
+            default=None,
+            callback=_positive_or_none,
+            help="Training suites (recall): this many jobs at once on each GPU. Timed suites keep one per GPU.",
         ),
         click.option("--ray-address", default=None, help="Ray cluster to connect to (default: start a local one)."),
         click.option("--slurm-partition", default=None, help="Slurm partition of the job array."),

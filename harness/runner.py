@@ -306,6 +306,8 @@ def run_suites(
     run_dir = results.log_dir(results_dir, suites[0], run_id)  # logs stay out of the Parquet dataset
     run_dir.mkdir(parents=True, exist_ok=True)
     executor = executor or LocalExecutor()
+    if getattr(executor, "one_job_per_chunk", False):
+        chunks = [[job] for chunk in chunks for job in chunk]
     context = RunContext("+".join(suites), run_dir, device, dict(worker_env or {}), isolate)
     try:
         executor.open(context)

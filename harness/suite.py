@@ -71,6 +71,9 @@ class Suite:
     presets: Mapping[str, str] = field(default_factory=lambda: dict(DEFAULT_PRESETS))
     presets_dir: Path | None = None  # its TOML presets
     timed: bool = False  # `seqbench compare` compares its median times
+    # Its jobs may share a GPU (`--slots-per-gpu`): training suites, whose rows are accuracies and wall
+    # times of small models bound by the host; a timed suite's numbers must never share the card.
+    shares_gpu: bool = False
     # Published numbers its page draws beside the measured ones: records, as data (harness.report.references).
     reference_points: Callable[[], list[dict[str, Any]]] | None = None
 

@@ -361,3 +361,41 @@ def test_executor_options_fail_in_one_line(
     assert err.strip().count("\n") == 0
     if "needs ray" in message or "needs submitit" in message:
         assert "pip install 'seqbench[" in err
+
+
+def test_training_slots_share_each_gpu(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    """--slots-per-gpu 3 on two GPUs: three slots pinned to each (recall's trainings share a card), and the
+    jobs of one implementation spread over the slots instead of running in a row."""
+    monkeypatch.setenv("CUDA_VISIBLE_DEVICES", "2,3")
+    context = RunContext("recall", tmp_path, "cuda", {"X": "1"}, True)
+    executor = LocalExecutor(slots_per_gpu=3)
+    slots = executor._plan_slots(context)
+    assert [(s.gpu_index, s.env["CUDA_VISIBLE_DEVICES"]) for s in slots] == [(2, "2")] * 3 + [(3, "3")] * 3
+    assert slots[4].log_path.name == "worker-gpu3-slot1.log" and all(s.env["X"] == "1" for s in slots)
+    assert executor.one_job_per_chunk and not LocalExecutor().one_job_per_chunk
+    one_gpu = LocalExecutor(slots_per_gpu=2)._plan_slots(RunContext("recall", tmp_path, "cuda:1", {}, True))
+    # cuda:1 is the second visible GPU, physical index 3; its slots see what this process sees
+    assert [s.gpu_index for s in one_gpu] == [3, 3] and "CUDA_VISIBLE_DEVICES" not in one_gpu[0].env
+    with pytest.raises(UserError, match="positive"):
+        LocalExecutor(slots_per_gpu=0)
+
+
+def test_slots_per_gpu_bad_uses_are_one_line_errors() -> None:
+    result = CliRunner().invoke(cli, ["run", "throughput", "--preset", "cpu", "--slots-per-gpu", "2"])
+    assert result.exit_code == 2, result.output
+    assert result.output.startswith("Error: --slots-per-gpu needs a GPU") and result.output.count("\n") == 1
+
+
+def test_timed_suites_refuse_to_share_a_gpu(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    from harness.execute import _check_slots_per_gpu
+    from harness.suite import SuitePlan
+
+    options = RunOptions(
+        preset=None, results=tmp_path, redo=False, resume=False, device="cuda", names=(), families=(),
+        seq_lens=(), batches=(), dtypes=(), modes=(), timeout_s=None, slots_per_gpu=4,
+    )  # fmt: skip
+    with pytest.raises(UserError, match="applies to --executor local"):
+        RunOptions(**{**options.__dict__, "executor": "ray"}).make_executor()
+    with pytest.raises(UserError, match="throughput's jobs must not share a GPU"):
+        _check_slots_per_gpu(options, [SuitePlan("throughput", "cuda", [])], "cuda")
+    _check_slots_per_gpu(options, [SuitePlan("recall", "cuda", [])], "cuda")  # trainings may

@@ -73,10 +73,13 @@ class _SlotExit:
 class LocalExecutor(Executor):
     name = "local"
 
-    def __init__(self, workers: int | None = None) -> None:
+    def __init__(self, workers: int | None = None, slots_per_gpu: int | None = None) -> None:
         if workers is not None and workers <= 0:
             raise UserError(f"--workers must be a positive integer, got {workers}")
+        if slots_per_gpu is not None and slots_per_gpu <= 0:
+            raise UserError(f"--slots-per-gpu must be a positive integer, got {slots_per_gpu}")
         self.workers = workers
+        self.slots_per_gpu = slots_per_gpu or 1
         self.slots: list[Slot] = []
         self.context: RunContext | None = None
 
@@ -97,6 +100,8 @@ class LocalExecutor(Executor):
                 return [Slot(0, None, context.run_dir / "worker.log", env)]
             return [Slot(i, None, context.run_dir / f"worker-slot{i}.log", env) for i in range(count)]
         gpus = visible_gpus()
+        if self.slots_per_gpu > 1:
+            return self._shared_gpu_slots(device, gpus, env, context.run_dir)
         names_one_gpu = device not in ("cuda", "cuda:0")
         if names_one_gpu and (self.workers or 1) > 1:
             raise UserError(f"--device {device} names one GPU; with several workers use --device cuda")
@@ -114,6 +119,27 @@ class LocalExecutor(Executor):
             name = f"gpu{index}" if index is not None else f"slot{i}"
             slots.append(Slot(i, index, context.run_dir / f"worker-{name}.log", env | {"CUDA_VISIBLE_DEVICES": entry}))
         return slots
+
+    def _shared_gpu_slots(self, device: str, gpus: list[str], env: dict[str, str], run_dir: Path) -> list[Slot]:
+        """`slots_per_gpu` slots pinned to each GPU the run uses (the one `cuda:i` names, else every
+        visible one; unpinned when none is listed), for suites whose jobs may share a card."""
+        if device not in ("cuda", "cuda:0") or not gpus:
+            entries: list[str | None] = [None]
+        else:
+            entries = list(gpus[: self.workers] if self.workers else gpus)
+        slots = []
+        for entry in entries:
+            index = physical_gpu_index(entry) if entry is not None else gpu_index_of(device)
+            for k in range(self.slots_per_gpu):
+                name = f"gpu{index}-slot{k}" if index is not None else f"slot{len(slots)}"
+                pin = {"CUDA_VISIBLE_DEVICES": entry} if entry is not None else {}
+                slots.append(Slot(len(slots), index, run_dir / f"worker-{name}.log", env | pin))
+        return slots
+
+    @property
+    def one_job_per_chunk(self) -> bool:
+        """With several slots on one GPU the jobs of one implementation are spread over them, not run in a row."""
+        return self.slots_per_gpu > 1
 
     def describe(self, measure_ceilings: bool) -> Outcome:
         """Provenance from a worker that sees what this process sees (all the run's GPUs: gpu_count is the

@@ -312,5 +312,6 @@ SUITE_RECORD = register(
         presets={"cpu": "recall-cpu", "cuda": "recall-quick"},
         presets_dir=PRESETS_DIR / SUITE,
         reference_points=_reference_points,
+        shares_gpu=True,
     )
 )
