@@ -261,3 +261,44 @@ def test_rows_carry_the_learning_curve() -> None:
     assert all(0.0 <= p["test_accuracy"] <= 1.0 and math.isfinite(p["train_loss"]) for p in curve)
     assert row["accuracy"] == max(p["test_accuracy"] for p in curve) and row["steps_per_s"] > 0
     assert row["decay"] == "matrices" and json.loads(row["curriculum"]) == [{"steps": 2, "seq_len": 16}]
+
+
+def test_zoology_recipe_options() -> None:
+    """Zoology's recipe, point by point (HazyResearch/zoology model.py and train.py): the identity state
+    mixer adds norm(x) back into the residual stream; every linear layer N(0, 0.02) with zero biases (the
+    Mamba block's dt bias too) and out_proj at 0.02 / sqrt(2 n_layers); embedding dropout; the cosine
+    stepped once per epoch, matching torch's CosineAnnealingLR(T_max=epochs) stepped after each epoch."""
+    import torch
+
+    from harness.config import MixerConfig
+    from suites.recall.model import Block, ModelSettings, RecallModel
+    from suites.recall.train import TrainSettings, lr_schedule
+
+    class Silent(torch.nn.Module):  # a mixer that outputs zeros: the block is then its second half alone
+        def forward(self, x: torch.Tensor) -> torch.Tensor:
+            return torch.zeros_like(x)
+
+    block = Block(Silent(), 8, ModelSettings(mlp="identity"))
+    x = torch.randn(2, 5, 8)
+    assert torch.allclose(block(x), x + torch.nn.functional.layer_norm(x, (8,)), atol=1e-6)
+
+    torch.manual_seed(0)
+    impl = registry.get("mamba/reference")
+    settings = ModelSettings(n_layers=2, position="none", init="zoology", embedding_dropout=0.1)
+    net = RecallModel(16, 256, lambda: impl.create(MixerConfig(d_model=256)), settings)
+    mixer = net.blocks[0].mixer
+    assert torch.count_nonzero(mixer.dt_proj.bias) == 0  # dt = softplus(0) at the start
+    assert abs(float(mixer.in_proj.weight.std()) - 0.02) < 0.001
+    assert abs(float(mixer.out_proj.weight.std()) - 0.01) < 0.001  # 0.02 / sqrt(2 * 2)
+    assert net.embedding_dropout.p == 0.1
+
+    epochs, steps_per_epoch, lr = 5, 3, 1e-3
+    train = TrainSettings(epochs=epochs, schedule_unit="epoch", warmup_frac=0.0)
+    factor = lr_schedule(train, epochs * steps_per_epoch, steps_per_epoch)
+    optimizer = torch.optim.SGD([torch.nn.Parameter(torch.zeros(1))], lr=lr)
+    reference = torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, T_max=epochs, eta_min=0.0)
+    for epoch in range(epochs):
+        for step in range(epoch * steps_per_epoch, (epoch + 1) * steps_per_epoch):
+            assert math.isclose(lr * factor(step), optimizer.param_groups[0]["lr"], rel_tol=1e-9, abs_tol=1e-15)
+        optimizer.step()
+        reference.step()

@@ -23,7 +23,14 @@ from torch import nn
 from harness.errors import ConfigError
 from harness.interface import Mixer
 
-MLPS = ("none", "gelu", "swiglu")
+# "identity" is Zoology's identity state mixer: the block's second half adds norm(x) itself back into the
+# residual stream (x + norm(x)), which its blocks without an MLP do; "none" leaves that half out.
+MLPS = ("none", "identity", "gelu", "swiglu")
+# How the model's linear layers start. "mixer": GPT-2's N(0, 0.02) for the embedding, head and MLPs, the
+# mixers their own (S4's HiPPO matrices, Mamba's dt range). "zoology": N(0, 0.02) for every linear layer,
+# the mixers' too, with zero biases (Mamba's dt bias then starts at 0, dt = softplus(0) = 0.69) and each
+# mixer's out_proj at 0.02 / sqrt(2 n_layers), as Zoology's _init_weights does for its Figure 2 models.
+INITS = ("mixer", "zoology")
 POSITIONS = ("auto", "none", "learned", "sinusoidal")
 NORMS = ("layernorm", "rmsnorm")
 HEADS = ("lm", "autoencoder")
@@ -32,7 +39,7 @@ HEADS = ("lm", "autoencoder")
 @dataclass(frozen=True)
 class ModelSettings:
     n_layers: int = 2
-    mlp: str = "none"  # none | gelu | swiglu
+    mlp: str = "none"  # none | identity | gelu | swiglu
     mlp_expand: int = 4  # hidden width = mlp_expand * d_model (SwiGLU: 2/3 of that, as in Llama)
     tied: bool = True  # head weight = embedding weight
     # auto | none | learned (absolute, a table up to max_seq_len) | sinusoidal (absolute, fixed, any
@@ -40,13 +47,17 @@ class ModelSettings:
     # of order), none for the recurrent mixers.
     position: str = "auto"
     norm: str = "layernorm"
+    init: str = "mixer"  # mixer | zoology (INITS)
+    embedding_dropout: float = 0.0  # dropout on the token (+ position) embeddings; Zoology's is 0.1
 
     def __post_init__(self) -> None:
         if not isinstance(self.n_layers, int) or self.n_layers < 1:
             raise ConfigError("n_layers", f"must be a positive integer, got {self.n_layers!r}")
         if not isinstance(self.mlp_expand, int) or self.mlp_expand < 1:
             raise ConfigError("mlp_expand", f"must be a positive integer, got {self.mlp_expand!r}")
-        for name, allowed in (("mlp", MLPS), ("position", POSITIONS), ("norm", NORMS)):
+        if not 0.0 <= self.embedding_dropout < 1.0:
+            raise ConfigError("embedding_dropout", f"must be in [0, 1), got {self.embedding_dropout!r}")
+        for name, allowed in (("mlp", MLPS), ("position", POSITIONS), ("norm", NORMS), ("init", INITS)):
             if getattr(self, name) not in allowed:
                 raise ConfigError(name, f"must be one of {', '.join(allowed)}, got {getattr(self, name)!r}")
 
@@ -103,7 +114,10 @@ class Block(nn.Module):
         self.mixer = mixer
         self.mlp_norm: nn.Module | None = None
         self.mlp: nn.Module | None = None
-        if settings.mlp != "none":
+        if settings.mlp == "identity":
+            self.mlp_norm = make_norm(settings.norm, d_model)
+            self.mlp = nn.Identity()
+        elif settings.mlp != "none":
             hidden = settings.mlp_expand * d_model
             self.mlp_norm = make_norm(settings.norm, d_model)
             self.mlp = GeluMLP(d_model, hidden) if settings.mlp == "gelu" else SwiGLU(d_model, 2 * hidden // 3)
@@ -166,12 +180,15 @@ class RecallModel(nn.Module):
             raise ConfigError("position", "learned positions need max_seq_len (the longest length evaluated)")
         self.settings = settings
         self.embedding = nn.Embedding(vocab_size, d_model)
+        self.embedding_dropout = nn.Dropout(settings.embedding_dropout)
         self.positions = nn.Embedding(max_seq_len, d_model) if settings.position == "learned" else None
         self.blocks = nn.ModuleList(Block(make_mixer(), d_model, settings) for _ in range(settings.n_layers))
         self.final_norm = make_norm(settings.norm, d_model)
         self.decoder = AutoEncoderHead(d_model, settings) if head == "autoencoder" else None
         self.head = nn.Linear(d_model, vocab_size, bias=False)
         self._init_own_weights()
+        if settings.init == "zoology":
+            self._init_like_zoology()
         if settings.tied:
             self.head.weight = self.embedding.weight
 
@@ -189,6 +206,16 @@ class RecallModel(nn.Module):
                     if getattr(sub, "bias", None) is not None:
                         nn.init.zeros_(sub.bias)
 
+    def _init_like_zoology(self) -> None:
+        """Every linear layer N(0, 0.02) with zero bias, mixers included; out_proj at 0.02 / sqrt(2 n_layers)."""
+        scaled_std = 0.02 / math.sqrt(2 * self.settings.n_layers)
+        for block in self.blocks:
+            for name, sub in block.mixer.named_modules():
+                if isinstance(sub, nn.Linear):
+                    nn.init.normal_(sub.weight, mean=0.0, std=scaled_std if name.endswith("out_proj") else 0.02)
+                    if sub.bias is not None:
+                        nn.init.zeros_(sub.bias)
+
     def forward(self, tokens: torch.Tensor, where: torch.Tensor | None = None) -> torch.Tensor:
         """(B, L) token ids -> (B, L, vocab) logits, or (n, vocab) at the n positions where `where`
         (a (B, L) bool mask) is true: with a vocabulary of 8192 the head costs far more than a small
@@ -202,6 +229,7 @@ class RecallModel(nn.Module):
             x = x + self.positions.weight[: tokens.shape[1]]
         elif self.settings.position == "sinusoidal":
             x = x + sinusoidal_positions(tokens.shape[1], x.shape[-1]).to(x.device, x.dtype)
+        x = self.embedding_dropout(x)
         for block in self.blocks:
             x = block(x)
         x = self.final_norm(x)

@@ -18,6 +18,7 @@ import queue
 import random
 import threading
 import time
+from collections.abc import Callable
 from dataclasses import asdict, dataclass, fields
 from typing import Any
 
@@ -65,9 +66,15 @@ class TrainSettings:
     # first, in order; the job's own task parameters train the remaining steps. Tests (and the step's
     # learning rate) always follow the job's own parameters and the whole step count.
     curriculum: tuple[dict[str, Any], ...] = ()
+    # "step": the schedule moves every optimizer step; "epoch": once per epoch (Zoology steps its cosine
+    # after each epoch, T_max = epochs, so the lr is constant within an epoch; fixed training sets only).
+    schedule_unit: str = "step"
+    shuffle: bool = True  # a new batch order every epoch; False: the set's own order (Zoology's loader)
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "curriculum", tuple(dict(stage) for stage in self.curriculum))
+        if self.schedule_unit not in ("step", "epoch"):
+            raise ConfigError("schedule_unit", f"must be step or epoch, got {self.schedule_unit!r}")
         if self.decay not in DECAY_POLICIES:
             raise ConfigError("decay", f"must be one of {', '.join(DECAY_POLICIES)}, got {self.decay!r}")
         for stage in self.curriculum:
@@ -118,6 +125,17 @@ def cosine_with_warmup(step: int, total: int, warmup: int, min_frac: float) -> f
         return (step + 1) / warmup
     progress = (step - warmup) / max(1, total - warmup)
     return min_frac + (1.0 - min_frac) * 0.5 * (1.0 + math.cos(math.pi * min(progress, 1.0)))
+
+
+def lr_schedule(settings: TrainSettings, total_steps: int, steps_per_epoch: int) -> Callable[[int], float]:
+    """step -> lr multiplier: cosine_with_warmup over the steps, or (schedule_unit "epoch") over the epochs,
+    constant within each, as Zoology's CosineAnnealingLR(T_max=epochs) stepped after every epoch."""
+    warmup = int(settings.warmup_frac * total_steps)
+    if settings.schedule_unit == "step":
+        return lambda step: cosine_with_warmup(step, total_steps, warmup, settings.min_lr_frac)
+    epochs = math.ceil(total_steps / steps_per_epoch)
+    warmup_epochs = int(settings.warmup_frac * epochs)
+    return lambda step: cosine_with_warmup(step // steps_per_epoch, epochs, warmup_epochs, settings.min_lr_frac)
 
 
 def parameter_groups(model: nn.Module, weight_decay: float, decay: str) -> list[dict[str, Any]]:
@@ -323,10 +341,10 @@ def run_job(
     if settings.max_steps:
         total_steps = min(total_steps, settings.max_steps)
     total_steps = max(total_steps, 1)
-    warmup = int(settings.warmup_frac * total_steps)
-    scheduler = torch.optim.lr_scheduler.LambdaLR(
-        optimizer, lambda s: cosine_with_warmup(s, total_steps, warmup, settings.min_lr_frac)
-    )
+    if settings.schedule_unit == "epoch" and online:
+        raise ConfigError("schedule_unit", "a schedule per epoch needs a training set (n_train > 0)")
+
+    scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lr_schedule(settings, total_steps, steps_per_epoch))
     eval_every = settings.eval_every or (steps_per_epoch if not online else max(1, total_steps // 10))
     eval_batch = settings.eval_batch or batch
     evaluate = Evaluator(net, autocast_dtype, run_device)
@@ -354,7 +372,12 @@ def run_job(
             else:
                 position = (step % steps_per_epoch) * batch
                 if position == 0:
-                    permutation = torch.randperm(n_train, generator=order_generator).to(run_device)
+                    order = (
+                        torch.randperm(n_train, generator=order_generator)
+                        if settings.shuffle
+                        else torch.arange(n_train)
+                    )
+                    permutation = order.to(run_device)
                 index = permutation[position : position + batch]
                 inputs, targets = train_set.inputs[index], train_set.targets[index]
             mask = targets != IGNORE
