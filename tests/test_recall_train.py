@@ -302,3 +302,31 @@ def test_zoology_recipe_options() -> None:
             assert math.isclose(lr * factor(step), optimizer.param_groups[0]["lr"], rel_tol=1e-9, abs_tol=1e-15)
         optimizer.step()
         reference.step()
+
+
+def test_mad_recipe_options() -> None:
+    """MAD's reporting, as its code runs it: macro accuracy (torchmetrics' MulticlassAccuracy default),
+    checked on a hand-counted case; the kept checkpoint is the lowest test loss; an output bias."""
+    import torch
+
+    from suites.recall.model import ModelSettings, RecallModel
+    from suites.recall.train import macro_accuracy
+
+    # targets 0,0,0,1,1 predicted 0,0,1,1,2: class 0 recall 2/3, class 1 recall 1/2; class 2, only predicted,
+    # scores 0; class 3 never occurs and is left out (torchmetrics weighs out classes with tp + fp + fn = 0).
+    wanted, guessed = torch.tensor([0, 0, 0, 1, 1]), torch.tensor([0, 0, 1, 1, 2])
+    counts = [torch.bincount(t, minlength=4) for t in (wanted[guessed == wanted], guessed, wanted)]
+    assert math.isclose(macro_accuracy(*counts), (2 / 3 + 1 / 2 + 0.0) / 3)
+    net = RecallModel(16, 8, lambda: torch.nn.Identity(), ModelSettings(tied=False, head_bias=True, position="none"))
+    assert net.head.bias is not None and net.head.weight is not net.embedding.weight
+
+    rows = _train(
+        "mqar", TINY_MQAR, "attention/reference", max_steps=6, eval_every=2, n_test=32,
+        target_accuracy=2.0, select="loss", average="macro",
+    )  # fmt: skip
+    import json
+
+    curve = json.loads(rows[0]["curve"])
+    best = min(curve, key=lambda point: point["test_loss"])
+    assert rows[0]["best_step"] == best["step"] and rows[0]["loss"] == best["test_loss"]
+    assert rows[0]["accuracy"] == best["test_accuracy"]

@@ -42,6 +42,7 @@ class ModelSettings:
     mlp: str = "none"  # none | identity | gelu | swiglu
     mlp_expand: int = 4  # hidden width = mlp_expand * d_model (SwiGLU: 2/3 of that, as in Llama)
     tied: bool = True  # head weight = embedding weight
+    head_bias: bool = False  # the output layer has a bias (MAD's untied unembedding has one)
     # auto | none | learned (absolute, a table up to max_seq_len) | sinusoidal (absolute, fixed, any
     # length). auto follows Zoology: learned positions for attention without RoPE (it has no other sense
     # of order), none for the recurrent mixers.
@@ -185,7 +186,7 @@ class RecallModel(nn.Module):
         self.blocks = nn.ModuleList(Block(make_mixer(), d_model, settings) for _ in range(settings.n_layers))
         self.final_norm = make_norm(settings.norm, d_model)
         self.decoder = AutoEncoderHead(d_model, settings) if head == "autoencoder" else None
-        self.head = nn.Linear(d_model, vocab_size, bias=False)
+        self.head = nn.Linear(d_model, vocab_size, bias=settings.head_bias)
         self._init_own_weights()
         if settings.init == "zoology":
             self._init_like_zoology()

@@ -70,9 +70,17 @@ class TrainSettings:
     # after each epoch, T_max = epochs, so the lr is constant within an epoch; fixed training sets only).
     schedule_unit: str = "step"
     shuffle: bool = True  # a new batch order every epoch; False: the set's own order (Zoology's loader)
+    # Which evaluation's weights the row reports (and tests at longer lengths): "accuracy", the best test
+    # accuracy (Zoology); "loss", the lowest test loss, i.e. perplexity (MAD's ModelCheckpoint).
+    select: str = "accuracy"
+    average: str = "micro"  # token accuracy over positions; "macro": over classes (MAD's torchmetrics)
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "curriculum", tuple(dict(stage) for stage in self.curriculum))
+        if self.select not in ("accuracy", "loss"):
+            raise ConfigError("select", f"must be accuracy or loss, got {self.select!r}")
+        if self.average not in ("micro", "macro"):
+            raise ConfigError("average", f"must be micro or macro, got {self.average!r}")
         if self.schedule_unit not in ("step", "epoch"):
             raise ConfigError("schedule_unit", f"must be step or epoch, got {self.schedule_unit!r}")
         if self.decay not in DECAY_POLICIES:
@@ -213,11 +221,23 @@ class FreshBatches:
         self.thread.join(timeout=5)
 
 
-class Evaluator:
-    """Token accuracy and loss over the positions with a target, in batches of bounded size."""
+def macro_accuracy(true_positives: torch.Tensor, predicted: torch.Tensor, actual: torch.Tensor) -> float:
+    """The mean over classes of tp / (tp + fn), over the classes that occur as a target or a prediction (a
+    class only ever predicted scores 0): torchmetrics' MulticlassAccuracy(average="macro"), which MAD reports.
+    Arguments are per-class counts (tp, predictions, targets)."""
+    present = (predicted + actual) > 0
+    recall = true_positives.double() / actual.clamp(min=1).double()
+    return float(recall[present].mean()) if bool(present.any()) else float("nan")
 
-    def __init__(self, model: nn.Module, autocast_dtype: torch.dtype | None, device: torch.device) -> None:
-        self.model, self.autocast_dtype, self.device = model, autocast_dtype, device
+
+class Evaluator:
+    """Token accuracy (micro: over positions; or macro: over classes, see macro_accuracy) and loss over the
+    positions with a target, in batches of bounded size."""
+
+    def __init__(
+        self, model: nn.Module, autocast_dtype: torch.dtype | None, device: torch.device, average: str = "micro"
+    ) -> None:
+        self.model, self.autocast_dtype, self.device, self.average = model, autocast_dtype, device, average
 
     @torch.no_grad()
     def __call__(self, examples: Examples, batch: int) -> tuple[float, float]:
@@ -225,6 +245,7 @@ class Evaluator:
         self.model.eval()
         correct = counted = 0
         loss_sum = 0.0
+        classes: list[torch.Tensor] = []  # per-class counts: true positives, predictions, targets
         try:
             for start in range(0, len(examples), batch):
                 inputs = examples.inputs[start : start + batch].to(self.device, non_blocking=True)
@@ -233,14 +254,24 @@ class Evaluator:
                 with _autocast(self.device, self.autocast_dtype):
                     picked = self.model(inputs, mask).float()
                 wanted = targets[mask]
-                correct += int((picked.argmax(dim=-1) == wanted).sum())
+                guessed = picked.argmax(dim=-1)
+                correct += int((guessed == wanted).sum())
                 counted += int(mask.sum())
                 loss_sum += float(nn.functional.cross_entropy(picked, wanted, reduction="sum"))
+                if self.average == "macro":
+                    size = picked.shape[-1]
+                    counts = [
+                        torch.bincount(wanted[guessed == wanted], minlength=size),
+                        torch.bincount(guessed, minlength=size),
+                        torch.bincount(wanted, minlength=size),
+                    ]
+                    classes = counts if not classes else [a + b for a, b in zip(classes, counts, strict=True)]
         finally:
             self.model.train(was_training)
         if counted == 0:
             return float("nan"), float("nan")
-        return correct / counted, loss_sum / counted
+        accuracy = macro_accuracy(*classes) if self.average == "macro" else correct / counted
+        return accuracy, loss_sum / counted
 
 
 def _autocast(device: torch.device, dtype: torch.dtype | None):
@@ -347,7 +378,7 @@ def run_job(
     scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lr_schedule(settings, total_steps, steps_per_epoch))
     eval_every = settings.eval_every or (steps_per_epoch if not online else max(1, total_steps // 10))
     eval_batch = settings.eval_batch or batch
-    evaluate = Evaluator(net, autocast_dtype, run_device)
+    evaluate = Evaluator(net, autocast_dtype, run_device, settings.average)
     order_generator = torch.Generator().manual_seed(seed)
     fresh = FreshBatches(spec, stages, batch, data_seed, total_steps, run_device) if online else None
 
@@ -419,7 +450,11 @@ def run_job(
                 )
                 if progress:
                     print(f"step {step}/{total_steps} train loss {train_loss:.4f} test acc {accuracy:.4f}", flush=True)
-                if accuracy > best["accuracy"]:
+                if settings.select == "accuracy":
+                    better = accuracy > best["accuracy"]
+                else:
+                    better = math.isnan(best["loss"]) or test_loss < best["loss"]
+                if better:
                     state = {k: v.detach().clone() for k, v in net.state_dict().items()} if longer else None
                     best.update(accuracy=accuracy, loss=test_loss, step=step, state=state)
                 if accuracy >= settings.target_accuracy:
