@@ -288,8 +288,8 @@ def test_zoology_recipe_options() -> None:
     net = RecallModel(16, 256, lambda: impl.create(MixerConfig(d_model=256)), settings)
     mixer = net.blocks[0].mixer
     assert torch.count_nonzero(mixer.dt_proj.bias) == 0  # dt = softplus(0) at the start
-    assert abs(float(mixer.in_proj.weight.std()) - 0.02) < 0.001
-    assert abs(float(mixer.out_proj.weight.std()) - 0.01) < 0.001  # 0.02 / sqrt(2 * 2)
+    assert abs(float(mixer.in_proj.weight.detach().std()) - 0.02) < 0.001
+    assert abs(float(mixer.out_proj.weight.detach().std()) - 0.01) < 0.001  # 0.02 / sqrt(2 * 2)
     assert net.embedding_dropout.p == 0.1
 
     epochs, steps_per_epoch, lr = 5, 3, 1e-3
