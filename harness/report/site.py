@@ -41,9 +41,10 @@ from harness.report.data import (
     suites_present,
     with_columns,
 )
+from harness.report.matrix import Column, Matrix, build_matrix, crossover_table, not_run_groups
 from harness.report.plots import Plot
 from harness.report.references import normalise as normalise_references
-from harness.report.tables import TABLE_SCRIPT, format_bytes, render_table, section, shown_columns
+from harness.report.tables import TABLE_SCRIPT, filter_link, format_bytes, render_table, section, shown_columns
 
 CSS = """
 :root { --fg: #1d1d1f; --muted: #666; --line: #ddd; --accent: #2a5db0; --bad: #b3261e; --good: #1e7d34; }
@@ -83,6 +84,14 @@ code { font: 12px ui-monospace, SFMono-Regular, Menlo, monospace; }
 ul.cards { display: flex; flex-wrap: wrap; gap: 12px; list-style: none; padding: 0; }
 ul.cards li { border: 1px solid var(--line); border-radius: 6px; padding: 8px 14px; min-width: 160px; }
 ul.cards b { font-size: 18px; display: block; }
+table.matrix { border-collapse: collapse; font-size: 13px; }
+table.matrix th, table.matrix td { border: 1px solid var(--line); padding: 5px 9px; vertical-align: top; }
+table.matrix thead th { background: #eef1f6; max-width: 150px; font-weight: 600; text-align: left; }
+table.matrix tbody th { text-align: left; font-weight: 600; white-space: nowrap; }
+table.matrix td { text-align: right; white-space: nowrap; }
+table.matrix td.best { background: #e8f5ea; font-weight: 600; }
+table.matrix td.none { color: var(--muted); text-align: center; }
+table.matrix .note, a.others { font-size: 11px; color: var(--muted); font-weight: normal; }
 """
 
 PAGE = """<!doctype html>
@@ -254,18 +263,99 @@ def commands_table(frame: pd.DataFrame) -> pd.DataFrame:
 # ------------------------------------------------------------------------------------------- pages
 
 
+def _matrix_value(column: Column, value: float) -> str:
+    if column.kind == "exponent":
+        return f"{value:.2f}"
+    if column.kind == "rate":
+        return f"{value / 1e6:.3g} M" if value >= 1e6 else f"{value / 1e3:.3g} K"
+    if column.kind == "bytes":
+        return format_bytes(value)
+    if column.kind == "accuracy":
+        return f"{value:.1%}"
+    return f"{value:.3g}"
+
+
+def matrix_html(matrix: Matrix, suites: list[str]) -> str:
+    """The comparison matrix as a table: each cell a link to the rows behind it, the best per column marked."""
+    if not matrix.families:
+        return '<p class="empty">No measurement of a fast implementation in these results.</p>'
+    pages = set(suites)
+    head = "".join(f'<th scope="col">{html.escape(c.title)}</th>' for c in matrix.columns)
+    best = {c.key: matrix.best(c) for c in matrix.columns}
+    body = []
+    for family in matrix.families:
+        named = matrix.headline[family]
+        others = matrix.others.get(family, [])
+        first_page = next((s for s in suites if s != "check"), suites[0] if suites else "")
+        other_link = (
+            f' <a class="others" href="{filter_link(page_stem(first_page), family + "/")}" '
+            f'title="{html.escape(", ".join(others))}">+{len(others)} more</a>'
+            if others and first_page
+            else ""
+        )
+        cells = [f'<th scope="row">{html.escape(family)}<br><code>{html.escape(named)}</code>{other_link}</th>']
+        for column in matrix.columns:
+            cell = matrix.cells.get((family, column.key))
+            if cell is None:
+                cells.append('<td class="none" title="not measured in these results">—</td>')
+                continue
+            shown = html.escape(_matrix_value(column, cell.value))
+            if cell.suite in pages:
+                shown = f'<a href="{filter_link(page_stem(cell.suite), cell.filter_text)}">{shown}</a>'
+            notes = [cell.detail] if cell.detail else []
+            if cell.implementation != named:
+                notes.insert(0, cell.implementation)
+            note = f'<br><span class="note">{html.escape(" · ".join(notes))}</span>' if notes else ""
+            marked = family in best[column.key] and len(matrix.families) > 1
+            mark = ' class="best" title="best in this column"' if marked else ""
+            cells.append(f"<td{mark}>{'★ ' if marked else ''}{shown}{note}</td>")
+        body.append(f"<tr>{''.join(cells)}</tr>")
+    return (
+        '<div class="table-wrap"><table class="matrix" id="matrix">'
+        f'<thead><tr><th scope="col">family · fastest implementation</th>{head}</tr></thead>'
+        f"<tbody>{''.join(body)}</tbody></table></div>"
+    )
+
+
+MATRIX_NOTE = (
+    "One row per family, named by its fastest fast (non-reference) implementation at the layer forward of "
+    "the longest length every family ran. A cell is that implementation's number, or (named under it) the "
+    "family's best where it has none; — : not measured in these results (its suite did not run). ★ marks "
+    "the best of each column (lowest exponent, latency and bytes; highest tokens/s and accuracy). Click a "
+    "number for the rows behind it. Tokens/s in millions (M) or thousands (K); d_model as in the rows."
+)
+
+
 def _overview(site: Site, frame: pd.DataFrame, suites: list[str], comparison: Comparison | None) -> Path:
     failed = failed_rows(frame)
-    runs = frame["run_id"].nunique() if "run_id" in frame.columns else 0
-    implementations = frame["implementation"].nunique() if "implementation" in frame.columns else 0
-    cards = [
-        ("rows", len(frame)),
-        ("runs", runs),
-        ("implementations", implementations),
-        ("failed rows", len(failed)),
-    ]
-    body = '<ul class="cards">' + "".join(f"<li><b>{v}</b>{html.escape(k)}</li>" for k, v in cards) + "</ul>"
     links = " ".join(f'<a href="{page_stem(s)}.html">{html.escape(_nav_label(s))}</a>' for s in suites)
+    matrix = build_matrix(frame)
+    body = section("Which mixer, for what", matrix_html(matrix, suites), MATRIX_NOTE)
+    crossover = crossover_table(frame, matrix)
+    if not crossover.empty:
+        body += section(
+            "Where the recurrent layers overtake attention",
+            render_table(crossover, list(crossover.columns), "crossover"),
+            "Each family's named layer against attention's, layer level, the same batch at each length: the "
+            "shortest L from which it is faster at every longer L measured for both.",
+        )
+    real, unavailable = not_run_groups(failed)
+    columns = ["status", "jobs", "implementations", "suites", "reason"]
+    body += section(
+        "What did not run",
+        render_table(real, columns, "not-run", empty_text="No job failed.", row_class_column="status")
+        + "<h3>Unavailable here, by design</h3>"
+        + render_table(
+            unavailable,
+            columns,
+            "unavailable",
+            empty_text="Every implementation could run here.",
+            row_class_column="status",
+        ),
+        "Failures first (out of memory, error, crash, timeout), grouped by reason; then the implementations "
+        "that cannot run on this device or software (a probe said so before the job ran). Every job, with "
+        "the command to retry it, is under Failed jobs below.",
+    )
     if comparison is not None:
         links += ' <a href="compare.html">Compare</a>'
         body += section(

@@ -76,6 +76,15 @@ TABLE_SCRIPT = """
     if (!table) return;
     input.addEventListener("input", function () { filterRows(table, input.value, counter); });
   });
+  /* A link such as throughput.html#filter=WORDS (from the overview's matrix) opens the page's table of
+     every row filtered to the rows behind a number. */
+  var wanted = /^#filter=(.*)$/.exec(window.location.hash);
+  var rowsFilter = document.querySelector('input.filter[data-table$="-rows"]');
+  if (wanted && rowsFilter) {
+    rowsFilter.value = decodeURIComponent(wanted[1]);
+    rowsFilter.dispatchEvent(new Event("input"));
+    rowsFilter.scrollIntoView({block: "start"});
+  }
 })();
 """
 
@@ -204,6 +213,11 @@ def render_table(
         f'{tools}<div class="table-wrap"><table class="rows" id="{safe_id}">{caption_html}'
         f"<thead><tr>{''.join(head)}</tr></thead><tbody>{''.join(body)}</tbody></table></div>"
     )
+
+
+def filter_link(page_stem: str, words: str) -> str:
+    """An escaped href to a suite page whose table of every row opens filtered to `words`."""
+    return html.escape(f"{page_stem}.html#filter={quote(words)}")
 
 
 def _css_token(text: str) -> str:
