@@ -24,11 +24,22 @@ import numpy as np
 import pandas as pd
 
 from harness.report.data import key_text, numeric, ok_rows
-from harness.report.plots import Palette, Plot, figure_legend, new_figure, palette_for, plain, render, slugify
+from harness.report.plots import (
+    MAX_SERIES,
+    Palette,
+    Plot,
+    figure_legend,
+    new_figure,
+    palette_for,
+    plain,
+    render,
+    series_count,
+    slugify,
+)
 
 VERDICT_TOLERANCE_POINTS = 5.0  # percentage points: a published number within this is reproduced
 LEARNED_PERCENT = 90.0  # accuracy at the training length below which a length test shows nothing
-MAX_SERIES_PER_AXIS = 10
+MAX_SERIES_PER_AXIS = MAX_SERIES
 LINESTYLES = ("-", "--", ":", "-.")
 
 TABLE_COLUMNS = [
@@ -207,7 +218,14 @@ def learning_curves(rows: pd.DataFrame, palette: Palette | None = None) -> list[
                 label = f"{implementation} · {setting}" if setting and setting != "baseline" else implementation
                 style = LINESTYLES[settings.index(setting) % len(LINESTYLES)]
                 group = group.sort_values("step")
-                (line,) = axis.plot(group["step"], group["test_accuracy"], style, color=palette(implementation), lw=1.4)
+                (line,) = axis.plot(
+                    group["step"],
+                    group["test_accuracy"],
+                    style,
+                    color=palette(implementation),
+                    lw=1.4,
+                    label=plain(label),
+                )
                 legend.setdefault(plain(label), line)
             axis.set_title(plain(title), fontsize=10)
             axis.set_xlabel("optimizer step")
@@ -225,6 +243,7 @@ def learning_curves(rows: pd.DataFrame, palette: Palette | None = None) -> list[
                 caption="Test accuracy at the training length after each evaluation; line style = the preset "
                 "cell (recipe). The numbers are in the learning-curve table below.",
                 png=render(figure),
+                series=series_count(figure),
             )
         )
     return plots

@@ -62,6 +62,7 @@ footer { padding: 12px 24px; border-top: 1px solid var(--line); font-size: 12px;
 figure { margin: 16px 0 24px; }
 figure img { max-width: 100%; height: auto; border: 1px solid var(--line); }
 figcaption { color: var(--muted); max-width: 900px; }
+details.numbers { margin: 6px 0; } details.numbers summary { cursor: pointer; color: var(--accent); }
 .table-tools { margin: 6px 0; }
 input.filter { width: 320px; padding: 4px 8px; border: 1px solid #bbb; border-radius: 4px; }
 .count { color: var(--muted); margin-left: 8px; }
@@ -150,11 +151,19 @@ class Site:
         (out_dir / "data").mkdir(parents=True, exist_ok=True)
 
     def figure(self, page: str, plot: Plot) -> str:
+        """The plot, its caption, and the numbers it draws in a table under it (folded: open to read)."""
         name = f"{page}-{plot.slug}.png"
         (self.out_dir / "img" / name).write_bytes(plot.png)
+        numbers = ""
+        if plot.table is not None and not plot.table.empty:
+            table = render_table(plot.table, list(plot.table.columns), f"{page}-{plot.slug}-numbers")
+            numbers = (
+                f"<details class=numbers><summary>The numbers ({len(plot.table)} points)</summary>{table}</details>"
+            )
         return (
-            f'<figure><h3>{html.escape(plot.title)}</h3><img src="img/{html.escape(name)}" '
-            f'alt="{html.escape(plot.title)}"><figcaption>{html.escape(plot.caption)}</figcaption></figure>'
+            f'<figure data-series="{plot.series}"><h3>{html.escape(plot.title)}</h3>'
+            f'<img src="img/{html.escape(name)}" alt="{html.escape(plot.title)}">'
+            f"<figcaption>{html.escape(plot.caption)}</figcaption>{numbers}</figure>"
         )
 
     def write(self, file_name: str, heading: str, body: str) -> Path:
