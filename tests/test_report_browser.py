@@ -310,7 +310,7 @@ def test_page_loads_clean_with_every_image(page: str, site: Path, browser: Brows
 def test_table_sorts_on_click_and_filters(site: Path, browser: Browser, tmp_path: Path) -> None:
     browser.open((site / "throughput.html").as_uri())
     table = "#throughput-rows"
-    headers = browser.evaluate(f"Array.from(document.querySelectorAll('{table} th')).map(h => h.textContent)")
+    headers = browser.evaluate(f"Array.from(document.querySelectorAll('{table} th')).map(h => h.dataset.column)")
     column = headers.index("median_ms") + 1  # nth-child counts from 1
     read_column = (
         f"Array.from(document.querySelectorAll('{table} tbody tr td:nth-child({column})')).map(c => c.dataset.v)"

@@ -44,7 +44,15 @@ from harness.report.data import (
 from harness.report.matrix import Column, Matrix, build_matrix, crossover_table, not_run_groups
 from harness.report.plots import Plot
 from harness.report.references import normalise as normalise_references
-from harness.report.tables import TABLE_SCRIPT, filter_link, format_bytes, render_table, section, shown_columns
+from harness.report.tables import (
+    TABLE_SCRIPT,
+    filter_link,
+    fold_constant_columns,
+    format_bytes,
+    render_table,
+    section,
+    shown_columns,
+)
 
 CSS = """
 :root { --fg: #1d1d1f; --muted: #666; --line: #ddd; --accent: #2a5db0; --bad: #b3261e; --good: #1e7d34; }
@@ -74,6 +82,7 @@ table.rows th { position: sticky; top: 0; background: #eef1f6; cursor: pointer; 
 table.rows th[aria-sort="ascending"]::after { content: " \\25B2"; }
 table.rows th[aria-sort="descending"]::after { content: " \\25BC"; }
 table.rows td { padding: 3px 8px; border-bottom: 1px solid #eee; white-space: nowrap; vertical-align: top; }
+table.rows td.long { white-space: normal; min-width: 160px; max-width: 300px; }
 table.rows td.wide { white-space: pre-wrap; word-break: break-word; min-width: 420px; max-width: 640px; }
 table.rows tr:hover td { background: #fafbfd; }
 tr.row-oom td, tr.row-error td, tr.row-crash td, tr.row-timeout td { background: #fdf0ef; }
@@ -120,7 +129,8 @@ PAGE = """<!doctype html>
 </html>
 """
 
-JOB_PREFIX = ["status", "implementation", "backend", "level", "mode", "device", "dtype", "batch", "seq_len"]
+LEAD_COLUMNS = ["status", "implementation"]  # then the measurement, then what tells the rows apart
+JOB_PREFIX = ["backend", "level", "mode", "device", "dtype", "batch", "seq_len"]
 CONFIG_SHOWN = ["d_model", "n_heads", "head_dim", "d_state", "expand", "chunk_size", "d_conv", "n_groups", "rope"]
 TAIL_COLUMNS = ["run_id", "timestamp", "job_id", "reason", "command"]
 FAILED_COLUMNS = ["suite", "status", "implementation", "mode", "dtype", "batch", "seq_len", "d_model", "task"]
@@ -128,12 +138,14 @@ FAILED_COLUMNS += ["reason", "run_id", "command"]
 
 
 def _suite_columns(frame: pd.DataFrame, suite: str) -> list[str]:
-    """The columns of a suite's full table, in reading order; columns with no value at all are left out."""
+    """The columns of a suite's full table, in reading order: the implementation and the measurement
+    first, then the job and config columns; columns with no value at all are left out."""
     spec = suite_registry.get(suite)
     if spec is not None:
-        preferred = JOB_PREFIX + CONFIG_SHOWN + option_columns(frame) + spec.table_columns() + TAIL_COLUMNS
+        preferred = LEAD_COLUMNS + spec.table_columns() + JOB_PREFIX + CONFIG_SHOWN + option_columns(frame)
     else:  # a suite this report does not know: everything but the provenance (shown once per run)
-        preferred = JOB_PREFIX + [c for c in frame.columns if c not in PROVENANCE_COLUMNS] + TAIL_COLUMNS
+        preferred = LEAD_COLUMNS + JOB_PREFIX + [c for c in frame.columns if c not in PROVENANCE_COLUMNS]
+    preferred += TAIL_COLUMNS
     return shown_columns(frame, preferred, keep_always=("status", "implementation"))
 
 
@@ -156,7 +168,8 @@ class Site:
         (self.out_dir / "img" / name).write_bytes(plot.png)
         numbers = ""
         if plot.table is not None and not plot.table.empty:
-            table = render_table(plot.table, list(plot.table.columns), f"{page}-{plot.slug}-numbers")
+            columns, constant = fold_constant_columns(plot.table, list(plot.table.columns), keep=("implementation",))
+            table = render_table(plot.table, columns, f"{page}-{plot.slug}-numbers", caption=constant)
             numbers = (
                 f"<details class=numbers><summary>The numbers ({len(plot.table)} points)</summary>{table}</details>"
             )
@@ -438,12 +451,14 @@ def _suite_page(site: Site, suite: str, rows: pd.DataFrame, palette: plots.Palet
     _write_csv(rows, site.out_dir / csv_name)
     # A row is marked by its status; a check that ran (ok) but failed is marked as failed too.
     row_class = rows["status"].astype(object).where(~rows.index.isin(failed_checks(rows).index), "failed_check")
+    columns, constant = fold_constant_columns(rows, _suite_columns(rows, suite))
     body += section(
         "Every row",
         render_table(
             rows.assign(_row_class=row_class),
-            _suite_columns(rows, suite),
+            columns,
             f"{stem}-rows",
+            caption=constant,
             link_base=site.out_dir,
             row_class_column="_row_class",
         ),

@@ -159,6 +159,50 @@ def _is_numeric_column(series: pd.Series, column: str) -> bool:
     return not values.empty and all(_is_number(v) for v in values)
 
 
+# Header text: the unit spelled out where the column name abbreviates it (the name stays in data-column).
+UNIT_SUFFIXES = (("_ms", "ms"), ("_us", "µs"), ("_s", "s"), ("_bytes", "bytes"), ("_gbps", "GB/s"))
+HEADERS = {
+    "tokens_per_second": "tokens/s",
+    "achieved_tflops": "achieved TFLOP/s",
+    "frac_peak_tflops": "of peak TFLOP/s (%)",
+    "frac_peak_gbps": "of peak GB/s (%)",
+    "seq_len": "seq_len (tokens)",
+    "eval_seq_len": "eval_seq_len (tokens)",
+    "accuracy": "accuracy (0-1)",
+    "peak_matmul_tflops": "peak matmul TFLOP/s",
+}
+LONG_TEXT = 40  # characters: a text column with longer values wraps instead of widening the table
+
+
+def header_text(column: str) -> str:
+    """`median_ms` -> `median (ms)`: a header names its unit (`share` and `frac_*` cells show %)."""
+    if column in HEADERS:
+        return HEADERS[column]
+    for suffix, unit in UNIT_SUFFIXES:
+        if column.endswith(suffix) and len(column) > len(suffix):
+            return f"{column.removesuffix(suffix)} ({unit})"
+    return column
+
+
+def fold_constant_columns(
+    frame: pd.DataFrame, columns: Sequence[str], keep: Sequence[str] = ("status", "implementation")
+) -> tuple[list[str], str]:
+    """The columns that vary between rows, and a caption naming those that do not (`dtype bfloat16 ·
+    d_model 1024`): a column with one value on the page says nothing row by row. Long text (commands,
+    reasons) stays a column, where it can wrap."""
+    if len(frame) < 2:
+        return list(columns), ""
+    varying, constant = [], []
+    for column in columns:
+        values = frame[column].map(key_text) if column in frame.columns else pd.Series([], dtype=object)
+        if column in keep or column in WIDE_COLUMNS or values.nunique(dropna=False) > 1:
+            varying.append(column)
+        else:
+            inner, _ = format_cell(column, frame[column].iloc[0])
+            constant.append(f"{header_text(column)} {html.unescape(inner)}")
+    return varying, ("Same in every row: " + " · ".join(constant)) if constant else ""
+
+
 def shown_columns(frame: pd.DataFrame, preferred: Sequence[str], keep_always: Sequence[str] = ()) -> list[str]:
     """The preferred columns that the frame has and that hold at least one value (plus `keep_always`)."""
     columns = []
@@ -186,15 +230,19 @@ def render_table(
     columns = [c for c in columns if c in frame.columns]
     safe_id = html.escape(table_id)
     head = []
+    css_of = {}
     for column in columns:
         kind = "num" if _is_numeric_column(frame[column], column) else "text"
-        head.append(f'<th data-type="{kind}" scope="col">{html.escape(column)}</th>')
+        shown = html.escape(header_text(column))
+        head.append(f'<th data-type="{kind}" data-column="{html.escape(column)}" scope="col">{shown}</th>')
+        longest = 0 if kind == "num" else int(frame[column].map(lambda v: len(key_text(v))).max() or 0)
+        css_of[column] = ' class="wide"' if column in WIDE_COLUMNS else ' class="long"' if longest > LONG_TEXT else ""
     body = []
     for _, row in frame.iterrows():
         cells = []
         for column in columns:
             inner, sort_value = format_cell(column, row[column], link_base)
-            css = ' class="wide"' if column in WIDE_COLUMNS else ""
+            css = css_of[column]
             cells.append(f'<td{css} data-v="{html.escape(sort_value)}">{inner}</td>')
         row_class = ""
         if row_class_column and row_class_column in row.index and not is_missing(row[row_class_column]):

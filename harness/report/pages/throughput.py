@@ -17,10 +17,11 @@ if TYPE_CHECKING:
 
 
 def body(site: Site, rows: pd.DataFrame, palette: plots.Palette) -> str:
-    figures = throughput_scaling(rows, palette) + plots.roofline(rows, palette)
-    figures += decode_latency(rows, palette)
-    content = _noise_note(rows) + _anchors_body(site, rows, palette)
-    content += "".join(site.figure("throughput", p) for p in figures)
+    # What a reader came for first (time against length, decode), then the papers' anchors, then the roofline.
+    figures = throughput_scaling(rows, palette) + decode_latency(rows, palette)
+    content = _noise_note(rows) + "".join(site.figure("throughput", p) for p in figures)
+    content += _anchors_body(site, rows, palette)
+    content += "".join(site.figure("throughput", p) for p in plots.roofline(rows, palette))
     return content + _compile_time_section(rows)
 
 
@@ -44,11 +45,17 @@ def _anchors_body(site: Site, rows: pd.DataFrame, palette: plots.Palette) -> str
     content = ""
     table = anchors.anchor_table(rows)
     if not table.empty:
+        # The sources are few and long: numbered in the table, spelled out once in the note.
+        sources = list(dict.fromkeys(table["source"]))
+        table = table.assign(source=table["source"].map(lambda s: f"[{sources.index(s) + 1}]"))
+        columns = ["implementation", "measured", "published", "unit", "ratio", "verdict", "anchor", "shape", "source"]
+        listed = " ".join(f"[{i}] {s}." for i, s in enumerate(sources, start=1))
         content += section(
             "Published anchors",
-            render_table(table, list(table.columns), "anchors"),
+            render_table(table, columns, "anchors"),
             f"Each published number beside the same job measured here (ratio = measured / published). Beyond "
-            f"{anchors.TOLERANCE:.0%} the verdict says by how much; shapes are ours where the paper's differ.",
+            f"{anchors.TOLERANCE:.0%} the verdict says by how much; shapes are ours where the paper's differ. "
+            f"Sources: {listed}",
         )
     speedup = anchors.ssd_speedup_table(rows)
     if not speedup.empty:
