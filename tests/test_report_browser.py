@@ -369,6 +369,37 @@ def test_a_number_of_the_matrix_opens_the_rows_behind_it(site: Path, browser: Br
     assert browser.problems() == []
 
 
+def test_the_pickers_narrow_the_plots_and_the_rows(site: Path, browser: Browser) -> None:
+    browser.open((site / "throughput.html").as_uri())
+    modes = browser.evaluate(
+        "Array.from(document.querySelectorAll('select.pick[data-facet=mode] option')).map(o => o.value)"
+    )
+    assert modes[0] == "" and "fwd_bwd" in modes
+    browser.evaluate(
+        "(() => { const s = document.querySelector('select.pick[data-facet=mode]'); s.value = 'fwd_bwd';"
+        " s.dispatchEvent(new Event('change')); })()"
+    )
+    shown = browser.evaluate(
+        "Array.from(document.querySelectorAll('figure[data-facet-mode]')).filter(f => !f.hidden)"
+        ".map(f => f.dataset.facetMode)"
+    )
+    assert shown and set(shown) == {"fwd_bwd"}
+    column = browser.evaluate(
+        "Array.from(document.querySelectorAll('#throughput-rows th')).findIndex(h => h.dataset.column === 'mode')"
+    )
+    visible = browser.evaluate(
+        f"Array.from(document.querySelectorAll('#throughput-rows tbody tr')).filter(r => !r.hidden)"
+        f".map(r => r.cells[{column}].textContent.trim())"
+    )
+    assert visible and set(visible) == {"fwd_bwd"}
+    browser.evaluate(
+        "(() => { const s = document.querySelector('select.pick[data-facet=mode]'); s.value = '';"
+        " s.dispatchEvent(new Event('change')); })()"
+    )
+    assert browser.evaluate("Array.from(document.querySelectorAll('figure')).every(f => !f.hidden)")
+    assert browser.problems() == []
+
+
 def test_the_checks_catch_a_broken_page(tmp_path: Path, browser: Browser) -> None:
     """Negative control: the same checks flag a console error, a broken image and a request off the machine."""
     page = tmp_path / "broken.html"

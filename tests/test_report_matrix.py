@@ -134,3 +134,34 @@ def test_no_plot_carries_more_than_the_series_limit_and_every_plot_has_its_numbe
         if page.name in ("throughput.html", "memory.html"):
             assert counts and max(counts) > 0
             assert text.count("<figure") == text.count("class=numbers")
+
+
+def test_a_paper_table_becomes_a_grid_of_ours_beside_the_published() -> None:
+    from harness.report.reproduction import reproduction_grids
+
+    table = pd.DataFrame(
+        {
+            "source": ["Mamba, Table 2"] * 2,
+            "task": ["induction-heads"] * 2,
+            "model": ["Mamba"] * 2,
+            "implementation": ["mamba/mamba_ssm"] * 2,
+            "setting": ["baseline"] * 2,
+            "eval_seq_len": [256, 2048],
+            "ours": [99.94, 89.7],
+            "published": [100.0, 100.0],
+        }
+    )
+    [(title, grid)] = reproduction_grids(table)
+    assert title == "Mamba, Table 2: induction-heads"
+    assert grid.columns.tolist() == ["model · ours · setting", "L 256", "L 2K"]
+    assert grid.iloc[0].tolist() == ["Mamba · mamba/mamba_ssm · baseline", "99.9 (100)", "89.7 (100)"]
+
+
+def test_the_pickers_offer_only_what_varies_on_the_page() -> None:
+    from harness.report.site import picker_html
+
+    rows = pd.DataFrame({"status": ["ok", "ok"], "mode": ["fwd", "decode"], "dtype": ["bf16", "bf16"]})
+    picker = picker_html(rows, [("level", "layer"), ("level", "op")])
+    assert 'data-facet="mode"' in picker and 'data-facet="level"' in picker
+    assert 'data-facet="dtype"' not in picker  # one dtype on the page: nothing to pick
+    assert picker.index('value="fwd"') < picker.index('value="decode"')  # modes in their usual order

@@ -56,6 +56,7 @@ class Plot:
     png: bytes
     series: int = 0  # the most series on one of its axes (labelled artists), see series_count
     table: pd.DataFrame | None = None  # the numbers it draws, shown beside it
+    facets: tuple[tuple[str, str], ...] = ()  # what it shows of the page's pickers: (("mode", "fwd"), ...)
 
 
 # A colour per family, the same in every report (hues far apart); others take the remaining tab10 hues.

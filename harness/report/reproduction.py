@@ -29,6 +29,7 @@ from harness.report.plots import (
     Palette,
     Plot,
     figure_legend,
+    length_text,
     new_figure,
     palette_for,
     plain,
@@ -185,6 +186,23 @@ def curve_points(rows: pd.DataFrame) -> pd.DataFrame:
                 }
             )
     return pd.DataFrame(records)
+
+
+def reproduction_grids(table: pd.DataFrame) -> list[tuple[str, pd.DataFrame]]:
+    """The reproduction table laid out as the papers print theirs: per (source, task) one grid, a row per
+    model as we ran it, a column per test length, each cell `ours (published)` in %."""
+    if table.empty:
+        return []
+    grids = []
+    for (source, task), rows in table.groupby(["source", "task"], sort=True):
+        rows = rows.assign(
+            _row=rows["model"].map(key_text) + " · " + rows["implementation"].map(key_text) + " · " + rows["setting"],
+            _cell=[f"{o:.1f} ({p:g})" for o, p in zip(rows["ours"], rows["published"], strict=True)],
+        )
+        grid = rows.pivot_table(index="_row", columns="eval_seq_len", values="_cell", aggfunc="first")
+        grid.columns = [f"L {length_text(float(c))}" for c in grid.columns]
+        grids.append((f"{source}: {task}", grid.reset_index().rename(columns={"_row": "model · ours · setting"})))
+    return grids
 
 
 def learning_curves(rows: pd.DataFrame, palette: Palette | None = None) -> list[Plot]:

@@ -13,6 +13,7 @@ import hashlib
 import html
 import importlib
 import json
+import math
 import os
 import shutil
 import uuid
@@ -70,6 +71,9 @@ footer { padding: 12px 24px; border-top: 1px solid var(--line); font-size: 12px;
 figure { margin: 16px 0 24px; }
 figure img { max-width: 100%; height: auto; border: 1px solid var(--line); }
 figcaption { color: var(--muted); max-width: 900px; }
+div.picker { position: sticky; top: 0; z-index: 2; background: #fff; padding: 8px 0; margin-top: 12px;
+  border-bottom: 1px solid var(--line); }
+div.picker label { margin-right: 14px; } div.picker select { font: inherit; }
 details.numbers { margin: 6px 0; } details.numbers summary { cursor: pointer; color: var(--accent); }
 .table-tools { margin: 6px 0; }
 input.filter { width: 320px; padding: 4px 8px; border: 1px solid #bbb; border-radius: 4px; }
@@ -159,6 +163,7 @@ class Site:
         self.meta = meta
         self.references: pd.DataFrame | None = None  # published recall points; None: ask the recall suite
         self.generated = datetime.now(UTC).strftime("%Y-%m-%d %H:%M UTC")
+        self.facets: list[tuple[str, str]] = []  # what the current page's figures show (for its pickers)
         (out_dir / "img").mkdir(parents=True, exist_ok=True)
         (out_dir / "data").mkdir(parents=True, exist_ok=True)
 
@@ -173,8 +178,10 @@ class Site:
             numbers = (
                 f"<details class=numbers><summary>The numbers ({len(plot.table)} points)</summary>{table}</details>"
             )
+        self.facets.extend(plot.facets)
+        facets = "".join(f' data-facet-{html.escape(k)}="{html.escape(v)}"' for k, v in plot.facets)
         return (
-            f'<figure data-series="{plot.series}"><h3>{html.escape(plot.title)}</h3>'
+            f'<figure data-series="{plot.series}"{facets}><h3>{html.escape(plot.title)}</h3>'
             f'<img src="img/{html.escape(name)}" alt="{html.escape(plot.title)}">'
             f"<figcaption>{html.escape(plot.caption)}</figcaption>{numbers}</figure>"
         )
@@ -428,6 +435,35 @@ def page_stem(suite: str) -> str:
     return plots.slugify(suite)
 
 
+PICKED = ("mode", "level", "dtype", "d_model")  # what a reader may narrow a page to
+
+
+def _pick_order(value: str) -> tuple[int, float, str]:
+    known = [*plots.MODE_ORDER, "layer", "op"]
+    number = float(value) if value.replace(".", "", 1).isdigit() else math.inf
+    return (known.index(value) if value in known else len(known), number, value)
+
+
+def picker_html(rows: pd.DataFrame, facets: Sequence[tuple[str, str]]) -> str:
+    """Selects that narrow the page: the plots that say what they show and the tables' rows follow
+    (the inline script does it, from file://). Only what takes several values on the page is offered."""
+    ok = rows[rows["status"] == "ok"] if "status" in rows.columns else rows
+    selects = []
+    for name in PICKED:
+        values = {v for k, v in facets if k == name}
+        if name in ok.columns:
+            values |= {key_text(v) for v in ok[name] if key_text(v)}
+        if len(values) < 2:
+            continue
+        ordered = sorted(values, key=_pick_order)
+        options = "".join(f'<option value="{html.escape(v)}">{html.escape(v)}</option>' for v in ordered)
+        selects.append(
+            f'<label>{html.escape(name)} <select class="pick" data-facet="{html.escape(name)}">'
+            f'<option value="">all</option>{options}</select></label>'
+        )
+    return f'<div class="picker">Show: {" ".join(selects)}</div>' if selects else ""
+
+
 def _nav_label(suite: str) -> str:
     spec = suite_registry.get(suite)
     return spec.title if spec is not None else suite
@@ -440,7 +476,9 @@ def _registered_stems() -> list[str]:
 def _suite_page(site: Site, suite: str, rows: pd.DataFrame, palette: plots.Palette) -> Path:
     stem = page_stem(suite)
     spec = suite_registry.get(suite)
+    site.facets = []
     body = importlib.import_module(spec.page).body(site, rows, palette) if spec is not None and spec.page else ""
+    body = picker_html(rows, site.facets) + body
     failed = failed_rows(rows)
     if not failed.empty:
         body += section(

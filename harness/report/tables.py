@@ -25,7 +25,7 @@ FILTER_FROM_ROWS = 10
 WIDE_COLUMNS = {"reason", "reason_b", "command", "kernel_name", "package_versions"}
 
 # The inline script of every page: sorting and filtering, nothing else. Plain ES2017, no library.
-TABLE_SCRIPT = """
+TABLE_SCRIPT = r"""
 (function () {
   "use strict";
   function cellValue(row, index) {
@@ -53,17 +53,49 @@ TABLE_SCRIPT = """
     rows.forEach(function (row) { fragment.appendChild(row); });
     body.appendChild(fragment);
   }
+  function columnIndex(table, name) {
+    var cells = table.tHead.rows[0].cells;
+    for (var i = 0; i < cells.length; i++) if (cells[i].getAttribute("data-column") === name) return i;
+    return -1;
+  }
+  function picksOf() {  /* the page's pickers: facet -> chosen value ("" = all) */
+    var picks = {};
+    document.querySelectorAll("select.pick").forEach(function (s) {
+      if (s.value) picks[s.getAttribute("data-facet")] = s.value;
+    });
+    return picks;
+  }
   function filterRows(table, text, counter) {
-    var terms = text.toLowerCase().split(/\\s+/).filter(Boolean);
+    var terms = text.toLowerCase().split(/\s+/).filter(Boolean);
+    var picks = picksOf(), columns = {};
+    Object.keys(picks).forEach(function (k) { columns[k] = columnIndex(table, k); });
     var shown = 0, rows = table.tBodies[0].rows;
     for (var i = 0; i < rows.length; i++) {
       var content = rows[i].textContent.toLowerCase();
       var keep = terms.every(function (t) { return content.indexOf(t) !== -1; });
+      keep = keep && Object.keys(picks).every(function (k) {
+        var cell = columns[k] < 0 ? null : rows[i].cells[columns[k]];
+        return !cell || cell.textContent.trim() === picks[k];  /* a table without the column ignores it */
+      });
       rows[i].hidden = !keep;
       if (keep) shown++;
     }
     if (counter) counter.textContent = shown + " of " + rows.length + " rows";
   }
+  function applyPicks() {
+    var picks = picksOf();
+    document.querySelectorAll("figure").forEach(function (figure) {
+      figure.hidden = !Object.keys(picks).every(function (k) {
+        var v = figure.getAttribute("data-facet-" + k);
+        return v === null || v === picks[k];
+      });
+    });
+    document.querySelectorAll("table.rows").forEach(function (table) {
+      var input = document.querySelector('input.filter[data-table="' + table.id + '"]');
+      filterRows(table, input ? input.value : "", document.getElementById(table.id + "-count"));
+    });
+  }
+  document.querySelectorAll("select.pick").forEach(function (s) { s.addEventListener("change", applyPicks); });
   document.querySelectorAll("table.rows").forEach(function (table) {
     Array.prototype.forEach.call(table.tHead.rows[0].cells, function (th, index) {
       th.addEventListener("click", function () { sortBy(table, th, index); });

@@ -28,6 +28,14 @@ def body(site: Site, rows: pd.DataFrame, palette: plots.Palette) -> str:
     return content
 
 
+MARK_TEXT = {
+    "OOM frontier (longest length that fit)": "A dotted vertical line is an implementation's measured OOM "
+    "frontier (the longest length that fit).",
+    "out of memory (at the top, at its seq_len)": "An X at the top marks a job that ran out of memory at that length.",
+    "device memory": "The dashed black line is the device's memory.",
+}
+
+
 def peak_memory(frame: pd.DataFrame, palette: plots.Palette | None = None) -> list[plots.Plot]:
     """Per mode: peak memory above baseline against seq_len, a panel per family, with OOM jobs, frontiers
     and the device's memory marked."""
@@ -87,18 +95,18 @@ def peak_memory(frame: pd.DataFrame, palette: plots.Palette | None = None) -> li
             suptitle=f"mode {mode}: peak memory vs length",
             draw_extra=extra,
         )
-        plots.figure_legend(figure, list(marks.values()), list(marks), columns=3)
         columns = ["implementation", "seq_len", "batch", "peak_memory_bytes"]
         found.append(
             plots.Plot(
                 slug=plots.slugify("peak_memory", mode),
                 title=f"Peak memory vs seq_len (mode {mode})",
-                caption="Log-log, a panel per family on shared axes. An X marks a job that ran out of memory at "
-                "that length; a dotted vertical line is an implementation's measured OOM frontier (the longest "
-                "length that fit).",
+                caption="Log-log, a panel per family on shared axes. "
+                + " ".join(MARK_TEXT[name] for name in marks)
+                + " (The marks are named here, not in the legends, which name only the panel's lines.)",
                 png=plots.render(figure),
                 series=plots.series_count(figure),
                 table=rows[columns].sort_values(["implementation", "seq_len"]),
+                facets=(("mode", mode),),
             )
         )
     return found
@@ -146,5 +154,6 @@ def state_bytes(frame: pd.DataFrame, palette: plots.Palette | None = None) -> li
             png=plots.render(figure),
             series=plots.series_count(figure),
             table=rows[columns].sort_values(["implementation", "seq_len"]),
+            facets=(("mode", "decode"),),
         )
     ]

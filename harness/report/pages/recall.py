@@ -53,6 +53,13 @@ def reproduction_section(site: Site, rows: pd.DataFrame, references: pd.DataFram
     """The papers' tables as we reproduced them (a verdict per row), then the learning curves behind them."""
     table = reproduction.reproduction_table(rows, references)
     content = ""
+    for index, (title, grid) in enumerate(reproduction.reproduction_grids(table)):
+        content += section(
+            title,
+            render_table(grid, list(grid.columns), f"grid-{index}"),
+            "As the paper prints it: a row per model (as we ran it), a column per test length; each cell is "
+            "our accuracy with the published one in brackets, in %. The verdicts are in the table below.",
+        )
     if not table.empty:
         content += section(
             "Published results reproduced",

@@ -160,6 +160,7 @@ def throughput_scaling(frame: pd.DataFrame, palette: plots.Palette | None = None
                     png=plots.render(figure),
                     series=plots.series_count(figure),
                     table=table[columns].sort_values(["implementation", "seq_len"]),
+                    facets=(("mode", mode), ("level", level)) if level else (("mode", mode),),
                 )
             )
     return found
@@ -199,6 +200,7 @@ def decode_latency(frame: pd.DataFrame, palette: plots.Palette | None = None) ->
             png=plots.render(figure),
             series=plots.series_count(figure),
             table=rows[columns].sort_values(["implementation", "seq_len"]),
+            facets=(("mode", "decode"),),
         )
     ]
 
