@@ -25,11 +25,12 @@ from tests.test_report_synthetic import HOSTILE, REFERENCES, all_rows, throughpu
 
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
 EXPECTED_PLOTS = {
-    "throughput-throughput-fwd.png",
-    "throughput-throughput-fwd_bwd.png",
+    "throughput-throughput-fwd-layer.png",
+    "throughput-throughput-fwd_bwd-layer.png",
     "throughput-roofline.png",
     "throughput-decode_latency.png",
-    "memory-peak_memory.png",
+    "memory-peak_memory-fwd.png",
+    "memory-peak_memory-fwd_bwd.png",
     "memory-state_bytes.png",
     "profile-top_kernels-fwd_bwd.png",
     "recall-recall-mqar.png",

@@ -30,6 +30,7 @@ import pytest
 from click.testing import CliRunner
 
 from harness.cli import cli
+from harness.report.plots import MAX_SERIES
 from harness.results import write_rows
 from tests.test_report_synthetic import HOSTILE, all_rows, throughput_rows
 
@@ -302,6 +303,12 @@ def test_page_loads_clean_with_every_image(page: str, site: Path, browser: Brows
         assert HOSTILE in browser.evaluate("document.body.innerText")
     links = browser.evaluate("Array.from(document.querySelectorAll('nav a')).map(a => a.getAttribute('href'))")
     assert set(links) == {f"{p}.html" for p in PAGES}
+    # No plot carries more series on one axis than a reader can tell apart (each figure says its count).
+    series = browser.evaluate("Array.from(document.querySelectorAll('figure')).map(f => Number(f.dataset.series))")
+    assert all(0 <= count <= MAX_SERIES for count in series), series
+    if page == "index":  # the overview opens on the comparison matrix, a row per family
+        assert browser.evaluate("document.querySelectorAll('#matrix tbody tr').length") >= 2
+        assert browser.evaluate("document.querySelector('main h2').textContent") == "Which mixer, for what"
     browser.screenshot(_screenshot_dir(tmp_path) / f"{page}.png")
     assert (_screenshot_dir(tmp_path) / f"{page}.png").stat().st_size > 10_000
     assert browser.problems() == []
@@ -310,7 +317,7 @@ def test_page_loads_clean_with_every_image(page: str, site: Path, browser: Brows
 def test_table_sorts_on_click_and_filters(site: Path, browser: Browser, tmp_path: Path) -> None:
     browser.open((site / "throughput.html").as_uri())
     table = "#throughput-rows"
-    headers = browser.evaluate(f"Array.from(document.querySelectorAll('{table} th')).map(h => h.textContent)")
+    headers = browser.evaluate(f"Array.from(document.querySelectorAll('{table} th')).map(h => h.dataset.column)")
     column = headers.index("median_ms") + 1  # nth-child counts from 1
     read_column = (
         f"Array.from(document.querySelectorAll('{table} tbody tr td:nth-child({column})')).map(c => c.dataset.v)"
@@ -341,6 +348,55 @@ def test_table_sorts_on_click_and_filters(site: Path, browser: Browser, tmp_path
         f"{len(visible)} of {total} rows"
     )
     browser.screenshot(_screenshot_dir(tmp_path) / "throughput-sorted-filtered.png")
+    assert browser.problems() == []
+
+
+def test_a_number_of_the_matrix_opens_the_rows_behind_it(site: Path, browser: Browser) -> None:
+    browser.open((site / "index.html").as_uri())
+    href = browser.evaluate("document.querySelector('#matrix td a').getAttribute('href')")
+    page, _, words = href.partition("#filter=")
+    browser.click("#matrix td a")
+    browser.wait_for_event("Page.loadEventFired")
+    assert browser.evaluate("location.pathname").endswith("/" + page)
+    table = page.removesuffix(".html") + "-rows"
+    wanted = browser.evaluate(f"decodeURIComponent({json.dumps(words)})")  # the words as the link gave them
+    assert browser.evaluate(f"document.querySelector('input[data-table=\"{table}\"]').value") == wanted
+    visible = browser.evaluate(
+        f"Array.from(document.querySelectorAll('#{table} tbody tr')).filter(r => !r.hidden).length"
+    )
+    assert visible >= 1
+    assert visible < browser.evaluate(f"document.querySelectorAll('#{table} tbody tr').length")
+    assert browser.problems() == []
+
+
+def test_the_pickers_narrow_the_plots_and_the_rows(site: Path, browser: Browser) -> None:
+    browser.open((site / "throughput.html").as_uri())
+    modes = browser.evaluate(
+        "Array.from(document.querySelectorAll('select.pick[data-facet=mode] option')).map(o => o.value)"
+    )
+    assert modes[0] == "" and "fwd_bwd" in modes
+    browser.evaluate(
+        "(() => { const s = document.querySelector('select.pick[data-facet=mode]'); s.value = 'fwd_bwd';"
+        " s.dispatchEvent(new Event('change')); })()"
+    )
+    shown = browser.evaluate(
+        "Array.from(document.querySelectorAll('figure[data-facet-mode]')).filter(f => !f.hidden)"
+        ".map(f => f.dataset.facetMode)"
+    )
+    assert shown and set(shown) == {"fwd_bwd"}
+    column = browser.evaluate(
+        "Array.from(document.querySelectorAll('#throughput-rows th')).findIndex(h => h.dataset.column === 'mode')"
+    )
+    visible = browser.evaluate(
+        f"Array.from(document.querySelectorAll('#throughput-rows tbody tr')).filter(r => !r.hidden)"
+        f".map(r => r.cells[{column}].textContent.trim())"
+    )
+    assert visible and set(visible) == {"fwd_bwd"}
+    browser.evaluate(
+        "(() => { const s = document.querySelector('select.pick[data-facet=mode]'); s.value = '';"
+        " s.dispatchEvent(new Event('change')); })()"
+    )
+    assert browser.evaluate("Array.from(document.querySelectorAll('figure')).every(f => !f.hidden)")
     assert browser.problems() == []
 
 

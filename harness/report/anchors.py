@@ -19,7 +19,7 @@ import numpy as np
 import pandas as pd
 
 from harness.report.analysis import fit_scaling_exponent
-from harness.report.data import numeric, ok_rows
+from harness.report.data import key_text, numeric, ok_rows
 
 # Beyond this relative difference the table says so, and a closing note must explain why.
 TOLERANCE = 0.20
@@ -169,6 +169,13 @@ def scaling_rows(frame: pd.DataFrame) -> pd.DataFrame:
     if "timestamp" in rows.columns:
         rows = rows.sort_values("timestamp")
     return rows.drop_duplicates(["implementation", "_seq_len"], keep="last").sort_values("_seq_len")
+
+
+def is_anchor_row(frame: pd.DataFrame) -> pd.Series:
+    """True for the rows of the anchors preset (its command names it): their shapes are the papers', not
+    the suite's, so the scaling plots leave them to the anchor plot and tables of their own."""
+    command = frame["command"] if "command" in frame.columns else pd.Series("", index=frame.index)
+    return command.map(key_text).str.contains(r"--preset[ =]anchors\b", regex=True)
 
 
 def _times(rows: pd.DataFrame, implementation: str) -> dict[float, float]:

@@ -1,10 +1,12 @@
 """What the report's plots share: matplotlib figures rendered to PNG bytes (Agg, no pyplot, no global state).
 
 A plot function takes result rows and returns `Plot`s (possibly none, when the rows hold nothing to draw),
-so a page shows exactly the plots its data supports. Colours follow the implementation, the same in every
-plot of a report (`Palette`). Each suite's own plots live with its page (harness/report/pages/); here are
-the helpers they draw with and the plots of more than one page (roofline: throughput and profile;
-compare_ratios: the compare page).
+so a page shows exactly the plots its data supports. Colours follow the family, with a shade per
+implementation, the same in every plot of a report (`Palette`). No axis carries more than MAX_SERIES
+series: many implementations become small multiples, a panel per family (`line_panels`), and each plot
+carries the numbers it draws (`Plot.table`), shown beside it. Each suite's own plots live with its page
+(harness/report/pages/); here are the helpers they draw with and the plots of more than one page
+(roofline: throughput and profile; compare_ratios: the compare page).
 """
 
 from __future__ import annotations
@@ -12,7 +14,7 @@ from __future__ import annotations
 import io
 import math
 import re
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
 import numpy as np
@@ -30,6 +32,7 @@ DPI = 100
 MODE_ORDER = ("fwd", "fwd_bwd", "prefill", "train", "decode")
 LINESTYLES = ("-", "--", ":", "-.")
 SERIES_MARKERS = ("o", "s", "^", "D")
+PANEL_MARKERS = ("o", "s", "^", "D", "v", "P", "X", "<", ">", "*")
 MODE_MARKERS = {"fwd": "o", "fwd_bwd": "s", "prefill": "^", "train": "D", "decode": "v"}
 PART_COLORS = {
     "projection": "#4C72B0",
@@ -42,29 +45,71 @@ PART_COLORS = {
 }
 
 
+MAX_SERIES = 10  # series on one axis; beyond it a reader cannot tell the lines apart
+
+
 @dataclass(frozen=True)
 class Plot:
     slug: str  # file name stem: [a-z0-9_-] only
     title: str
     caption: str
     png: bytes
+    series: int = 0  # the most series on one of its axes (labelled artists), see series_count
+    table: pd.DataFrame | None = None  # the numbers it draws, shown beside it
+    facets: tuple[tuple[str, str], ...] = ()  # what it shows of the page's pickers: (("mode", "fwd"), ...)
+
+
+# A colour per family, the same in every report (hues far apart); others take the remaining tab10 hues.
+FAMILY_COLORS = {
+    "attention": "#1f77b4",
+    "mamba": "#ff7f0e",
+    "mamba2": "#2ca02c",
+    "rwkv": "#d62728",
+    "s4": "#9467bd",
+    "xlstm": "#8c564b",
+}
+SPARE_COLORS = ("#e377c2", "#17becf", "#bcbd22", "#7f7f7f", "#393b79", "#637939", "#8c6d31", "#843c39", "#7b4173")
+
+
+def family_of(implementation: str) -> str:
+    """An implementation is named `family/variant`."""
+    return str(implementation).split("/")[0]
+
+
+def _shade(color: str, position: float) -> tuple[float, float, float]:
+    """`color` darkened (position < 0) or lightened (> 0) towards black or white, position in [-1, 1]."""
+    from matplotlib.colors import to_rgb
+
+    rgb = np.array(to_rgb(color))
+    target = np.ones(3) if position > 0 else np.zeros(3)
+    mixed = rgb + (target - rgb) * abs(position)
+    return (float(mixed[0]), float(mixed[1]), float(mixed[2]))
 
 
 class Palette:
-    """One colour per implementation, stable across every plot of a report."""
+    """A hue per family and a shade of it per implementation, stable across every plot of a report: a
+    family is recognisable on every page, and its implementations are told apart within its panel."""
 
     def __init__(self, implementations: Sequence[str]) -> None:
-        from matplotlib import colormaps
-
         names = sorted({str(i) for i in implementations})
-        # tab10 while it suffices; then tab20, and past 20 (a GPU run holds 30) tab20b and tab20c as well,
-        # so no two implementations of a report share a colour up to 60.
-        maps = ["tab10"] if len(names) <= 10 else ["tab20"] if len(names) <= 20 else ["tab20", "tab20b", "tab20c"]
-        colors = [color for name in maps for color in colormaps[name].colors]
-        self._colors = {name: colors[i % len(colors)] for i, name in enumerate(names)}
+        families = sorted({family_of(n) for n in names})
+        spare = [f for f in families if f not in FAMILY_COLORS]
+        hues = {**FAMILY_COLORS, **{f: SPARE_COLORS[i % len(SPARE_COLORS)] for i, f in enumerate(spare)}}
+        self._colors: dict[str, tuple[float, ...]] = {}
+        for family in families:
+            members = [n for n in names if family_of(n) == family]
+            for index, name in enumerate(members):
+                # From darker to lighter: -0.45 .. +0.55, so even eleven shades stay distinct and visible.
+                position = 0.0 if len(members) == 1 else -0.45 + index / (len(members) - 1)
+                self._colors[name] = _shade(hues[family], position)
 
     def __call__(self, implementation: str) -> tuple[float, ...]:
         return self._colors.get(str(implementation), (0.3, 0.3, 0.3))
+
+    def family(self, family: str) -> tuple[float, ...]:
+        """The family's own hue (unshaded): for a line that stands for the whole family."""
+        hue = FAMILY_COLORS.get(family)
+        return _shade(hue, 0.0) if hue else (0.3, 0.3, 0.3)
 
 
 def palette_for(frame: pd.DataFrame) -> Palette:
@@ -90,6 +135,16 @@ def new_figure(width: float, height: float) -> Figure:
 def height_with_legend(axes_height: float, entries: int, columns: int = 2) -> float:
     """Figure height in inches: the axes keep `axes_height` however long the legend below them grows."""
     return axes_height + 0.2 * math.ceil(entries / columns)
+
+
+def series_count(figure: Figure) -> int:
+    """The most series on one axis: lines and point sets given a label (reference marks, ceilings and
+    grid lines are drawn without one and do not count)."""
+    counts = [
+        sum(1 for artist in [*axis.lines, *axis.collections] if not str(artist.get_label()).startswith("_"))
+        for axis in figure.axes
+    ]
+    return max(counts, default=0)
 
 
 def render(figure: Figure) -> bytes:
@@ -224,90 +279,181 @@ def tokens_per_second_series(group: pd.DataFrame, per_step: bool = False) -> pd.
     return measured.where(measured.notna(), tokens / seconds)
 
 
+def balanced_chunks(items: list[str], most: int = MAX_SERIES) -> list[list[str]]:
+    """`items` cut into the fewest pieces of at most `most`, as even as possible (11 -> 6 + 5)."""
+    pieces = max(1, math.ceil(len(items) / most))
+    size = math.ceil(len(items) / pieces) if items else 0
+    return [items[i : i + size] for i in range(0, len(items), size)] if items else []
+
+
+def family_panels(rows: pd.DataFrame) -> list[tuple[str, pd.DataFrame]]:
+    """One panel per family (in the order of FAMILY_COLORS), split where a family has more than
+    MAX_SERIES series; rows carry `_label`."""
+    families = sorted({family_of(i) for i in rows["implementation"].map(key_text)}, key=_family_order)
+    panels = []
+    for family in families:
+        mine = rows[rows["implementation"].map(lambda i: family_of(key_text(i))) == family]
+        chunks = balanced_chunks(sorted(mine["_label"].astype(str).unique()))
+        for number, chunk in enumerate(chunks, start=1):
+            title = family if len(chunks) == 1 else f"{family} ({number}/{len(chunks)})"
+            panels.append((title, mine[mine["_label"].astype(str).isin(chunk)]))
+    return panels
+
+
+def _family_order(family: str) -> tuple[int, str]:
+    order = list(FAMILY_COLORS)
+    return (order.index(family) if family in order else len(order), family)
+
+
+def short_label(label: str, panel: str) -> str:
+    """A legend label without what the panel title already says (the family prefix)."""
+    family = panel.split(" ")[0]
+    return plain(str(label).removeprefix(family + "/"))
+
+
+def panel_grid(count: int, columns: int = 3, width: float = 4.4, height: float = 3.3) -> tuple[Figure, list]:
+    columns = max(1, min(count, columns))
+    rows = math.ceil(count / columns)
+    figure = new_figure(width * columns + 0.4, height * rows + 0.6)
+    axes = list(np.atleast_1d(figure.subplots(rows, columns, squeeze=False, sharex=True, sharey=True)).ravel())
+    for axis in axes[count:]:
+        axis.set_visible(False)
+    return figure, axes[:count]
+
+
+def line_panels(
+    rows: pd.DataFrame,
+    palette: Palette,
+    *,
+    x_label: str,
+    y_label: str,
+    y_units: str = "plain",
+    suptitle: str = "",
+    annotate: Callable[[pd.DataFrame], str] | None = None,
+    draw_extra: Callable[[object, str, pd.DataFrame], None] | None = None,
+) -> Figure:
+    """Small multiples: a panel per family (rows carry `_label`, `_x`, `_y`, `implementation`), a line per
+    label, shared axes so panels compare; each panel's legend names only the variant (`annotate` adds a
+    text per line, e.g. its fitted exponent; `draw_extra` draws on a panel, e.g. reference marks)."""
+    panels = family_panels(rows)
+    figure, axes = panel_grid(len(panels))
+    for axis, (title, panel) in zip(axes, panels, strict=True):
+        styles = SeriesStyles(palette, panel)
+        for number, (label, group) in enumerate(sorted(panel.groupby("_label"), key=lambda item: str(item[0]))):
+            group = group.sort_values("_x").drop_duplicates("_x", keep="last")
+            text = short_label(str(label), title) + (annotate(group) if annotate else "")
+            # Shades of one hue are close: a marker per line of the panel tells them apart as well.
+            style = {
+                **styles(implementation_of(group), str(label)),
+                "marker": PANEL_MARKERS[number % len(PANEL_MARKERS)],
+            }
+            axis.plot(group["_x"], group["_y"], ms=4, label=text, **style)
+        if draw_extra is not None:
+            draw_extra(axis, title, panel)
+        log2_axis(axis)
+        axis.set_title(plain(title), fontsize=10, color=palette.family(title.split(" ")[0]))
+        axis.legend(fontsize=7, frameon=False, loc="best")
+    for axis in axes:
+        log_y(axis, y_units)
+        axis.tick_params(labelleft=True, labelbottom=True)
+    figure.supxlabel(x_label, fontsize=10)
+    figure.supylabel(y_label, fontsize=10)
+    if suptitle:
+        figure.suptitle(plain(suptitle))
+    return figure
+
+
 def roofline(frame: pd.DataFrame, palette: Palette | None = None) -> list[Plot]:
-    """Achieved TFLOP/s against arithmetic intensity, under the measured matmul and copy ceilings."""
+    """Achieved TFLOP/s against arithmetic intensity under the measured matmul and copy ceilings: a panel
+    per family (shared axes), a colour per implementation, a marker per mode."""
     palette = palette or palette_for(frame)
     rows = ok_rows(frame)
     flops, min_bytes, tflops = numeric(rows, "flops"), numeric(rows, "min_bytes"), numeric(rows, "achieved_tflops")
     keep = (flops > 0) & (min_bytes > 0) & (tflops > 0)
-    rows = rows[keep]
+    rows = rows[keep].assign(_x=(flops / min_bytes)[keep], _y=tflops[keep])
     if rows.empty:
         return []
-    intensity = (flops[keep] / min_bytes[keep]).to_numpy()
-    achieved = tflops[keep].to_numpy()
-    implementations = sorted(rows["implementation"].astype(str).unique())
+    rows = rows.assign(_label=rows["implementation"].map(key_text))
     modes = modes_in(rows)
-    # Legend: one entry per implementation and per mode (marker), and the ceiling line.
-    figure = new_figure(8, height_with_legend(3.8, len(implementations) + len(modes) + 1))
-    axis = figure.subplots()
-    for implementation in implementations:
-        for mode in modes:
-            mask = ((rows["implementation"].astype(str) == implementation) & (rows["mode"] == mode)).to_numpy()
-            if mask.any():
+    x_low, x_high = float(rows["_x"].min()) / 4, float(rows["_x"].max()) * 4
+    ceilings = _ceilings(rows)
+    panels = family_panels(rows)
+    figure, axes = panel_grid(len(panels), width=4.6, height=3.6)
+    for axis, (title, panel) in zip(axes, panels, strict=True):
+        for implementation, group in sorted(panel.groupby("_label"), key=lambda item: str(item[0])):
+            for number, mode in enumerate(m for m in modes if (group["mode"] == m).any()):
+                points = group[group["mode"] == mode]
                 axis.scatter(
-                    intensity[mask],
-                    achieved[mask],
-                    color=palette(implementation),
+                    points["_x"],
+                    points["_y"],
+                    color=palette(str(implementation)),
                     marker=MODE_MARKERS.get(mode, "o"),
-                    s=30,
+                    s=28,
                     edgecolors="black",
                     linewidths=0.4,
                     zorder=3,
+                    # One legend entry per implementation: its first mode carries the label.
+                    label=short_label(str(implementation), title) if number == 0 else "_",
                 )
-    x_low, x_high = float(intensity.min()) / 4, float(intensity.max()) * 4
-    ceilings = rows.assign(_tflops=numeric(rows, "peak_matmul_tflops"), _gbps=numeric(rows, "peak_copy_gbps")).dropna(
-        subset=["_tflops", "_gbps"]
-    )
-    ceiling_handles, ceiling_labels = [], []
-    if not ceilings.empty:
-        names = ceilings.get("gpu_name", pd.Series(np.nan, index=ceilings.index))
-        names = names.astype(object).where(names.notna(), ceilings.get("device", "this device"))
-        ceilings = ceilings.assign(_device_name=names.fillna("this device").map(key_text))
-        for index, (name, group) in enumerate(list(ceilings.groupby("_device_name"))[:3]):
-            peak_tflops, peak_gbps = float(group["_tflops"].median()), float(group["_gbps"].median())
+        for index, (_, peak_tflops, peak_gbps) in enumerate(ceilings):
             ridge = peak_tflops * 1000 / peak_gbps  # FLOP per byte where the two ceilings meet
             x = np.geomspace(min(x_low, ridge / 8), max(x_high, ridge * 8), 200)
-            (line,) = axis.plot(
-                x,
-                np.minimum(peak_tflops, x * peak_gbps / 1000),
-                color="black",
-                linewidth=1.2,
-                linestyle=LINESTYLES[index],
-            )
-            ceiling_handles.append(line)
-            ceiling_labels.append(
-                f"{plain(name)}: {peak_tflops:.3g} TFLOP/s, {peak_gbps:.3g} GB/s (ridge {ridge:.3g} FLOP/B)"
-            )
-        caption = "Ceilings are this run's measured bf16 matmul rate and copy bandwidth."
-    else:
-        caption = "No device ceilings were measured for these rows (e.g. a CPU run): points only."
-    axis.set_xscale("log")
-    axis.xaxis.set_major_formatter(FuncFormatter(number_text))
-    log_y(axis)
-    axis.grid(True, which="major", alpha=0.3)
-    axis.set_xlabel("arithmetic intensity (analytic FLOPs / minimum bytes)")
-    axis.set_ylabel("achieved TFLOP/s")
-    axis.set_title("Roofline")
-    implementation_handles = [
-        Line2D([], [], marker="o", linestyle="", color=palette(name), markeredgecolor="black")
-        for name in implementations
-    ]
+            axis.plot(x, np.minimum(peak_tflops, x * peak_gbps / 1000), color="black", lw=1.0, ls=LINESTYLES[index])
+        axis.set_xscale("log")
+        axis.xaxis.set_major_formatter(FuncFormatter(number_text))
+        axis.grid(True, which="major", alpha=0.3)
+        axis.set_title(plain(title), fontsize=10, color=palette.family(title.split(" ")[0]))
+        axis.legend(fontsize=7, frameon=False, loc="lower right")
+    for axis in axes:
+        log_y(axis)
+        axis.tick_params(labelleft=True, labelbottom=True)
+    figure.supxlabel("arithmetic intensity (analytic FLOPs / minimum bytes)", fontsize=10)
+    figure.supylabel("achieved TFLOP/s", fontsize=10)
+    figure.suptitle("Roofline")
     mode_handles = [
         Line2D([], [], marker=MODE_MARKERS.get(m, "o"), linestyle="", color="white", markeredgecolor="black")
         for m in modes
     ]
-    figure_legend(
-        figure,
-        ceiling_handles + implementation_handles + mode_handles,
-        ceiling_labels + [plain(n) for n in implementations] + [f"mode {plain(m)}" for m in modes],
-    )
+    ceiling_handles = [Line2D([], [], color="black", linestyle=LINESTYLES[i]) for i in range(len(ceilings))]
+    ceiling_labels = [
+        f"{plain(name)}: {t:.3g} TFLOP/s, {g:.3g} GB/s (ridge {t * 1000 / g:.3g} FLOP/B)" for name, t, g in ceilings
+    ]
+    figure_legend(figure, ceiling_handles + mode_handles, ceiling_labels + [f"mode {plain(m)}" for m in modes])
+    if ceilings:
+        caption = "Ceilings are this run's measured bf16 matmul rate and copy bandwidth."
+    else:
+        caption = "No device ceilings were measured for these rows (e.g. a CPU run): points only."
+    table = rows.assign(intensity=rows["_x"], achieved_tflops=rows["_y"])
+    table = table[
+        [c for c in ("implementation", "level", "mode", "batch", "seq_len") if c in table.columns]
+        + ["intensity", "achieved_tflops"]
+    ]
     return [
         Plot(
             slug="roofline",
             title="Roofline",
-            caption=caption + " Colour: implementation; marker: mode. FLOPs and bytes come from the analytic models.",
+            caption=caption + " A panel per family; colour: implementation; marker: mode. FLOPs and bytes come "
+            "from the analytic models.",
             png=render(figure),
+            series=series_count(figure),
+            table=table.sort_values(["implementation", "mode"]),
         )
+    ]
+
+
+def _ceilings(rows: pd.DataFrame) -> list[tuple[str, float, float]]:
+    """(device name, matmul TFLOP/s, copy GB/s) of up to three devices the rows were measured on."""
+    ceilings = rows.assign(_tflops=numeric(rows, "peak_matmul_tflops"), _gbps=numeric(rows, "peak_copy_gbps")).dropna(
+        subset=["_tflops", "_gbps"]
+    )
+    if ceilings.empty:
+        return []
+    names = ceilings.get("gpu_name", pd.Series(np.nan, index=ceilings.index))
+    names = names.astype(object).where(names.notna(), ceilings.get("device", "this device"))
+    ceilings = ceilings.assign(_device_name=names.fillna("this device").map(key_text))
+    return [
+        (str(name), float(group["_tflops"].median()), float(group["_gbps"].median()))
+        for name, group in list(ceilings.groupby("_device_name"))[:3]
     ]
 
 

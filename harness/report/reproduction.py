@@ -24,11 +24,23 @@ import numpy as np
 import pandas as pd
 
 from harness.report.data import key_text, numeric, ok_rows
-from harness.report.plots import Palette, Plot, figure_legend, new_figure, palette_for, plain, render, slugify
+from harness.report.plots import (
+    MAX_SERIES,
+    Palette,
+    Plot,
+    figure_legend,
+    length_text,
+    new_figure,
+    palette_for,
+    plain,
+    render,
+    series_count,
+    slugify,
+)
 
 VERDICT_TOLERANCE_POINTS = 5.0  # percentage points: a published number within this is reproduced
 LEARNED_PERCENT = 90.0  # accuracy at the training length below which a length test shows nothing
-MAX_SERIES_PER_AXIS = 10
+MAX_SERIES_PER_AXIS = MAX_SERIES
 LINESTYLES = ("-", "--", ":", "-.")
 
 TABLE_COLUMNS = [
@@ -176,6 +188,23 @@ def curve_points(rows: pd.DataFrame) -> pd.DataFrame:
     return pd.DataFrame(records)
 
 
+def reproduction_grids(table: pd.DataFrame) -> list[tuple[str, pd.DataFrame]]:
+    """The reproduction table laid out as the papers print theirs: per (source, task) one grid, a row per
+    model as we ran it, a column per test length, each cell `ours (published)` in %."""
+    if table.empty:
+        return []
+    grids = []
+    for (source, task), rows in table.groupby(["source", "task"], sort=True):
+        rows = rows.assign(
+            _row=rows["model"].map(key_text) + " · " + rows["implementation"].map(key_text) + " · " + rows["setting"],
+            _cell=[f"{o:.1f} ({p:g})" for o, p in zip(rows["ours"], rows["published"], strict=True)],
+        )
+        grid = rows.pivot_table(index="_row", columns="eval_seq_len", values="_cell", aggfunc="first")
+        grid.columns = [f"L {length_text(float(c))}" for c in grid.columns]
+        grids.append((f"{source}: {task}", grid.reset_index().rename(columns={"_row": "model · ours · setting"})))
+    return grids
+
+
 def learning_curves(rows: pd.DataFrame, palette: Palette | None = None) -> list[Plot]:
     """Test accuracy against optimizer step, one figure per task, one panel per training length, a line per
     (implementation, setting); a panel with more than MAX_SERIES_PER_AXIS lines is split by family."""
@@ -207,7 +236,14 @@ def learning_curves(rows: pd.DataFrame, palette: Palette | None = None) -> list[
                 label = f"{implementation} · {setting}" if setting and setting != "baseline" else implementation
                 style = LINESTYLES[settings.index(setting) % len(LINESTYLES)]
                 group = group.sort_values("step")
-                (line,) = axis.plot(group["step"], group["test_accuracy"], style, color=palette(implementation), lw=1.4)
+                (line,) = axis.plot(
+                    group["step"],
+                    group["test_accuracy"],
+                    style,
+                    color=palette(implementation),
+                    lw=1.4,
+                    label=plain(label),
+                )
                 legend.setdefault(plain(label), line)
             axis.set_title(plain(title), fontsize=10)
             axis.set_xlabel("optimizer step")
@@ -225,6 +261,7 @@ def learning_curves(rows: pd.DataFrame, palette: Palette | None = None) -> list[
                 caption="Test accuracy at the training length after each evaluation; line style = the preset "
                 "cell (recipe). The numbers are in the learning-curve table below.",
                 png=render(figure),
+                series=series_count(figure),
             )
         )
     return plots

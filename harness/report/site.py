@@ -13,6 +13,7 @@ import hashlib
 import html
 import importlib
 import json
+import math
 import os
 import shutil
 import uuid
@@ -41,9 +42,18 @@ from harness.report.data import (
     suites_present,
     with_columns,
 )
+from harness.report.matrix import Column, Matrix, build_matrix, crossover_table, not_run_groups
 from harness.report.plots import Plot
 from harness.report.references import normalise as normalise_references
-from harness.report.tables import TABLE_SCRIPT, format_bytes, render_table, section, shown_columns
+from harness.report.tables import (
+    TABLE_SCRIPT,
+    filter_link,
+    fold_constant_columns,
+    format_bytes,
+    render_table,
+    section,
+    shown_columns,
+)
 
 CSS = """
 :root { --fg: #1d1d1f; --muted: #666; --line: #ddd; --accent: #2a5db0; --bad: #b3261e; --good: #1e7d34; }
@@ -61,6 +71,10 @@ footer { padding: 12px 24px; border-top: 1px solid var(--line); font-size: 12px;
 figure { margin: 16px 0 24px; }
 figure img { max-width: 100%; height: auto; border: 1px solid var(--line); }
 figcaption { color: var(--muted); max-width: 900px; }
+div.picker { position: sticky; top: 0; z-index: 2; background: #fff; padding: 8px 0; margin-top: 12px;
+  border-bottom: 1px solid var(--line); }
+div.picker label { margin-right: 14px; } div.picker select { font: inherit; }
+details.numbers { margin: 6px 0; } details.numbers summary { cursor: pointer; color: var(--accent); }
 .table-tools { margin: 6px 0; }
 input.filter { width: 320px; padding: 4px 8px; border: 1px solid #bbb; border-radius: 4px; }
 .count { color: var(--muted); margin-left: 8px; }
@@ -72,6 +86,7 @@ table.rows th { position: sticky; top: 0; background: #eef1f6; cursor: pointer; 
 table.rows th[aria-sort="ascending"]::after { content: " \\25B2"; }
 table.rows th[aria-sort="descending"]::after { content: " \\25BC"; }
 table.rows td { padding: 3px 8px; border-bottom: 1px solid #eee; white-space: nowrap; vertical-align: top; }
+table.rows td.long { white-space: normal; min-width: 160px; max-width: 300px; }
 table.rows td.wide { white-space: pre-wrap; word-break: break-word; min-width: 420px; max-width: 640px; }
 table.rows tr:hover td { background: #fafbfd; }
 tr.row-oom td, tr.row-error td, tr.row-crash td, tr.row-timeout td { background: #fdf0ef; }
@@ -83,6 +98,14 @@ code { font: 12px ui-monospace, SFMono-Regular, Menlo, monospace; }
 ul.cards { display: flex; flex-wrap: wrap; gap: 12px; list-style: none; padding: 0; }
 ul.cards li { border: 1px solid var(--line); border-radius: 6px; padding: 8px 14px; min-width: 160px; }
 ul.cards b { font-size: 18px; display: block; }
+table.matrix { border-collapse: collapse; font-size: 13px; }
+table.matrix th, table.matrix td { border: 1px solid var(--line); padding: 5px 9px; vertical-align: top; }
+table.matrix thead th { background: #eef1f6; max-width: 150px; font-weight: 600; text-align: left; }
+table.matrix tbody th { text-align: left; font-weight: 600; white-space: nowrap; }
+table.matrix td { text-align: right; white-space: nowrap; }
+table.matrix td.best { background: #e8f5ea; font-weight: 600; }
+table.matrix td.none { color: var(--muted); text-align: center; }
+table.matrix .note, a.others { font-size: 11px; color: var(--muted); font-weight: normal; }
 """
 
 PAGE = """<!doctype html>
@@ -110,7 +133,8 @@ PAGE = """<!doctype html>
 </html>
 """
 
-JOB_PREFIX = ["status", "implementation", "backend", "level", "mode", "device", "dtype", "batch", "seq_len"]
+LEAD_COLUMNS = ["status", "implementation"]  # then the measurement, then what tells the rows apart
+JOB_PREFIX = ["backend", "level", "mode", "device", "dtype", "batch", "seq_len"]
 CONFIG_SHOWN = ["d_model", "n_heads", "head_dim", "d_state", "expand", "chunk_size", "d_conv", "n_groups", "rope"]
 TAIL_COLUMNS = ["run_id", "timestamp", "job_id", "reason", "command"]
 FAILED_COLUMNS = ["suite", "status", "implementation", "mode", "dtype", "batch", "seq_len", "d_model", "task"]
@@ -118,12 +142,14 @@ FAILED_COLUMNS += ["reason", "run_id", "command"]
 
 
 def _suite_columns(frame: pd.DataFrame, suite: str) -> list[str]:
-    """The columns of a suite's full table, in reading order; columns with no value at all are left out."""
+    """The columns of a suite's full table, in reading order: the implementation and the measurement
+    first, then the job and config columns; columns with no value at all are left out."""
     spec = suite_registry.get(suite)
     if spec is not None:
-        preferred = JOB_PREFIX + CONFIG_SHOWN + option_columns(frame) + spec.table_columns() + TAIL_COLUMNS
+        preferred = LEAD_COLUMNS + spec.table_columns() + JOB_PREFIX + CONFIG_SHOWN + option_columns(frame)
     else:  # a suite this report does not know: everything but the provenance (shown once per run)
-        preferred = JOB_PREFIX + [c for c in frame.columns if c not in PROVENANCE_COLUMNS] + TAIL_COLUMNS
+        preferred = LEAD_COLUMNS + JOB_PREFIX + [c for c in frame.columns if c not in PROVENANCE_COLUMNS]
+    preferred += TAIL_COLUMNS
     return shown_columns(frame, preferred, keep_always=("status", "implementation"))
 
 
@@ -137,15 +163,27 @@ class Site:
         self.meta = meta
         self.references: pd.DataFrame | None = None  # published recall points; None: ask the recall suite
         self.generated = datetime.now(UTC).strftime("%Y-%m-%d %H:%M UTC")
+        self.facets: list[tuple[str, str]] = []  # what the current page's figures show (for its pickers)
         (out_dir / "img").mkdir(parents=True, exist_ok=True)
         (out_dir / "data").mkdir(parents=True, exist_ok=True)
 
     def figure(self, page: str, plot: Plot) -> str:
+        """The plot, its caption, and the numbers it draws in a table under it (folded: open to read)."""
         name = f"{page}-{plot.slug}.png"
         (self.out_dir / "img" / name).write_bytes(plot.png)
+        numbers = ""
+        if plot.table is not None and not plot.table.empty:
+            columns, constant = fold_constant_columns(plot.table, list(plot.table.columns), keep=("implementation",))
+            table = render_table(plot.table, columns, f"{page}-{plot.slug}-numbers", caption=constant)
+            numbers = (
+                f"<details class=numbers><summary>The numbers ({len(plot.table)} points)</summary>{table}</details>"
+            )
+        self.facets.extend(plot.facets)
+        facets = "".join(f' data-facet-{html.escape(k)}="{html.escape(v)}"' for k, v in plot.facets)
         return (
-            f'<figure><h3>{html.escape(plot.title)}</h3><img src="img/{html.escape(name)}" '
-            f'alt="{html.escape(plot.title)}"><figcaption>{html.escape(plot.caption)}</figcaption></figure>'
+            f'<figure data-series="{plot.series}"{facets}><h3>{html.escape(plot.title)}</h3>'
+            f'<img src="img/{html.escape(name)}" alt="{html.escape(plot.title)}">'
+            f"<figcaption>{html.escape(plot.caption)}</figcaption>{numbers}</figure>"
         )
 
     def write(self, file_name: str, heading: str, body: str) -> Path:
@@ -254,18 +292,99 @@ def commands_table(frame: pd.DataFrame) -> pd.DataFrame:
 # ------------------------------------------------------------------------------------------- pages
 
 
+def _matrix_value(column: Column, value: float) -> str:
+    if column.kind == "exponent":
+        return f"{value:.2f}"
+    if column.kind == "rate":
+        return f"{value / 1e6:.3g} M" if value >= 1e6 else f"{value / 1e3:.3g} K"
+    if column.kind == "bytes":
+        return format_bytes(value)
+    if column.kind == "accuracy":
+        return f"{value:.1%}"
+    return f"{value:.3g}"
+
+
+def matrix_html(matrix: Matrix, suites: list[str]) -> str:
+    """The comparison matrix as a table: each cell a link to the rows behind it, the best per column marked."""
+    if not matrix.families:
+        return '<p class="empty">No measurement of a fast implementation in these results.</p>'
+    pages = set(suites)
+    head = "".join(f'<th scope="col">{html.escape(c.title)}</th>' for c in matrix.columns)
+    best = {c.key: matrix.best(c) for c in matrix.columns}
+    body = []
+    for family in matrix.families:
+        named = matrix.headline[family]
+        others = matrix.others.get(family, [])
+        first_page = next((s for s in suites if s != "check"), suites[0] if suites else "")
+        other_link = (
+            f' <a class="others" href="{filter_link(page_stem(first_page), family + "/")}" '
+            f'title="{html.escape(", ".join(others))}">+{len(others)} more</a>'
+            if others and first_page
+            else ""
+        )
+        cells = [f'<th scope="row">{html.escape(family)}<br><code>{html.escape(named)}</code>{other_link}</th>']
+        for column in matrix.columns:
+            cell = matrix.cells.get((family, column.key))
+            if cell is None:
+                cells.append('<td class="none" title="not measured in these results">—</td>')
+                continue
+            shown = html.escape(_matrix_value(column, cell.value))
+            if cell.suite in pages:
+                shown = f'<a href="{filter_link(page_stem(cell.suite), cell.filter_text)}">{shown}</a>'
+            notes = [cell.detail] if cell.detail else []
+            if cell.implementation != named:
+                notes.insert(0, cell.implementation)
+            note = f'<br><span class="note">{html.escape(" · ".join(notes))}</span>' if notes else ""
+            marked = family in best[column.key] and len(matrix.families) > 1
+            mark = ' class="best" title="best in this column"' if marked else ""
+            cells.append(f"<td{mark}>{'★ ' if marked else ''}{shown}{note}</td>")
+        body.append(f"<tr>{''.join(cells)}</tr>")
+    return (
+        '<div class="table-wrap"><table class="matrix" id="matrix">'
+        f'<thead><tr><th scope="col">family · fastest implementation</th>{head}</tr></thead>'
+        f"<tbody>{''.join(body)}</tbody></table></div>"
+    )
+
+
+MATRIX_NOTE = (
+    "One row per family, named by its fastest fast (non-reference) implementation at the layer forward of "
+    "the longest length every family ran. A cell is that implementation's number, or (named under it) the "
+    "family's best where it has none; — : not measured in these results (its suite did not run). ★ marks "
+    "the best of each column (lowest exponent, latency and bytes; highest tokens/s and accuracy). Click a "
+    "number for the rows behind it. Tokens/s in millions (M) or thousands (K); d_model as in the rows."
+)
+
+
 def _overview(site: Site, frame: pd.DataFrame, suites: list[str], comparison: Comparison | None) -> Path:
     failed = failed_rows(frame)
-    runs = frame["run_id"].nunique() if "run_id" in frame.columns else 0
-    implementations = frame["implementation"].nunique() if "implementation" in frame.columns else 0
-    cards = [
-        ("rows", len(frame)),
-        ("runs", runs),
-        ("implementations", implementations),
-        ("failed rows", len(failed)),
-    ]
-    body = '<ul class="cards">' + "".join(f"<li><b>{v}</b>{html.escape(k)}</li>" for k, v in cards) + "</ul>"
     links = " ".join(f'<a href="{page_stem(s)}.html">{html.escape(_nav_label(s))}</a>' for s in suites)
+    matrix = build_matrix(frame)
+    body = section("Which mixer, for what", matrix_html(matrix, suites), MATRIX_NOTE)
+    crossover = crossover_table(frame, matrix)
+    if not crossover.empty:
+        body += section(
+            "Where the recurrent layers overtake attention",
+            render_table(crossover, list(crossover.columns), "crossover"),
+            "Each family's named layer against attention's, layer level, the same batch at each length: the "
+            "shortest L from which it is faster at every longer L measured for both.",
+        )
+    real, unavailable = not_run_groups(failed)
+    columns = ["status", "jobs", "implementations", "suites", "reason"]
+    body += section(
+        "What did not run",
+        render_table(real, columns, "not-run", empty_text="No job failed.", row_class_column="status")
+        + "<h3>Unavailable here, by design</h3>"
+        + render_table(
+            unavailable,
+            columns,
+            "unavailable",
+            empty_text="Every implementation could run here.",
+            row_class_column="status",
+        ),
+        "Failures first (out of memory, error, crash, timeout), grouped by reason; then the implementations "
+        "that cannot run on this device or software (a probe said so before the job ran). Every job, with "
+        "the command to retry it, is under Failed jobs below.",
+    )
     if comparison is not None:
         links += ' <a href="compare.html">Compare</a>'
         body += section(
@@ -316,6 +435,35 @@ def page_stem(suite: str) -> str:
     return plots.slugify(suite)
 
 
+PICKED = ("mode", "level", "dtype", "d_model")  # what a reader may narrow a page to
+
+
+def _pick_order(value: str) -> tuple[int, float, str]:
+    known = [*plots.MODE_ORDER, "layer", "op"]
+    number = float(value) if value.replace(".", "", 1).isdigit() else math.inf
+    return (known.index(value) if value in known else len(known), number, value)
+
+
+def picker_html(rows: pd.DataFrame, facets: Sequence[tuple[str, str]]) -> str:
+    """Selects that narrow the page: the plots that say what they show and the tables' rows follow
+    (the inline script does it, from file://). Only what takes several values on the page is offered."""
+    ok = rows[rows["status"] == "ok"] if "status" in rows.columns else rows
+    selects = []
+    for name in PICKED:
+        values = {v for k, v in facets if k == name}
+        if name in ok.columns:
+            values |= {key_text(v) for v in ok[name] if key_text(v)}
+        if len(values) < 2:
+            continue
+        ordered = sorted(values, key=_pick_order)
+        options = "".join(f'<option value="{html.escape(v)}">{html.escape(v)}</option>' for v in ordered)
+        selects.append(
+            f'<label>{html.escape(name)} <select class="pick" data-facet="{html.escape(name)}">'
+            f'<option value="">all</option>{options}</select></label>'
+        )
+    return f'<div class="picker">Show: {" ".join(selects)}</div>' if selects else ""
+
+
 def _nav_label(suite: str) -> str:
     spec = suite_registry.get(suite)
     return spec.title if spec is not None else suite
@@ -328,7 +476,9 @@ def _registered_stems() -> list[str]:
 def _suite_page(site: Site, suite: str, rows: pd.DataFrame, palette: plots.Palette) -> Path:
     stem = page_stem(suite)
     spec = suite_registry.get(suite)
+    site.facets = []
     body = importlib.import_module(spec.page).body(site, rows, palette) if spec is not None and spec.page else ""
+    body = picker_html(rows, site.facets) + body
     failed = failed_rows(rows)
     if not failed.empty:
         body += section(
@@ -339,12 +489,14 @@ def _suite_page(site: Site, suite: str, rows: pd.DataFrame, palette: plots.Palet
     _write_csv(rows, site.out_dir / csv_name)
     # A row is marked by its status; a check that ran (ok) but failed is marked as failed too.
     row_class = rows["status"].astype(object).where(~rows.index.isin(failed_checks(rows).index), "failed_check")
+    columns, constant = fold_constant_columns(rows, _suite_columns(rows, suite))
     body += section(
         "Every row",
         render_table(
             rows.assign(_row_class=row_class),
-            _suite_columns(rows, suite),
+            columns,
             f"{stem}-rows",
+            caption=constant,
             link_base=site.out_dir,
             row_class_column="_row_class",
         ),

@@ -25,7 +25,7 @@ FILTER_FROM_ROWS = 10
 WIDE_COLUMNS = {"reason", "reason_b", "command", "kernel_name", "package_versions"}
 
 # The inline script of every page: sorting and filtering, nothing else. Plain ES2017, no library.
-TABLE_SCRIPT = """
+TABLE_SCRIPT = r"""
 (function () {
   "use strict";
   function cellValue(row, index) {
@@ -53,17 +53,49 @@ TABLE_SCRIPT = """
     rows.forEach(function (row) { fragment.appendChild(row); });
     body.appendChild(fragment);
   }
+  function columnIndex(table, name) {
+    var cells = table.tHead.rows[0].cells;
+    for (var i = 0; i < cells.length; i++) if (cells[i].getAttribute("data-column") === name) return i;
+    return -1;
+  }
+  function picksOf() {  /* the page's pickers: facet -> chosen value ("" = all) */
+    var picks = {};
+    document.querySelectorAll("select.pick").forEach(function (s) {
+      if (s.value) picks[s.getAttribute("data-facet")] = s.value;
+    });
+    return picks;
+  }
   function filterRows(table, text, counter) {
-    var terms = text.toLowerCase().split(/\\s+/).filter(Boolean);
+    var terms = text.toLowerCase().split(/\s+/).filter(Boolean);
+    var picks = picksOf(), columns = {};
+    Object.keys(picks).forEach(function (k) { columns[k] = columnIndex(table, k); });
     var shown = 0, rows = table.tBodies[0].rows;
     for (var i = 0; i < rows.length; i++) {
       var content = rows[i].textContent.toLowerCase();
       var keep = terms.every(function (t) { return content.indexOf(t) !== -1; });
+      keep = keep && Object.keys(picks).every(function (k) {
+        var cell = columns[k] < 0 ? null : rows[i].cells[columns[k]];
+        return !cell || cell.textContent.trim() === picks[k];  /* a table without the column ignores it */
+      });
       rows[i].hidden = !keep;
       if (keep) shown++;
     }
     if (counter) counter.textContent = shown + " of " + rows.length + " rows";
   }
+  function applyPicks() {
+    var picks = picksOf();
+    document.querySelectorAll("figure").forEach(function (figure) {
+      figure.hidden = !Object.keys(picks).every(function (k) {
+        var v = figure.getAttribute("data-facet-" + k);
+        return v === null || v === picks[k];
+      });
+    });
+    document.querySelectorAll("table.rows").forEach(function (table) {
+      var input = document.querySelector('input.filter[data-table="' + table.id + '"]');
+      filterRows(table, input ? input.value : "", document.getElementById(table.id + "-count"));
+    });
+  }
+  document.querySelectorAll("select.pick").forEach(function (s) { s.addEventListener("change", applyPicks); });
   document.querySelectorAll("table.rows").forEach(function (table) {
     Array.prototype.forEach.call(table.tHead.rows[0].cells, function (th, index) {
       th.addEventListener("click", function () { sortBy(table, th, index); });
@@ -76,6 +108,15 @@ TABLE_SCRIPT = """
     if (!table) return;
     input.addEventListener("input", function () { filterRows(table, input.value, counter); });
   });
+  /* A link such as throughput.html#filter=WORDS (from the overview's matrix) opens the page's table of
+     every row filtered to the rows behind a number. */
+  var wanted = /^#filter=(.*)$/.exec(window.location.hash);
+  var rowsFilter = document.querySelector('input.filter[data-table$="-rows"]');
+  if (wanted && rowsFilter) {
+    rowsFilter.value = decodeURIComponent(wanted[1]);
+    rowsFilter.dispatchEvent(new Event("input"));
+    rowsFilter.scrollIntoView({block: "start"});
+  }
 })();
 """
 
@@ -150,6 +191,50 @@ def _is_numeric_column(series: pd.Series, column: str) -> bool:
     return not values.empty and all(_is_number(v) for v in values)
 
 
+# Header text: the unit spelled out where the column name abbreviates it (the name stays in data-column).
+UNIT_SUFFIXES = (("_ms", "ms"), ("_us", "µs"), ("_s", "s"), ("_bytes", "bytes"), ("_gbps", "GB/s"))
+HEADERS = {
+    "tokens_per_second": "tokens/s",
+    "achieved_tflops": "achieved TFLOP/s",
+    "frac_peak_tflops": "of peak TFLOP/s (%)",
+    "frac_peak_gbps": "of peak GB/s (%)",
+    "seq_len": "seq_len (tokens)",
+    "eval_seq_len": "eval_seq_len (tokens)",
+    "accuracy": "accuracy (0-1)",
+    "peak_matmul_tflops": "peak matmul TFLOP/s",
+}
+LONG_TEXT = 40  # characters: a text column with longer values wraps instead of widening the table
+
+
+def header_text(column: str) -> str:
+    """`median_ms` -> `median (ms)`: a header names its unit (`share` and `frac_*` cells show %)."""
+    if column in HEADERS:
+        return HEADERS[column]
+    for suffix, unit in UNIT_SUFFIXES:
+        if column.endswith(suffix) and len(column) > len(suffix):
+            return f"{column.removesuffix(suffix)} ({unit})"
+    return column
+
+
+def fold_constant_columns(
+    frame: pd.DataFrame, columns: Sequence[str], keep: Sequence[str] = ("status", "implementation")
+) -> tuple[list[str], str]:
+    """The columns that vary between rows, and a caption naming those that do not (`dtype bfloat16 ·
+    d_model 1024`): a column with one value on the page says nothing row by row. Long text (commands,
+    reasons) stays a column, where it can wrap."""
+    if len(frame) < 2:
+        return list(columns), ""
+    varying, constant = [], []
+    for column in columns:
+        values = frame[column].map(key_text) if column in frame.columns else pd.Series([], dtype=object)
+        if column in keep or column in WIDE_COLUMNS or values.nunique(dropna=False) > 1:
+            varying.append(column)
+        else:
+            inner, _ = format_cell(column, frame[column].iloc[0])
+            constant.append(f"{header_text(column)} {html.unescape(inner)}")
+    return varying, ("Same in every row: " + " · ".join(constant)) if constant else ""
+
+
 def shown_columns(frame: pd.DataFrame, preferred: Sequence[str], keep_always: Sequence[str] = ()) -> list[str]:
     """The preferred columns that the frame has and that hold at least one value (plus `keep_always`)."""
     columns = []
@@ -177,15 +262,19 @@ def render_table(
     columns = [c for c in columns if c in frame.columns]
     safe_id = html.escape(table_id)
     head = []
+    css_of = {}
     for column in columns:
         kind = "num" if _is_numeric_column(frame[column], column) else "text"
-        head.append(f'<th data-type="{kind}" scope="col">{html.escape(column)}</th>')
+        shown = html.escape(header_text(column))
+        head.append(f'<th data-type="{kind}" data-column="{html.escape(column)}" scope="col">{shown}</th>')
+        longest = 0 if kind == "num" else int(frame[column].map(lambda v: len(key_text(v))).max() or 0)
+        css_of[column] = ' class="wide"' if column in WIDE_COLUMNS else ' class="long"' if longest > LONG_TEXT else ""
     body = []
     for _, row in frame.iterrows():
         cells = []
         for column in columns:
             inner, sort_value = format_cell(column, row[column], link_base)
-            css = ' class="wide"' if column in WIDE_COLUMNS else ""
+            css = css_of[column]
             cells.append(f'<td{css} data-v="{html.escape(sort_value)}">{inner}</td>')
         row_class = ""
         if row_class_column and row_class_column in row.index and not is_missing(row[row_class_column]):
@@ -204,6 +293,11 @@ def render_table(
         f'{tools}<div class="table-wrap"><table class="rows" id="{safe_id}">{caption_html}'
         f"<thead><tr>{''.join(head)}</tr></thead><tbody>{''.join(body)}</tbody></table></div>"
     )
+
+
+def filter_link(page_stem: str, words: str) -> str:
+    """An escaped href to a suite page whose table of every row opens filtered to `words`."""
+    return html.escape(f"{page_stem}.html#filter={quote(words)}")
 
 
 def _css_token(text: str) -> str:

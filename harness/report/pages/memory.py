@@ -2,10 +2,8 @@
 
 from __future__ import annotations
 
-import math
 from typing import TYPE_CHECKING
 
-import numpy as np
 import pandas as pd
 from matplotlib.lines import Line2D
 from matplotlib.transforms import blended_transform_factory
@@ -30,8 +28,17 @@ def body(site: Site, rows: pd.DataFrame, palette: plots.Palette) -> str:
     return content
 
 
+MARK_TEXT = {
+    "OOM frontier (longest length that fit)": "A dotted vertical line is an implementation's measured OOM "
+    "frontier (the longest length that fit).",
+    "out of memory (at the top, at its seq_len)": "An X at the top marks a job that ran out of memory at that length.",
+    "device memory": "The dashed black line is the device's memory.",
+}
+
+
 def peak_memory(frame: pd.DataFrame, palette: plots.Palette | None = None) -> list[plots.Plot]:
-    """Peak memory above baseline against seq_len, one panel per mode, with OOM jobs and frontiers marked."""
+    """Per mode: peak memory above baseline against seq_len, a panel per family, with OOM jobs, frontiers
+    and the device's memory marked."""
     palette = palette or plots.palette_for(frame)
     if "mode" not in frame.columns or "seq_len" not in frame.columns:
         return []
@@ -39,69 +46,75 @@ def peak_memory(frame: pd.DataFrame, palette: plots.Palette | None = None) -> li
     measured = measured[numeric(measured, "peak_memory_bytes") > 0]
     out_of_memory = frame[frame["status"] == "oom"] if "status" in frame.columns else frame.iloc[0:0]
     frontiers = frame[numeric(frame, "oom_frontier_seq_len") > 0]
-    modes = plots.modes_in(measured)
-    if measured.empty or not modes:
-        return []
-    rows_of_panels, columns = math.ceil(len(modes) / 3), min(len(modes), 3)
-    legend_columns = max(2, columns)
-    # One entry per series, plus the frontier, out-of-memory and device-memory keys.
-    entries = plots.labels_with_batch_if_swept(measured).nunique() + 3
-    figure = plots.new_figure(5.2 * columns, plots.height_with_legend(4.4 * rows_of_panels, entries, legend_columns))
-    axes = np.atleast_1d(figure.subplots(rows_of_panels, columns, squeeze=False)).ravel()
-    legend: dict[str, object] = {}
     capacity = numeric(frame, "gpu_memory_bytes").max()
-    for axis, mode in zip(axes, modes, strict=False):
-        mode_rows = measured[measured["mode"] == mode]
-        mode_rows = mode_rows.assign(_label=plots.labels_with_batch_if_swept(mode_rows))
-        styles = plots.SeriesStyles(palette, mode_rows)
-        for label, group in sorted(mode_rows.groupby("_label"), key=lambda item: str(item[0])):
-            group = group.assign(_seq_len=numeric(group, "seq_len")).sort_values("_seq_len")
-            style = styles(plots.implementation_of(group), label)
-            (line,) = axis.plot(group["_seq_len"], numeric(group, "peak_memory_bytes"), ms=4, **style)
-            legend.setdefault(plots.plain(label), line)
-        for _, row in frontiers[frontiers["mode"] == mode].iterrows():
-            axis.axvline(float(row["oom_frontier_seq_len"]), color=palette(row.get("implementation")), linestyle=":")
-            legend.setdefault("OOM frontier (longest length that fit)", Line2D([], [], color="black", linestyle=":"))
-        on_top = blended_transform_factory(axis.transData, axis.transAxes)
-        for _, row in out_of_memory[out_of_memory["mode"] == mode].iterrows():
-            axis.plot(
-                [float(row["seq_len"])],
-                [0.95],
-                marker="X",
-                ms=10,
-                color=palette(row.get("implementation")),
-                markeredgecolor="black",
-                transform=on_top,
-                clip_on=False,
-                linestyle="",
-            )
-            legend.setdefault(
-                "out of memory (at the top, at its seq_len)",
-                Line2D([], [], marker="X", ms=9, linestyle="", color="white", markeredgecolor="black"),
-            )
-        if capacity > 0 and numeric(mode_rows, "peak_memory_bytes").max() > capacity / 100:
-            legend.setdefault("device memory", axis.axhline(capacity, color="black", linestyle="--", linewidth=1))
-        plots.log2_axis(axis)
-        plots.log_y(axis, "bytes")
-        axis.set_xlabel("seq_len (tokens)")
-        axis.set_ylabel("peak memory above baseline")
-        axis.set_title(f"mode {plots.plain(mode)}", fontsize=10)
-    for axis in axes[len(modes) :]:
-        axis.set_visible(False)
-    plots.figure_legend(figure, list(legend.values()), list(legend), columns=legend_columns)
-    return [
-        plots.Plot(
-            slug="peak_memory",
-            title="Peak memory vs seq_len",
-            caption="Log-log. An X marks a job that ran out of memory at that length; a dotted vertical line "
-            "is an implementation's measured OOM frontier (the longest length that fit).",
-            png=plots.render(figure),
+    found = []
+    for mode in plots.modes_in(measured):
+        rows = measured[measured["mode"] == mode]
+        rows = rows.assign(
+            _label=plots.labels_with_batch_if_swept(rows),
+            _x=numeric(rows, "seq_len"),
+            _y=numeric(rows, "peak_memory_bytes"),
         )
-    ]
+        marks: dict[str, object] = {}
+
+        def extra(axis, title: str, panel: pd.DataFrame, mode: str = mode, marks: dict = marks) -> None:
+            family = title.split(" ")[0]
+            for _, row in frontiers[(frontiers["mode"] == mode)].iterrows():
+                if plots.family_of(str(row.get("implementation"))) == family:
+                    axis.axvline(float(row["oom_frontier_seq_len"]), color=palette(row.get("implementation")), ls=":")
+                    marks.setdefault("OOM frontier (longest length that fit)", Line2D([], [], color="black", ls=":"))
+            on_top = blended_transform_factory(axis.transData, axis.transAxes)
+            for _, row in out_of_memory[out_of_memory["mode"] == mode].iterrows():
+                if plots.family_of(str(row.get("implementation"))) != family:
+                    continue
+                axis.plot(
+                    [float(row["seq_len"])],
+                    [0.95],
+                    marker="X",
+                    ms=10,
+                    color=palette(row.get("implementation")),
+                    markeredgecolor="black",
+                    transform=on_top,
+                    clip_on=False,
+                    linestyle="",
+                )
+                marks.setdefault(
+                    "out of memory (at the top, at its seq_len)",
+                    Line2D([], [], marker="X", ms=9, linestyle="", color="white", markeredgecolor="black"),
+                )
+            if capacity > 0 and numeric(panel, "peak_memory_bytes").max() > capacity / 100:
+                axis.axhline(capacity, color="black", linestyle="--", linewidth=1)
+                marks.setdefault("device memory", Line2D([], [], color="black", linestyle="--"))
+
+        figure = plots.line_panels(
+            rows,
+            palette,
+            x_label="seq_len (tokens)",
+            y_label="peak memory above baseline",
+            y_units="bytes",
+            suptitle=f"mode {mode}: peak memory vs length",
+            draw_extra=extra,
+        )
+        columns = ["implementation", "seq_len", "batch", "peak_memory_bytes"]
+        found.append(
+            plots.Plot(
+                slug=plots.slugify("peak_memory", mode),
+                title=f"Peak memory vs seq_len (mode {mode})",
+                caption="Log-log, a panel per family on shared axes. "
+                + " ".join(MARK_TEXT[name] for name in marks)
+                + " (The marks are named here, not in the legends, which name only the panel's lines.)",
+                png=plots.render(figure),
+                series=plots.series_count(figure),
+                table=rows[columns].sort_values(["implementation", "seq_len"]),
+                facets=(("mode", mode),),
+            )
+        )
+    return found
 
 
 def state_bytes(frame: pd.DataFrame, palette: plots.Palette | None = None) -> list[plots.Plot]:
-    """Decoding state (recurrent state or KV cache) against context length: analytic and measured."""
+    """Decoding state (recurrent state or KV cache) against context length, a panel per family: the
+    analytic size dashed, the measured one as points."""
     palette = palette or plots.palette_for(frame)
     analytic, measured = numeric(frame, "state_bytes_analytic"), numeric(frame, "state_bytes_measured")
     rows = frame[(analytic > 0) | (measured > 0)]
@@ -109,37 +122,38 @@ def state_bytes(frame: pd.DataFrame, palette: plots.Palette | None = None) -> li
         rows = rows[rows["mode"] == "decode"]
     if rows.empty or not has_values(rows, "seq_len"):
         return []
-    rows = rows.assign(_label=plots.labels_with_batch_if_swept(rows))
-    # Legend: one entry per series, and the analytic and measured keys.
-    figure = plots.new_figure(8, plots.height_with_legend(3.8, rows["_label"].nunique() + 2))
-    axis = figure.subplots()
-    handles, labels = [], []
-    for label, group in sorted(rows.groupby("_label"), key=lambda item: str(item[0])):
-        group = group.assign(_seq_len=numeric(group, "seq_len")).sort_values("_seq_len")
-        group = group.drop_duplicates("_seq_len", keep="last")
-        color = palette(plots.implementation_of(group))
-        group_analytic = numeric(group, "state_bytes_analytic")
-        group_measured = numeric(group, "state_bytes_measured")
-        if group_analytic.notna().any():
-            axis.plot(group["_seq_len"], group_analytic, linestyle="--", color=color)
-        if group_measured.notna().any():
-            axis.plot(group["_seq_len"], group_measured, marker="o", ms=5, linestyle="", color=color)
-        handles.append(Line2D([], [], color=color, marker="o", linestyle="-"))
-        labels.append(plots.plain(label))
-    handles += [Line2D([], [], color="grey", linestyle="--"), Line2D([], [], color="grey", marker="o", linestyle="")]
-    labels += ["analytic", "measured"]
-    plots.log2_axis(axis)
-    plots.log_y(axis, "bytes")
-    axis.set_xlabel("context length (tokens)")
-    axis.set_ylabel("decoding state")
-    axis.set_title("Decoding state vs context: KV cache grows, a recurrent state does not")
-    plots.figure_legend(figure, handles, labels)
+    rows = rows.assign(_label=plots.labels_with_batch_if_swept(rows), _x=numeric(rows, "seq_len"))
+    rows = rows.assign(
+        _y=numeric(rows, "state_bytes_measured").where(lambda s: s > 0, numeric(rows, "state_bytes_analytic"))
+    )
+
+    def analytic_lines(axis, title: str, panel: pd.DataFrame) -> None:
+        for _, group in panel.groupby("_label"):
+            group = group.sort_values("_x").drop_duplicates("_x", keep="last")
+            if numeric(group, "state_bytes_analytic").notna().any():
+                color = palette(plots.implementation_of(group))
+                axis.plot(group["_x"], numeric(group, "state_bytes_analytic"), linestyle="--", color=color, lw=1)
+
+    figure = plots.line_panels(
+        rows,
+        palette,
+        x_label="context length (tokens)",
+        y_label="decoding state (measured; dashed: analytic)",
+        y_units="bytes",
+        suptitle="Decoding state vs context: a KV cache grows, a recurrent state does not",
+        draw_extra=analytic_lines,
+    )
+    columns = ["implementation", "seq_len", "batch", "state_bytes_measured", "state_bytes_analytic"]
     return [
         plots.Plot(
             slug="state_bytes",
             title="Decode state bytes vs context",
-            caption="Dashed: the analytic state size; dots: measured. A horizontal line is a constant-size "
+            caption="A panel per family on shared axes. Solid with points: measured (the analytic size where "
+            "nothing was measured); dashed: the analytic state size. A horizontal line is a constant-size "
             "recurrent state; a line of slope 1 is a KV cache.",
             png=plots.render(figure),
+            series=plots.series_count(figure),
+            table=rows[columns].sort_values(["implementation", "seq_len"]),
+            facets=(("mode", "decode"),),
         )
     ]

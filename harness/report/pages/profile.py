@@ -91,6 +91,13 @@ def top_kernels(frame: pd.DataFrame, palette: plots.Palette | None = None, top_n
                 segments.append((f"{len(rest)} more", "rest", float(rest.sum())))
             first = job.iloc[0]
             bars.append((_profile_job_label(first, str(first["_label"])), segments))
+        numbers = pd.DataFrame(
+            [
+                {"job": label, "kernel": name, "part": part, "time_ms": time_ms}
+                for label, segments in sorted(bars)
+                for name, part, time_ms in segments
+            ]
+        )
         bars.sort(key=lambda bar: bar[0])
         height = 1.2 + 0.42 * len(bars)
         figure = plots.new_figure(12, max(2.8, height))
@@ -135,6 +142,8 @@ def top_kernels(frame: pd.DataFrame, palette: plots.Palette | None = None, top_n
                 "mixer the kernel ran in; grey: the remaining kernels). Left: time per step; right: shares, "
                 "labelled with the kernel's short name. The table below links each job's trace.",
                 png=plots.render(figure),
+                table=numbers,
+                facets=(("mode", mode),) if mode else (),
             )
         )
     return found

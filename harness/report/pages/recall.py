@@ -53,6 +53,13 @@ def reproduction_section(site: Site, rows: pd.DataFrame, references: pd.DataFram
     """The papers' tables as we reproduced them (a verdict per row), then the learning curves behind them."""
     table = reproduction.reproduction_table(rows, references)
     content = ""
+    for index, (title, grid) in enumerate(reproduction.reproduction_grids(table)):
+        content += section(
+            title,
+            render_table(grid, list(grid.columns), f"grid-{index}"),
+            "As the paper prints it: a row per model (as we ran it), a column per test length; each cell is "
+            "our accuracy with the published one in brackets, in %. The verdicts are in the table below.",
+        )
     if not table.empty:
         content += section(
             "Published results reproduced",
@@ -118,7 +125,7 @@ def recall_accuracy(
             for label, group in sorted(panel.groupby("_label"), key=lambda item: str(item[0])):
                 group = group.sort_values("_d_model")
                 style = styles(key_text(group["implementation"].iloc[0]), label)
-                (line,) = axis.plot(group["_d_model"], group["accuracy"], ms=5, **style)
+                (line,) = axis.plot(group["_d_model"], group["accuracy"], ms=5, label=plots.plain(label), **style)
                 legend.setdefault(plots.plain(label), line)
             _draw_references(axis, task_references, seq_len, legend)
             plots.log2_axis(axis)
@@ -140,6 +147,10 @@ def recall_accuracy(
                 "horizontal line is a published accuracy whose width was not given; a dotted vertical line is a "
                 "published claim without a number (see the table below).",
                 png=plots.render(figure),
+                series=plots.series_count(figure),
+                table=task_rows.rename(columns={"_seq_len": "seq_len", "_d_model": "d_model", "_label": "series"})[
+                    ["seq_len", "series", "d_model", "accuracy"]
+                ].sort_values(["seq_len", "series", "d_model"]),
             )
         )
     return found
@@ -197,6 +208,12 @@ def recall_extrapolation(
         _eval=numeric(rows, "eval_seq_len"),
         _accuracy=numeric(rows, "accuracy"),
     )
+    # A curve needs several test lengths: a model tested only at its training length is no extrapolation
+    # (the accuracy plot shows it), and a line of one point says nothing.
+    lengths = rows.groupby(["_task", "_label"])["_eval"].transform("nunique")
+    rows = rows[lengths >= 2]
+    if rows.empty:
+        return []
     tasks = sorted(rows["_task"].unique())
     figure = plots.new_figure(6.0 * min(len(tasks), 2), 4.4 * math.ceil(len(tasks) / 2) + 0.6)
     axes = np.atleast_1d(figure.subplots(math.ceil(len(tasks) / 2), min(len(tasks), 2), squeeze=False)).ravel()
@@ -207,7 +224,8 @@ def recall_extrapolation(
         styles = plots.SeriesStyles(palette, task_rows)
         for label, group in sorted(task_rows.groupby("_label"), key=lambda item: str(item[0])):
             curve = group.groupby("_eval")["_accuracy"].max().sort_index()
-            (line,) = axis.plot(curve.index, curve.to_numpy(), ms=4, **styles(plots.implementation_of(group), label))
+            style = styles(plots.implementation_of(group), label)
+            (line,) = axis.plot(curve.index, curve.to_numpy(), ms=4, label=plots.plain(label), **style)
             legend.setdefault(plots.plain(label), line)
         published = _references_for(references, task, extrapolation=True)
         for index, (model, points) in enumerate(published.groupby("model", sort=True)):
@@ -237,5 +255,10 @@ def recall_extrapolation(
             caption="Accuracy of models evaluated at lengths other than the one they were trained at; dashed "
             "lines with stars are the published results for the same task.",
             png=plots.render(figure),
+            series=plots.series_count(figure),
+            table=rows.groupby(["_task", "_label", "_eval"])["_accuracy"]
+            .max()
+            .reset_index()
+            .set_axis(["task", "series", "eval_seq_len", "accuracy"], axis=1),
         )
     ]

@@ -17,10 +17,11 @@ if TYPE_CHECKING:
 
 
 def body(site: Site, rows: pd.DataFrame, palette: plots.Palette) -> str:
-    figures = throughput_scaling(rows, palette) + plots.roofline(rows, palette)
-    figures += decode_latency(rows, palette)
-    content = _noise_note(rows) + _anchors_body(site, rows, palette)
-    content += "".join(site.figure("throughput", p) for p in figures)
+    # What a reader came for first (time against length, decode), then the papers' anchors, then the roofline.
+    figures = throughput_scaling(rows, palette) + decode_latency(rows, palette)
+    content = _noise_note(rows) + "".join(site.figure("throughput", p) for p in figures)
+    content += _anchors_body(site, rows, palette)
+    content += "".join(site.figure("throughput", p) for p in plots.roofline(rows, palette))
     return content + _compile_time_section(rows)
 
 
@@ -44,11 +45,17 @@ def _anchors_body(site: Site, rows: pd.DataFrame, palette: plots.Palette) -> str
     content = ""
     table = anchors.anchor_table(rows)
     if not table.empty:
+        # The sources are few and long: numbered in the table, spelled out once in the note.
+        sources = list(dict.fromkeys(table["source"]))
+        table = table.assign(source=table["source"].map(lambda s: f"[{sources.index(s) + 1}]"))
+        columns = ["implementation", "measured", "published", "unit", "ratio", "verdict", "anchor", "shape", "source"]
+        listed = " ".join(f"[{i}] {s}." for i, s in enumerate(sources, start=1))
         content += section(
             "Published anchors",
-            render_table(table, list(table.columns), "anchors"),
+            render_table(table, columns, "anchors"),
             f"Each published number beside the same job measured here (ratio = measured / published). Beyond "
-            f"{anchors.TOLERANCE:.0%} the verdict says by how much; shapes are ours where the paper's differ.",
+            f"{anchors.TOLERANCE:.0%} the verdict says by how much; shapes are ours where the paper's differ. "
+            f"Sources: {listed}",
         )
     speedup = anchors.ssd_speedup_table(rows)
     if not speedup.empty:
@@ -94,61 +101,73 @@ def _compile_time_section(rows: pd.DataFrame) -> str:
     )
 
 
+def _levels_in(rows: pd.DataFrame) -> list[str]:
+    present = sorted({key_text(v) for v in rows["level"]}) if "level" in rows.columns else [""]
+    return [v for v in ("layer", "op") if v in present] + [v for v in present if v not in ("layer", "op")]
+
+
+def _exponent_text(group: pd.DataFrame) -> str:
+    slope = fit_scaling_exponent(group["_x"].to_numpy(), group["_ms_per_sequence"].to_numpy())
+    return "" if slope is None else f"  ∝L^{slope:.2f}"
+
+
 def throughput_scaling(frame: pd.DataFrame, palette: plots.Palette | None = None) -> list[plots.Plot]:
-    """Per mode: time per sequence and tokens/s against seq_len, log-log, with fitted exponents."""
+    """Per mode and level (never two levels on one axis): time per sequence against seq_len, log-log, a
+    panel per family, each line labelled with its fitted exponent. The anchors preset's rows are left to
+    the anchor plot and tables: their shapes are the papers'."""
     palette = palette or plots.palette_for(frame)
     rows = ok_rows(frame)
     if not has_values(rows, "median_ms") or not has_values(rows, "seq_len"):
         return []
     rows = rows[rows["median_ms"].notna() & (rows.get("mode") != "decode")]
+    rows = rows[~anchors.is_anchor_row(rows)]
     found = []
     for mode in plots.modes_in(rows):
-        subset = rows[rows["mode"] == mode]
-        subset = subset.assign(_label=series_labels(subset))
-        styles = plots.SeriesStyles(palette, subset)
-        figure = plots.new_figure(11, plots.height_with_legend(3.8, subset["_label"].nunique()))
-        time_axis, rate_axis = figure.subplots(1, 2)
-        handles, labels = [], []
-        for label, group in sorted(subset.groupby("_label"), key=lambda item: str(item[0])):
-            group = plots.one_row_per_length(group)
-            if group.empty:
+        for level in _levels_in(rows[rows["mode"] == mode]):
+            subset = rows[(rows["mode"] == mode) & (rows["level"].map(key_text) == level)]
+            subset = subset.assign(_label=series_labels(subset.drop(columns=["level"])))
+            if subset.empty:
                 continue
-            style = styles(plots.implementation_of(group), label)
-            seq_len = group["_seq_len"].to_numpy()
-            per_sequence_ms = (numeric(group, "median_ms") / group["_batch"]).to_numpy()
-            slope = fit_scaling_exponent(seq_len, per_sequence_ms)
-            (line,) = time_axis.plot(seq_len, per_sequence_ms, ms=4, **style)
-            rate_axis.plot(seq_len, plots.tokens_per_second_series(group).to_numpy(), ms=4, **style)
-            fitted = "" if slope is None else f"   time ∝ L^{slope:.2f}"
-            handles.append(line)
-            labels.append(plots.plain(label) + fitted)
-        for axis in (time_axis, rate_axis):
-            plots.log2_axis(axis)
-            plots.log_y(axis, "eng" if axis is rate_axis else "plain")
-            axis.set_xlabel("seq_len (tokens)")
-        time_axis.set_ylabel("median time per sequence (ms)")
-        time_axis.set_title("time per sequence (median ms / batch)", fontsize=10)
-        rate_axis.set_ylabel("tokens / s")
-        rate_axis.set_title("throughput", fontsize=10)
-        plots.figure_legend(figure, handles, labels)
-        figure.suptitle(f"mode {plots.plain(mode)}: scaling with sequence length")
-        found.append(
-            plots.Plot(
-                slug=plots.slugify("throughput", mode),
-                title=f"Throughput vs seq_len ({mode})",
-                caption=(
-                    "Log-log. The legend gives the exponent of a power-law fit to the three longest lengths "
-                    "of each line (attention tends to 2, scans and recurrences to 1). Where a length was "
-                    "measured at several batch sizes, the largest batch is shown."
-                ),
-                png=plots.render(figure),
+            subset = pd.concat([plots.one_row_per_length(group) for _, group in subset.groupby("_label")])
+            per_sequence = numeric(subset, "median_ms") / subset["_batch"]
+            subset = subset.assign(
+                _x=subset["_seq_len"],
+                _y=per_sequence,
+                _ms_per_sequence=per_sequence,
+                tokens_per_second=plots.tokens_per_second_series(subset),
             )
-        )
+            where = f"mode {mode}, {level} level" if level else f"mode {mode}"
+            figure = plots.line_panels(
+                subset,
+                palette,
+                x_label="seq_len (tokens)",
+                y_label="median time per sequence (ms / batch)",
+                suptitle=f"{where}: time per sequence vs length",
+                annotate=_exponent_text,
+            )
+            table = subset.assign(ms_per_sequence=per_sequence)
+            columns = ["implementation", "seq_len", "batch", "median_ms", "ms_per_sequence", "tokens_per_second"]
+            found.append(
+                plots.Plot(
+                    slug=plots.slugify("throughput", mode, level),
+                    title=f"Time per sequence vs seq_len ({where})",
+                    caption=(
+                        "Log-log, a panel per family on shared axes. Each line's legend entry gives the exponent "
+                        "of a power-law fit to its three longest lengths (attention tends to 2, scans and "
+                        "recurrences to 1). Where a length was measured at several batch sizes, the largest "
+                        "batch is shown."
+                    ),
+                    png=plots.render(figure),
+                    series=plots.series_count(figure),
+                    table=table[columns].sort_values(["implementation", "seq_len"]),
+                    facets=(("mode", mode), ("level", level)) if level else (("mode", mode),),
+                )
+            )
     return found
 
 
 def decode_latency(frame: pd.DataFrame, palette: plots.Palette | None = None) -> list[plots.Plot]:
-    """One decoding step's latency and tokens/s against the context length it decodes at."""
+    """One decoding step's latency against the context length it decodes at, a panel per family."""
     palette = palette or plots.palette_for(frame)
     rows = ok_rows(frame)
     if "mode" not in rows.columns:
@@ -156,36 +175,32 @@ def decode_latency(frame: pd.DataFrame, palette: plots.Palette | None = None) ->
     rows = rows[(rows["mode"] == "decode") & numeric(rows, "median_ms").notna() & numeric(rows, "seq_len").notna()]
     if rows.empty:
         return []
-    rows = rows.assign(_label=plots.labels_with_batch_if_swept(rows))
-    styles = plots.SeriesStyles(palette, rows)
-    figure = plots.new_figure(11, plots.height_with_legend(3.8, rows["_label"].nunique()))
-    latency_axis, rate_axis = figure.subplots(1, 2)
-    handles, labels = [], []
-    for label, group in sorted(rows.groupby("_label"), key=lambda item: str(item[0])):
-        group = group.assign(_seq_len=numeric(group, "seq_len")).sort_values("_seq_len")
-        style = styles(plots.implementation_of(group), label)
-        context = group["_seq_len"].to_numpy()
-        (line,) = latency_axis.plot(context, numeric(group, "median_ms").to_numpy(), ms=4, **style)
-        rate_axis.plot(context, plots.tokens_per_second_series(group, per_step=True).to_numpy(), ms=4, **style)
-        handles.append(line)
-        labels.append(plots.plain(label))
-    for axis in (latency_axis, rate_axis):
-        plots.log2_axis(axis)
-        plots.log_y(axis, "eng" if axis is rate_axis else "plain")
-        axis.set_xlabel("context length (tokens already in the state)")
-    latency_axis.set_ylabel("median latency per step (ms)")
-    latency_axis.set_title("decode latency", fontsize=10)
-    rate_axis.set_ylabel("tokens / s (batch / step time)")
-    rate_axis.set_title("decode throughput", fontsize=10)
-    plots.figure_legend(figure, handles, labels)
+    rows = rows.assign(
+        _label=plots.labels_with_batch_if_swept(rows),
+        _x=numeric(rows, "seq_len"),
+        _y=numeric(rows, "median_ms"),
+        tokens_per_second=plots.tokens_per_second_series(rows, per_step=True),
+    )
+    figure = plots.line_panels(
+        rows,
+        palette,
+        x_label="context length (tokens already in the state)",
+        y_label="median latency per step (ms)",
+        suptitle="Decode latency vs context",
+    )
+    columns = ["implementation", "seq_len", "batch", "median_ms", "tokens_per_second"]
     return [
         plots.Plot(
             slug="decode_latency",
-            title="Decode latency and tokens/s vs context",
-            caption="One `step` at each context length: attention reads a KV cache that grows with the context; "
-            "recurrent mixers carry a fixed-size state, so their latency stays flat. Where a sweep changes the "
-            "batch with the context, each point has its own batch (see the table).",
+            title="Decode latency vs context",
+            caption="One `step` at each context length, a panel per family on shared axes: attention reads a KV "
+            "cache that grows with the context; recurrent mixers carry a fixed-size state, so their latency "
+            "stays flat. Where a sweep changes the batch with the context, each point has its own batch (see "
+            "the numbers).",
             png=plots.render(figure),
+            series=plots.series_count(figure),
+            table=rows[columns].sort_values(["implementation", "seq_len"]),
+            facets=(("mode", "decode"),),
         )
     ]
 
@@ -205,9 +220,11 @@ def scaling_anchor(frame: pd.DataFrame, palette: plots.Palette | None = None) ->
     handles, labels = [], []
     for implementation, group in sorted(rows.groupby("implementation"), key=lambda item: str(item[0])):
         exponent = fit_scaling_exponent(group["_seq_len"], group["_ms"], longest=4)
-        (line,) = axis.plot(group["_seq_len"], group["_ms"], ms=4, **styles(implementation, implementation))
+        text = plots.plain(implementation) + (f"  (∝ L^{exponent:.2f})" if exponent is not None else "")
+        style = styles(implementation, implementation)
+        (line,) = axis.plot(group["_seq_len"], group["_ms"], ms=4, label=text, **style)
         handles.append(line)
-        labels.append(plots.plain(implementation) + (f"  (∝ L^{exponent:.2f})" if exponent is not None else ""))
+        labels.append(text)
     plots.log2_axis(axis)
     plots.log_y(axis)
     axis.set_xlabel("sequence length L (batch 1)")
@@ -221,5 +238,9 @@ def scaling_anchor(frame: pd.DataFrame, palette: plots.Palette | None = None) ->
             caption="The anchors preset's scaling sweep. Exponents are fitted over the four longest lengths: "
             "attention's cost grows about as L², the recurrent layers' about as L.",
             png=plots.render(figure),
+            series=plots.series_count(figure),
+            table=rows.assign(seq_len=rows["_seq_len"], median_ms=rows["_ms"])[
+                ["implementation", "seq_len", "median_ms"]
+            ].sort_values(["implementation", "seq_len"]),
         )
     ]
