@@ -165,3 +165,14 @@ def test_the_pickers_offer_only_what_varies_on_the_page() -> None:
     assert 'data-facet="mode"' in picker and 'data-facet="level"' in picker
     assert 'data-facet="dtype"' not in picker  # one dtype on the page: nothing to pick
     assert picker.index('value="fwd"') < picker.index('value="decode"')  # modes in their usual order
+
+
+def test_the_shape_is_a_pick_too() -> None:
+    """Batch and sequence length vary on a throughput page: both are offered, lengths in numeric order, and
+    their option values are the cells' own text (what the script compares a row with)."""
+    from harness.report.site import picker_html
+
+    rows = pd.DataFrame({"status": ["ok"] * 3, "batch": [1, 1, 4], "seq_len": [16384, 1024, 2048]})
+    picker = picker_html(rows, [])
+    assert 'data-facet="batch"' in picker and 'data-facet="seq_len"' in picker
+    assert picker.index('value="1024"') < picker.index('value="2048"') < picker.index('value="16384"')

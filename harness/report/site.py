@@ -435,7 +435,9 @@ def page_stem(suite: str) -> str:
     return plots.slugify(suite)
 
 
-PICKED = ("mode", "level", "dtype", "d_model")  # what a reader may narrow a page to
+# What a reader may narrow a page to: mode, level, dtype and the shape (width, batch, length). Plots that
+# draw a whole range of a picked column (time against seq_len) stay; the tables' rows follow every pick.
+PICKED = ("mode", "level", "dtype", "d_model", "batch", "seq_len")
 
 
 def _pick_order(value: str) -> tuple[int, float, str]:
