@@ -288,12 +288,7 @@ def _judged_row(
 
 
 def _failed_rows(impl: Implementation, device: str, dtype: str, status: str, reason: str) -> list[CheckRow]:
-    return [
-        CheckRow(
-            impl.name, impl.family, impl.backend, device, dtype, test, float("nan"), float("nan"), False, status, reason
-        )
-        for test in TESTS
-    ]
+    return [_row(impl, device, dtype, test, float("nan"), float("nan"), status, reason) for test in TESTS]
 
 
 def run_checks(

@@ -193,7 +193,7 @@ CHECK = register(
             "tolerance": pa.float64(),
             "detail": pa.string(),  # grad_params: "name=error" for every parameter, worst first
         },
-        shown_columns=("test", "passed", "rms_ratio", "tolerance"),
+        shown_columns=("test", "passed", "rms_ratio", "tolerance", "detail"),
         report_order=50,
         page="harness.report.pages.check",
     )

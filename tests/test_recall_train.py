@@ -330,3 +330,45 @@ def test_mad_recipe_options() -> None:
     best = min(curve, key=lambda point: point["test_loss"])
     assert rows[0]["best_step"] == best["step"] and rows[0]["loss"] == best["test_loss"]
     assert rows[0]["accuracy"] == best["test_accuracy"]
+
+
+@pytest.mark.parametrize(
+    ("train", "field"),
+    [
+        ({"decay": "some"}, "decay"),
+        ({"curriculum": [{"seq_len": 64}]}, "curriculum"),  # a stage without its step count
+        ({"schedule_unit": "minute"}, "schedule_unit"),
+        ({"select": "best"}, "select"),
+        ({"average": "weighted"}, "average"),
+    ],
+)
+def test_bad_training_settings_name_their_field(train: dict, field: str) -> None:
+    from harness.errors import ConfigError
+    from suites.recall.train import TrainSettings
+
+    with pytest.raises(ConfigError, match=field):
+        TrainSettings.from_dict(train)
+
+
+@pytest.mark.parametrize(
+    ("train", "message"),
+    [
+        ({"n_train": 32, "curriculum": [{"steps": 2, "seq_len": 16}]}, "needs fresh batches"),
+        ({"schedule_unit": "epoch"}, "needs a training set"),  # _train's default: a fresh batch every step
+    ],
+)
+def test_settings_that_need_another_kind_of_training_are_refused(train: dict, message: str) -> None:
+    from harness.errors import ConfigError
+
+    with pytest.raises(ConfigError, match=message):
+        _train("selective-copying", TINY_COPY, "attention/reference", max_steps=2, **train)
+
+
+def test_an_unknown_setting_is_a_one_line_error() -> None:
+    result = CliRunner().invoke(
+        cli, ["run", "recall", "--preset", "mamba-table1", "--device", "cpu", "--setting", "nope"]
+    )
+    assert result.exit_code == 2
+    assert result.output == (
+        "Error: --setting 'nope': the selected cells are named curriculum, no-curriculum, paper-recipe\n"
+    )

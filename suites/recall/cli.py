@@ -302,6 +302,8 @@ SUITE_RECORD = register(
             "wall_s",
             "params",
             "state_bytes_analytic",
+            "steps_per_s",
+            "decay",
         ),
         report_order=40,
         plan=plan,
