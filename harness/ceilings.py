@@ -59,6 +59,14 @@ def _copy(n_bytes: int, device: str):
     return lambda: target.copy_(source)
 
 
+def matmul_tflops(device: str, dtype, n: int, reps: int) -> float:
+    """The best dense n³ matmul rate of `reps` (TFLOP/s) in `dtype` on `device`."""
+    import torch
+
+    best_ms = _best_cuda_ms if torch.device(device).type == "cuda" else _best_host_ms
+    return 2.0 * n**3 / (best_ms(_matmul(n, dtype, device), reps) * 1e-3) / 1e12
+
+
 def measure(device: str = "cpu") -> dict[str, Any]:
     """{'peak_matmul_tflops', 'peak_copy_gbps', 'peak_matmul_dtype'} for `device`."""
     import torch
@@ -68,12 +76,12 @@ def measure(device: str = "cpu") -> dict[str, Any]:
         n, dtype, copy_bytes, reps, best_ms = 8192, torch.bfloat16, 1 << 30, 20, _best_cuda_ms
     else:
         n, dtype, copy_bytes, reps, best_ms = 1024, torch.float32, 64 << 20, 5, _best_host_ms
-    matmul_ms = best_ms(_matmul(n, dtype, device), reps)
+    peak_matmul_tflops = matmul_tflops(device, dtype, n, reps)
     copy_ms = best_ms(_copy(copy_bytes, device), reps)
     if kind == "cuda":
         torch.cuda.empty_cache()
     return {
-        "peak_matmul_tflops": 2.0 * n**3 / (matmul_ms * 1e-3) / 1e12,
+        "peak_matmul_tflops": peak_matmul_tflops,
         "peak_copy_gbps": 2.0 * copy_bytes / (copy_ms * 1e-3) / 1e9,  # read + write
         "peak_matmul_dtype": str(dtype).removeprefix("torch."),
     }

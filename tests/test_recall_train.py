@@ -235,9 +235,13 @@ def test_fresh_batches_follow_the_curriculum_and_do_not_depend_on_threads() -> N
         got = [stream.next() for _ in range(5)]
     finally:
         stream.close()
-    assert [inputs.shape[1] for inputs, _ in got] == [16, 16, 32, 64, 64]
+    assert [inputs.shape[1] for inputs, _, _ in got] == [16, 16, 32, 64, 64]
     expected = spec.examples_uncached("train", params, 4, split_seed(7, "train", 4))
-    assert torch.equal(got[4][0], expected.inputs) and torch.equal(got[4][1], expected.targets)
+    inputs, positions, labels = got[4]
+    assert torch.equal(inputs, expected.inputs)
+    # the labels are the targets at their positions, in order (4 data tokens to copy per example)
+    assert torch.equal(labels, expected.targets[expected.targets != -100].reshape(4, 4))
+    assert torch.equal(expected.targets.gather(1, positions), labels)
 
 
 def test_rows_carry_the_learning_curve() -> None:
@@ -261,6 +265,15 @@ def test_rows_carry_the_learning_curve() -> None:
     assert all(0.0 <= p["test_accuracy"] <= 1.0 and math.isfinite(p["train_loss"]) for p in curve)
     assert row["accuracy"] == max(p["test_accuracy"] for p in curve) and row["steps_per_s"] > 0
     assert row["decay"] == "matrices" and json.loads(row["curriculum"]) == [{"steps": 2, "seq_len": 16}]
+    assert row["step_mode"] == "eager" and row["step_mode_note"] == ""  # auto on the CPU
+    # The floor: 2 Mamba layers fwd+bwd (the family's cost model) plus the tied head at the 4 data tokens of
+    # each of the 64 examples, 3 x its forward 2 * 64 * 4 * d_model 64 * vocab 30; at the measured rate.
+    mamba = registry.get("mamba/reference")
+    from harness.config import MixerConfig
+
+    mixers = 2 * mamba.flops(MixerConfig.from_dict({"d_model": 64, "n_heads": 4}), 64, 32, "fwd_bwd")
+    assert row["step_flops"] == pytest.approx(mixers + 3 * 2 * 64 * 4 * 64 * 30)
+    assert row["step_floor_ms"] == pytest.approx(row["step_flops"] / (row["matmul_tflops"] * 1e12) * 1e3)
 
 
 def test_zoology_recipe_options() -> None:

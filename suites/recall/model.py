@@ -218,9 +218,10 @@ class RecallModel(nn.Module):
                         nn.init.zeros_(sub.bias)
 
     def forward(self, tokens: torch.Tensor, where: torch.Tensor | None = None) -> torch.Tensor:
-        """(B, L) token ids -> (B, L, vocab) logits, or (n, vocab) at the n positions where `where`
-        (a (B, L) bool mask) is true: with a vocabulary of 8192 the head costs far more than a small
-        mixer, and MQAR asks for a few positions per sequence only."""
+        """(B, L) token ids -> (B, L, vocab) logits, or the logits at some positions only: with a vocabulary
+        of 8192 the head costs far more than a small mixer, and MQAR asks for a few positions per sequence.
+        `where` is a (B, L) bool mask -> (n, vocab) at its n true positions, or (B, W) position indices ->
+        (B * W, vocab) (fixed shapes, as a CUDA graph needs; suites.training.target_positions)."""
         x = self.embedding(tokens)
         if self.positions is not None:
             if tokens.shape[1] > self.positions.num_embeddings:
@@ -236,9 +237,25 @@ class RecallModel(nn.Module):
         x = self.final_norm(x)
         if self.decoder is not None:
             x = self.decoder(x)
-        if where is not None:
+        if where is not None and where.dtype == torch.bool:
             x = x[where]
+        elif where is not None:
+            x = x.gather(1, where[..., None].expand(-1, -1, x.shape[-1])).reshape(-1, x.shape[-1])
         return self.head(x)
+
+    def dense_flops(self, batch: int, seq_len: int, head_positions: int) -> float:
+        """Forward FLOPs of the matmuls outside the mixers (2 per multiply-add): the MLPs and the auto-encoder
+        decoder at every position, the head at `head_positions` per sequence (backward: twice this)."""
+        d_model, vocab = self.embedding.embedding_dim, self.head.out_features
+        dense = [block.mlp for block in self.blocks if block.mlp is not None] + [self.decoder]
+        per_token = sum(
+            sub.in_features * sub.out_features
+            for module in dense
+            if module is not None
+            for sub in module.modules()
+            if isinstance(sub, nn.Linear)
+        )
+        return 2.0 * batch * (seq_len * per_token + head_positions * d_model * vocab)
 
 
 def count_parameters(model: nn.Module) -> int:

@@ -2,6 +2,7 @@
 
 `run_job(**params)` is what the runner calls in its worker (`suites.recall.train:run_job`). It trains
 with AdamW and a cosine schedule after a linear warm-up, under bf16 autocast on a GPU (fp32 weights),
+one step at a time through `suites.training.TrainStep` (replayed from a CUDA graph on a GPU),
 evaluates on held-out examples every `eval_every` steps, stops early once the test accuracy reaches
 `target_accuracy` (Zoology stops at 0.99), and reports the best test accuracy seen (Zoology and MAD
 pick the best checkpoint). Then it tests the best weights at the longer lengths the job asks for.
@@ -15,7 +16,6 @@ from __future__ import annotations
 import json
 import math
 import queue
-import random
 import threading
 import time
 from collections.abc import Callable
@@ -33,9 +33,22 @@ from harness.interface import parse_dtype
 from suites.recall.data import IGNORE, Examples, default_cache_dir
 from suites.recall.model import ModelSettings, RecallModel, count_parameters, resolve_position
 from suites.recall.tasks import Task, get_task
+from suites.training import (
+    DECAY_POLICIES,
+    STEP_MODES,
+    TrainStep,
+    autocast,
+    cosine_with_warmup,
+    default_dtype,
+    make_adamw,
+    matmul_tflops,
+    parameter_groups,
+    resolve_device,
+    seed_everything,
+    target_positions,
+)
 
 SPLIT_SEED_TAG = {"train": 1, "test": 2, "extrapolate": 3}
-DECAY_POLICIES = ("all", "matrices")
 PREFETCH_BATCHES = 8  # fresh batches generated ahead of the step that needs them
 
 
@@ -74,6 +87,9 @@ class TrainSettings:
     # accuracy (Zoology); "loss", the lowest test loss, i.e. perplexity (MAD's ModelCheckpoint).
     select: str = "accuracy"
     average: str = "micro"  # token accuracy over positions; "macro": over classes (MAD's torchmetrics)
+    # How the step runs (suites.training.TrainStep): "graph", captured in a CUDA graph and replayed (GPU
+    # only); "eager"; "auto", graph on a GPU and eager on the CPU. The rows say which ran.
+    step_mode: str = "auto"
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "curriculum", tuple(dict(stage) for stage in self.curriculum))
@@ -83,6 +99,8 @@ class TrainSettings:
             raise ConfigError("average", f"must be micro or macro, got {self.average!r}")
         if self.schedule_unit not in ("step", "epoch"):
             raise ConfigError("schedule_unit", f"must be step or epoch, got {self.schedule_unit!r}")
+        if self.step_mode not in STEP_MODES:
+            raise ConfigError("step_mode", f"must be one of {', '.join(STEP_MODES)}, got {self.step_mode!r}")
         if self.decay not in DECAY_POLICIES:
             raise ConfigError("decay", f"must be one of {', '.join(DECAY_POLICIES)}, got {self.decay!r}")
         for stage in self.curriculum:
@@ -121,20 +139,6 @@ def split_seed(data_seed: int, split: str, index: int = 0) -> int:
     return int(np.random.SeedSequence([data_seed, SPLIT_SEED_TAG[split], index]).generate_state(1)[0])
 
 
-def seed_everything(seed: int) -> None:
-    random.seed(seed)
-    np.random.seed(seed % 2**32)
-    torch.manual_seed(seed)
-
-
-def cosine_with_warmup(step: int, total: int, warmup: int, min_frac: float) -> float:
-    """lr multiplier: linear from 1/warmup to 1 over `warmup` steps, then cosine from 1 to min_frac."""
-    if step < warmup:
-        return (step + 1) / warmup
-    progress = (step - warmup) / max(1, total - warmup)
-    return min_frac + (1.0 - min_frac) * 0.5 * (1.0 + math.cos(math.pi * min(progress, 1.0)))
-
-
 def lr_schedule(settings: TrainSettings, total_steps: int, steps_per_epoch: int) -> Callable[[int], float]:
     """step -> lr multiplier: cosine_with_warmup over the steps, or (schedule_unit "epoch") over the epochs,
     constant within each, as Zoology's CosineAnnealingLR(T_max=epochs) stepped after every epoch."""
@@ -144,19 +148,6 @@ def lr_schedule(settings: TrainSettings, total_steps: int, steps_per_epoch: int)
     epochs = math.ceil(total_steps / steps_per_epoch)
     warmup_epochs = int(settings.warmup_frac * epochs)
     return lambda step: cosine_with_warmup(step // steps_per_epoch, epochs, warmup_epochs, settings.min_lr_frac)
-
-
-def parameter_groups(model: nn.Module, weight_decay: float, decay: str) -> list[dict[str, Any]]:
-    """AdamW's parameter groups under a TrainSettings.decay policy (a tied head counts once)."""
-    unique = list({id(p): p for p in model.parameters() if p.requires_grad}.values())
-    if decay == "all":
-        return [{"params": unique, "weight_decay": weight_decay}]
-    decayed = [p for p in unique if p.ndim >= 2 and not getattr(p, "_no_weight_decay", False)]
-    kept = {id(p) for p in decayed}
-    return [
-        {"params": decayed, "weight_decay": weight_decay},
-        {"params": [p for p in unique if id(p) not in kept], "weight_decay": 0.0},
-    ]
 
 
 def curriculum_params(
@@ -187,7 +178,8 @@ class FreshBatches:
     ) -> None:
         self.spec, self.stages, self.batch, self.data_seed = spec, stages, batch, data_seed
         self.device = device
-        self.queue: queue.Queue[tuple[torch.Tensor, torch.Tensor] | None] = queue.Queue(PREFETCH_BATCHES)
+        self.width = 0
+        self.queue: queue.Queue[tuple[torch.Tensor, ...] | None] = queue.Queue(PREFETCH_BATCHES)
         self.stop = threading.Event()
         self.thread = threading.Thread(target=self._fill, args=(total_steps,), daemon=True)
         self.thread.start()
@@ -200,21 +192,25 @@ class FreshBatches:
             fresh = self.spec.examples_uncached(
                 "train", self.params_at(step), self.batch, split_seed(self.data_seed, "train", step)
             )
-            inputs, targets = fresh.inputs, fresh.targets
+            # Targets as fixed-width (positions, labels), the width the widest batch so far: a CUDA graph
+            # replays one shape, and the width depends on the batches before only, never on timing.
+            positions, labels = target_positions(fresh.targets, self.width)
+            self.width = positions.shape[1]
+            batch = (fresh.inputs, positions, labels)
             if self.device.type == "cuda":
-                inputs, targets = inputs.pin_memory(), targets.pin_memory()
+                batch = tuple(t.pin_memory() for t in batch)
             while not self.stop.is_set():
                 try:
-                    self.queue.put((inputs, targets), timeout=0.1)
+                    self.queue.put(batch, timeout=0.1)
                     break
                 except queue.Full:
                     continue
             if self.stop.is_set():
                 return
 
-    def next(self) -> tuple[torch.Tensor, torch.Tensor]:
-        inputs, targets = self.queue.get()
-        return inputs.to(self.device, non_blocking=True), targets.to(self.device, non_blocking=True)
+    def next(self) -> tuple[torch.Tensor, ...]:
+        """(inputs (B, L), target positions (B, W), labels (B, W)) on the device."""
+        return tuple(t.to(self.device, non_blocking=True) for t in self.queue.get())
 
     def close(self) -> None:
         self.stop.set()
@@ -251,7 +247,7 @@ class Evaluator:
                 inputs = examples.inputs[start : start + batch].to(self.device, non_blocking=True)
                 targets = examples.targets[start : start + batch].to(self.device, non_blocking=True)
                 mask = targets != IGNORE
-                with _autocast(self.device, self.autocast_dtype):
+                with autocast(self.device, self.autocast_dtype):
                     picked = self.model(inputs, mask).float()
                 wanted = targets[mask]
                 guessed = picked.argmax(dim=-1)
@@ -272,23 +268,6 @@ class Evaluator:
             return float("nan"), float("nan")
         accuracy = macro_accuracy(*classes) if self.average == "macro" else correct / counted
         return accuracy, loss_sum / counted
-
-
-def _autocast(device: torch.device, dtype: torch.dtype | None):
-    if dtype is None:
-        return torch.autocast(device.type, enabled=False)
-    return torch.autocast(device.type, dtype=dtype)
-
-
-def resolve_device(device: str) -> torch.device:
-    if device == "auto":
-        device = "cuda" if torch.cuda.is_available() else "cpu"
-    return torch.device(device)
-
-
-def default_dtype(device: str) -> str:
-    """bf16 autocast (fp32 weights) on a GPU, as Zoology and MAD train; fp32 on the CPU."""
-    return "bfloat16" if resolve_device(device).type == "cuda" else "float32"
 
 
 def run_job(
@@ -362,10 +341,8 @@ def run_job(
         max_seq_len=max_seq_len,
     ).to(run_device)
     n_params = count_parameters(net)
-    fused = run_device.type == "cuda"
     if settings.curriculum and not online:
         raise ConfigError("curriculum", "a length curriculum needs fresh batches (n_train = 0)")
-    optimizer = torch.optim.AdamW(parameter_groups(net, weight_decay, settings.decay), lr=lr, fused=fused)
 
     steps_per_epoch = math.ceil(n_train / batch) if not online else 0
     total_steps = settings.epochs * steps_per_epoch if not online else settings.max_steps
@@ -375,12 +352,28 @@ def run_job(
     if settings.schedule_unit == "epoch" and online:
         raise ConfigError("schedule_unit", "a schedule per epoch needs a training set (n_train > 0)")
 
-    scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lr_schedule(settings, total_steps, steps_per_epoch))
+    def loss_of(inputs: torch.Tensor, positions: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
+        logits = net(inputs, positions)  # the head only where there is something to predict
+        return nn.functional.cross_entropy(logits.float(), labels.reshape(-1), ignore_index=IGNORE)
+
+    train_step = TrainStep(
+        loss_of,
+        list(net.parameters()),
+        make_adamw(parameter_groups(net, weight_decay, settings.decay), lr, run_device, settings.step_mode),
+        grad_clip=settings.grad_clip,
+        autocast_dtype=autocast_dtype,
+        device=run_device,
+        step_mode=settings.step_mode,
+    )
+    schedule = lr_schedule(settings, total_steps, steps_per_epoch)
     eval_every = settings.eval_every or (steps_per_epoch if not online else max(1, total_steps // 10))
     eval_batch = settings.eval_batch or batch
     evaluate = Evaluator(net, autocast_dtype, run_device, settings.average)
     order_generator = torch.Generator().manual_seed(seed)
     fresh = FreshBatches(spec, stages, batch, data_seed, total_steps, run_device) if online else None
+    train_positions = train_labels = None
+    if train_set is not None:  # resident on the device, targets as fixed-width (positions, labels)
+        train_positions, train_labels = (t.to(run_device) for t in target_positions(train_set.targets.cpu()))
 
     best = {"accuracy": -1.0, "loss": float("nan"), "step": 0, "state": None}
     # One point per evaluation: the learning curve the report draws (steps, seconds, losses, accuracy).
@@ -392,6 +385,7 @@ def run_job(
     losses_summed = 0
     stop_reason = "steps done"
     step = 0
+    lr_now = float("nan")
     permutation = torch.empty(0, dtype=torch.long)
     train_began = time.perf_counter()
     first_step_s = 0.0
@@ -399,7 +393,7 @@ def run_job(
     try:
         while step < total_steps:
             if fresh is not None:
-                inputs, targets = fresh.next()
+                inputs, positions, labels = fresh.next()
             else:
                 position = (step % steps_per_epoch) * batch
                 if position == 0:
@@ -408,20 +402,16 @@ def run_job(
                         if settings.shuffle
                         else torch.arange(n_train)
                     )
-                    permutation = order.to(run_device)
+                    # pinned, so that the copy does not wait for the GPU to drain
+                    permutation = (order.pin_memory() if run_device.type == "cuda" else order).to(
+                        run_device, non_blocking=True
+                    )
                 index = permutation[position : position + batch]
-                inputs, targets = train_set.inputs[index], train_set.targets[index]
-            mask = targets != IGNORE
-            with _autocast(run_device, autocast_dtype):
-                logits = net(inputs, mask)  # only where there is something to predict
-            loss = nn.functional.cross_entropy(logits.float(), targets[mask])
-            optimizer.zero_grad(set_to_none=True)
-            loss.backward()
-            if settings.grad_clip > 0:
-                nn.utils.clip_grad_norm_(net.parameters(), settings.grad_clip)
-            optimizer.step()
-            scheduler.step()
-            loss_sum += loss.detach()
+                inputs, positions, labels = train_set.inputs[index], train_positions[index], train_labels[index]
+            if lr * schedule(step) != lr_now:
+                lr_now = lr * schedule(step)
+                train_step.set_lr(lr_now)
+            loss_sum += train_step(inputs, positions, labels)
             losses_summed += 1
             step += 1
 
@@ -442,7 +432,7 @@ def run_job(
                         "step": step,
                         "wall_s": round(time.perf_counter() - train_began, 3),
                         "train_seq_len": int(fresh.params_at(step - 1)["seq_len"]) if fresh else params["seq_len"],
-                        "lr": float(scheduler.get_last_lr()[0]),
+                        "lr": lr * schedule(step),
                         "train_loss": train_loss,
                         "test_loss": test_loss,
                         "test_accuracy": accuracy,
@@ -469,6 +459,11 @@ def run_job(
     if run_device.type == "cuda":
         torch.cuda.synchronize()
     train_wall_s = time.perf_counter() - train_began
+    width = int(fresh.width if fresh is not None else train_positions.shape[1])
+    step_flops = n_layers * impl.flops(mixer_config, batch, params["seq_len"], "fwd_bwd") + 3 * net.dense_flops(
+        batch, params["seq_len"], width
+    )
+    floor_tflops = matmul_tflops(str(run_device), str(autocast_dtype or compute_dtype).removeprefix("torch."))
 
     state_dtype = compute_dtype
     common = {
@@ -502,6 +497,13 @@ def run_job(
         "position": model_settings.position,
         "head": spec.head,
         "steps_per_s": step / train_wall_s if train_wall_s > 0 else float("nan"),
+        "step_mode": train_step.mode,
+        "step_mode_note": train_step.note,
+        # the step's analytic FLOPs (mixers fwd+bwd, the dense layers and head 3x their forward) and the
+        # time they take at the matmul rate measured on this device in the step's dtype: the floor
+        "step_flops": float(step_flops),
+        "matmul_tflops": floor_tflops,
+        "step_floor_ms": step_flops / (floor_tflops * 1e12) * 1e3,
         "decay": settings.decay,
         "curriculum": json.dumps(list(settings.curriculum), sort_keys=True),
         "curve": json.dumps(curve),

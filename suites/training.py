@@ -1,0 +1,227 @@
+"""What the training suites (recall, classification) share: seeds, the optimizer and its schedule, the
+targets as fixed-shape tensors, and the training step itself, eager or replayed from a CUDA graph.
+
+Why a CUDA graph: the recall models are small (d_model 64, 2 layers), so an eager step is a few hundred
+kernel launches of a few microseconds each, and the step is bound by the host (Python, the launches), tens
+of times above its arithmetic floor. Captured once, the whole step (forward, loss, backward, gradient
+clipping, fused AdamW) is one graph launch. That needs fixed shapes and no host synchronisation inside the
+step, hence targets as (batch, width) position and label tensors (`target_positions`) instead of a boolean
+mask, the learning rate as a device tensor the host fills, and the loss read only at evaluations.
+
+An implementation whose step cannot be captured (a kernel that synchronises or allocates on the host) falls
+back to eager; `TrainStep.mode` and `TrainStep.note` say which ran and why, and the rows carry both.
+"""
+
+from __future__ import annotations
+
+import math
+import random
+from collections.abc import Callable
+from functools import cache
+from typing import Any
+
+import numpy as np
+import torch
+from torch import nn
+
+from harness import ceilings
+from harness.errors import ConfigError
+
+IGNORE = -100  # label of positions without a target (PyTorch's cross-entropy ignore_index)
+STEP_MODES = ("auto", "eager", "graph")  # auto: graph on a GPU, eager on the CPU
+DECAY_POLICIES = ("all", "matrices")
+# Eager steps at each new batch shape before it is captured: the first compiles and autotunes Triton kernels
+# and builds cuFFT plans and cuBLAS workspaces, which must not happen inside a capture; three, as torch's
+# CUDA-graph notes advise for whole-network capture.
+WARMUP_STEPS = 3
+
+
+def seed_everything(seed: int) -> None:
+    random.seed(seed)
+    np.random.seed(seed % 2**32)
+    torch.manual_seed(seed)
+
+
+def resolve_device(device: str) -> torch.device:
+    if device == "auto":
+        device = "cuda" if torch.cuda.is_available() else "cpu"
+    return torch.device(device)
+
+
+def default_dtype(device: str) -> str:
+    """bf16 autocast (fp32 weights) on a GPU, as Zoology and MAD train; fp32 on the CPU."""
+    return "bfloat16" if resolve_device(device).type == "cuda" else "float32"
+
+
+def autocast(device: torch.device, dtype: torch.dtype | None, cache_enabled: bool = True):
+    """Autocast to `dtype` (None: off). A CUDA graph needs cache_enabled=False: autocast's cache of cast
+    weights would be freed after the capture while the graph still reads it."""
+    if dtype is None:
+        return torch.autocast(device.type, enabled=False)
+    return torch.autocast(device.type, dtype=dtype, cache_enabled=cache_enabled)
+
+
+def cosine_with_warmup(step: int, total: int, warmup: int, min_frac: float) -> float:
+    """lr multiplier: linear from 1/warmup to 1 over `warmup` steps, then cosine from 1 to min_frac."""
+    if step < warmup:
+        return (step + 1) / warmup
+    progress = (step - warmup) / max(1, total - warmup)
+    return min_frac + (1.0 - min_frac) * 0.5 * (1.0 + math.cos(math.pi * min(progress, 1.0)))
+
+
+def parameter_groups(model: nn.Module, weight_decay: float, decay: str) -> list[dict[str, Any]]:
+    """AdamW's parameter groups under a decay policy (a tied head counts once). "all": every parameter,
+    as Zoology's and MAD's optimisers do; "matrices": weight matrices and embeddings only, as nanoGPT and
+    mamba_ssm's training do; biases, norms and what a mixer marks `_no_weight_decay` are left alone."""
+    if decay not in DECAY_POLICIES:
+        raise ConfigError("decay", f"must be one of {', '.join(DECAY_POLICIES)}, got {decay!r}")
+    unique = list({id(p): p for p in model.parameters() if p.requires_grad}.values())
+    if decay == "all":
+        return [{"params": unique, "weight_decay": weight_decay}]
+    decayed = [p for p in unique if p.ndim >= 2 and not getattr(p, "_no_weight_decay", False)]
+    kept = {id(p) for p in decayed}
+    return [
+        {"params": decayed, "weight_decay": weight_decay},
+        {"params": [p for p in unique if id(p) not in kept], "weight_decay": 0.0},
+    ]
+
+
+def resolve_step_mode(mode: str, device: torch.device) -> str:
+    if mode not in STEP_MODES:
+        raise ConfigError("step_mode", f"must be one of {', '.join(STEP_MODES)}, got {mode!r}")
+    if mode == "auto":
+        return "graph" if device.type == "cuda" else "eager"
+    if mode == "graph" and device.type != "cuda":
+        raise ConfigError("step_mode", f"graph capture needs a CUDA device, got {device.type}")
+    return mode
+
+
+def make_adamw(groups: list[dict[str, Any]], lr: float, device: torch.device, step_mode: str) -> torch.optim.AdamW:
+    """Fused AdamW on a GPU. For a CUDA graph it is also capturable (its step counter lives on the device)
+    and its learning rate is a device tensor, filled by the host before each replay (a Python float
+    would be baked into the graph)."""
+    if device.type != "cuda":
+        return torch.optim.AdamW(groups, lr=lr)
+    if step_mode == "graph":
+        groups = [{**group, "lr": torch.tensor(lr, dtype=torch.float32, device=device)} for group in groups]
+        return torch.optim.AdamW(groups, lr=lr, fused=True, capturable=True)
+    return torch.optim.AdamW(groups, lr=lr, fused=True)
+
+
+def target_positions(targets: torch.Tensor, width: int = 0) -> tuple[torch.Tensor, torch.Tensor]:
+    """(B, L) labels with IGNORE where there is no target -> ((B, W) positions, (B, W) labels): each row's
+    target positions in order, padded to W = max(width, the most targets in a row) with position 0 and
+    label IGNORE. The step then has fixed shapes, and the head runs at W positions per row only."""
+    present = targets != IGNORE
+    width = max(width, int(present.sum(dim=1).max()) if targets.numel() else 0, 1)
+    # A stable sort of "no target" flags puts each row's target positions first, in their order.
+    order = torch.sort((~present).to(torch.int8), dim=1, stable=True).indices[:, :width]
+    labels = targets.gather(1, order)
+    labels = torch.where(present.gather(1, order), labels, torch.full_like(labels, IGNORE))
+    positions = torch.where(labels != IGNORE, order, torch.zeros_like(order))
+    return positions, labels
+
+
+Batch = tuple[torch.Tensor, ...]
+LossFn = Callable[..., torch.Tensor]  # (*batch) -> scalar loss
+
+
+class TrainStep:
+    """One optimizer step on a batch: loss_fn(*batch) under autocast, backward, gradient clipping, AdamW.
+
+    step_mode "eager" runs it as written. "graph" runs the first WARMUP_STEPS steps of every batch shape
+    eagerly, captures the next one in a CUDA graph and replays it for the steps after, copying each batch
+    into the graph's input buffers; a new shape (a curriculum stage) is warmed up and captured afresh. The
+    numerics are the eager step's: the same kernels, replayed. If the capture fails, every later step runs
+    eagerly and `note` says why.
+    """
+
+    def __init__(
+        self,
+        loss_fn: LossFn,
+        parameters: list[nn.Parameter],
+        optimizer: torch.optim.Optimizer,
+        *,
+        grad_clip: float,
+        autocast_dtype: torch.dtype | None,
+        device: torch.device,
+        step_mode: str,
+    ) -> None:
+        self.loss_fn, self.parameters, self.optimizer = loss_fn, parameters, optimizer
+        self.grad_clip, self.autocast_dtype, self.device = grad_clip, autocast_dtype, device
+        self.mode = resolve_step_mode(step_mode, device)
+        self.note = ""
+        self.graph: torch.cuda.CUDAGraph | None = None
+        self.static_batch: Batch = ()
+        self.static_loss: torch.Tensor | None = None
+        self.shape: tuple[tuple[int, ...], ...] = ()
+        self.steps_at_shape = 0
+        self.captured_steps = 0  # steps replayed from a graph
+
+    def set_lr(self, value: float) -> None:
+        for group in self.optimizer.param_groups:
+            if isinstance(group["lr"], torch.Tensor):
+                group["lr"].fill_(value)  # a launch, no synchronisation
+            else:
+                group["lr"] = value
+
+    def _forward_backward_update(self, batch: Batch) -> torch.Tensor:
+        with autocast(self.device, self.autocast_dtype, cache_enabled=self.mode != "graph"):
+            loss = self.loss_fn(*batch)
+        loss.backward()
+        if self.grad_clip > 0:
+            nn.utils.clip_grad_norm_(self.parameters, self.grad_clip)
+        self.optimizer.step()
+        return loss.detach()
+
+    def _eager(self, batch: Batch) -> torch.Tensor:
+        self.optimizer.zero_grad(set_to_none=True)
+        return self._forward_backward_update(batch)
+
+    def _capture(self, batch: Batch) -> None:
+        self.static_batch = tuple(t.clone() for t in batch)
+        graph = torch.cuda.CUDAGraph()
+        self.optimizer.zero_grad(set_to_none=True)  # the captured backward allocates the gradients it writes
+        with torch.cuda.graph(graph):
+            self.static_loss = self._forward_backward_update(self.static_batch)
+        self.graph = graph
+
+    def __call__(self, *batch: torch.Tensor) -> torch.Tensor:
+        """Run one step on `batch`; returns the loss (a device tensor: reading it would synchronise)."""
+        if self.mode == "eager":
+            return self._eager(batch)
+        shape = tuple(tuple(t.shape) for t in batch)
+        if shape != self.shape:
+            self.shape, self.steps_at_shape, self.graph = shape, 0, None
+        self.steps_at_shape += 1
+        if self.graph is None and self.steps_at_shape <= WARMUP_STEPS:
+            # Warm-up steps run on a side stream, as torch's whole-network capture example does.
+            side = torch.cuda.Stream()
+            side.wait_stream(torch.cuda.current_stream())
+            with torch.cuda.stream(side):
+                loss = self._eager(batch)
+            torch.cuda.current_stream().wait_stream(side)
+            return loss
+        if self.graph is None:
+            try:
+                self._capture(batch)
+            except Exception as exc:  # any capture failure falls back to eager, and says so
+                self.mode, self.graph = "eager", None
+                self.note = f"capture failed, eager: {type(exc).__name__}: {str(exc).splitlines()[0][:200]}"
+                torch.cuda.synchronize()
+                return self._eager(batch)
+        for static, new in zip(self.static_batch, batch, strict=True):
+            static.copy_(new, non_blocking=True)
+        assert self.graph is not None and self.static_loss is not None
+        self.graph.replay()
+        self.captured_steps += 1
+        return self.static_loss
+
+
+@cache
+def matmul_tflops(device: str, dtype_name: str) -> float:
+    """The measured dense matmul rate (TFLOP/s) in the training's compute dtype, measured once per worker
+    process (4096³ on a GPU, 512³ on the CPU: a fraction of a second). A training step's arithmetic floor
+    is its analytic FLOPs at this rate."""
+    n, reps = (4096, 10) if device.startswith("cuda") else (512, 3)
+    return ceilings.matmul_tflops(device, getattr(torch, dtype_name), n, reps)

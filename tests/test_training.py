@@ -1,0 +1,90 @@
+"""The training suites' shared step (suites/training.py): fixed-shape targets, the eager step against a
+hand-written AdamW step, and the graph mode's refusals on the CPU (the capture itself runs on the GPU)."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+from torch import nn
+
+from harness.errors import ConfigError
+from suites.training import (
+    IGNORE,
+    TrainStep,
+    make_adamw,
+    matmul_tflops,
+    parameter_groups,
+    resolve_step_mode,
+    target_positions,
+)
+
+
+def test_target_positions_keep_order_and_pad_with_ignore() -> None:
+    targets = torch.tensor([[IGNORE, 5, IGNORE, 7], [3, IGNORE, IGNORE, IGNORE]])
+    positions, labels = target_positions(targets)
+    assert positions.tolist() == [[1, 3], [0, 0]]
+    assert labels.tolist() == [[5, 7], [3, IGNORE]]
+    wider_positions, wider_labels = target_positions(targets, width=3)
+    assert wider_labels.tolist() == [[5, 7, IGNORE], [3, IGNORE, IGNORE]]
+    assert wider_positions.shape == (2, 3)
+
+
+def test_positions_give_the_masked_loss() -> None:
+    """Cross-entropy over (positions, labels) with padding ignored equals the loss over the boolean mask."""
+    torch.manual_seed(0)
+    logits_all = torch.randn(3, 6, 5, dtype=torch.float64)
+    targets = torch.full((3, 6), IGNORE)
+    targets[0, 2], targets[0, 5], targets[1, 1], targets[2, 0], targets[2, 3], targets[2, 4] = 1, 2, 3, 4, 0, 1
+    mask = targets != IGNORE
+    masked = nn.functional.cross_entropy(logits_all[mask], targets[mask])
+    positions, labels = target_positions(targets)
+    picked = logits_all.gather(1, positions[..., None].expand(-1, -1, 5)).reshape(-1, 5)
+    fixed = nn.functional.cross_entropy(picked, labels.reshape(-1), ignore_index=IGNORE)
+    torch.testing.assert_close(fixed, masked, rtol=1e-12, atol=0)
+
+
+def test_eager_step_is_one_adamw_step_with_clipping() -> None:
+    """One TrainStep against the closed form of AdamW's first step: p -= lr * (g/|g| ... ) with clipping."""
+    weight = nn.Parameter(torch.tensor([3.0, -4.0], dtype=torch.float64))
+    optimizer = torch.optim.AdamW([weight], lr=0.1, weight_decay=0.0, eps=0.0)
+    step = TrainStep(
+        lambda x: (weight * x).sum(),
+        [weight],
+        optimizer,
+        grad_clip=0.5,
+        autocast_dtype=None,
+        device=torch.device("cpu"),
+        step_mode="eager",
+    )
+    loss = step(torch.tensor([3.0, -4.0], dtype=torch.float64))
+    assert float(loss) == pytest.approx(25.0)
+    # gradient (3, -4), norm 5, clipped to norm 0.5; Adam's first step moves each weight by lr * sign(g)
+    torch.testing.assert_close(weight.grad, torch.tensor([0.3, -0.4], dtype=torch.float64))
+    torch.testing.assert_close(weight.detach(), torch.tensor([2.9, -3.9], dtype=torch.float64))
+    step.set_lr(0.01)
+    assert optimizer.param_groups[0]["lr"] == 0.01
+    assert step.mode == "eager" and step.note == ""
+
+
+def test_step_modes_on_the_cpu() -> None:
+    assert resolve_step_mode("auto", torch.device("cpu")) == "eager"
+    assert resolve_step_mode("auto", torch.device("cuda")) == "graph"
+    with pytest.raises(ConfigError, match="needs a CUDA device"):
+        resolve_step_mode("graph", torch.device("cpu"))
+    with pytest.raises(ConfigError, match="must be one of"):
+        resolve_step_mode("compiled", torch.device("cpu"))
+
+
+def test_decay_policy_groups_and_cpu_optimizer() -> None:
+    model = nn.Sequential(nn.Linear(4, 4), nn.LayerNorm(4))
+    groups = parameter_groups(model, 0.1, "matrices")
+    assert [len(g["params"]) for g in groups] == [1, 3]  # the weight matrix; its bias and the norm's two
+    optimizer = make_adamw(groups, 1e-3, torch.device("cpu"), "eager")
+    assert [g["weight_decay"] for g in optimizer.param_groups] == [0.1, 0.0]
+    with pytest.raises(ConfigError, match="decay"):
+        parameter_groups(model, 0.1, "some")
+
+
+def test_matmul_rate_is_measured_and_positive() -> None:
+    rate = matmul_tflops("cpu", "float32")
+    assert 1e-4 < rate < 100  # a CPU core does between 0.1 GFLOP/s and 100 TFLOP/s of fp32
