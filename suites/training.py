@@ -182,7 +182,8 @@ class TrainStep:
         self.static_batch = tuple(t.clone() for t in batch)
         graph = torch.cuda.CUDAGraph()
         self.optimizer.zero_grad(set_to_none=True)  # the captured backward allocates the gradients it writes
-        with torch.cuda.graph(graph):
+        # thread_local: the batch-prefetch thread may pin host memory meanwhile, which a global capture forbids
+        with torch.cuda.graph(graph, capture_error_mode="thread_local"):
             self.static_loss = self._forward_backward_update(self.static_batch)
         self.graph = graph
 
