@@ -14,14 +14,14 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
 
-import torch  # noqa: E402
-from torch import nn  # noqa: E402
+import torch
+from torch import nn
 
-from harness import registry  # noqa: E402
-from harness.config import MixerConfig  # noqa: E402
-from suites.recall.model import ModelSettings, RecallModel, resolve_position  # noqa: E402
-from suites.recall.tasks import get_task  # noqa: E402
-from suites.training import IGNORE, TrainStep, autocast, make_adamw, parameter_groups, target_positions  # noqa: E402
+from harness import registry
+from harness.config import MixerConfig
+from suites.recall.model import ModelSettings, RecallModel, resolve_position
+from suites.recall.tasks import get_task
+from suites.training import IGNORE, TrainStep, autocast, make_adamw, parameter_groups, target_positions
 
 
 def main() -> None:
@@ -63,7 +63,8 @@ def main() -> None:
         for _ in range(args.steps):
             step(inputs, positions, labels)
         torch.cuda.synchronize()
-        print(f"{args.implementation} {mode}: {(time.perf_counter() - began) / args.steps * 1e3:.3f} ms/step {step.note}")
+        ms = (time.perf_counter() - began) / args.steps * 1e3
+        print(f"{args.implementation} {mode}: {ms:.3f} ms/step {step.note}")
     with torch.profiler.profile(activities=[torch.profiler.ProfilerActivity.CUDA]) as prof:
         for _ in range(args.steps):
             with autocast(torch.device("cuda"), cast):
