@@ -209,6 +209,7 @@ class TrainStep:
             except Exception as exc:  # any capture failure falls back to eager, and says so
                 self.mode, self.graph = "eager", None
                 self.note = f"capture failed, eager: {type(exc).__name__}: {str(exc).splitlines()[0][:200]}"
+                _release_generator_from_capture(self.device)
                 torch.cuda.synchronize()
                 return self._eager(batch)
         for static, new in zip(self.static_batch, batch, strict=True):
@@ -217,6 +218,14 @@ class TrainStep:
         self.graph.replay()
         self.captured_steps += 1
         return self.static_loss
+
+
+def _release_generator_from_capture(device: torch.device) -> None:
+    """A capture that fails part way leaves the device's random generator in capture mode (seen on an H200
+    with S4, 2026-12-02: every later dropout raised "Offset increment outside graph capture"). Hand it a
+    copy of its state, which is not capturing: same seed and offset, so the eager steps go on as before."""
+    generator = torch.cuda.default_generators[device.index if device.index is not None else torch.cuda.current_device()]
+    generator.graphsafe_set_state(generator.clone_state())
 
 
 @cache

@@ -44,6 +44,13 @@ def _as_column(dt: torch.Tensor | float, like: torch.Tensor, dims: int) -> torch
     return dt.reshape(*dt.shape, *([1] * dims))
 
 
+def _solve(matrix: torch.Tensor, rhs: torch.Tensor) -> torch.Tensor:
+    """matrix^{-1} rhs without the singularity check: torch.linalg.solve reads LU's info flag back to the
+    host, a synchronisation that a CUDA-graph capture of the training step refuses. (I - Delta/2 A) is
+    invertible for the stable A these layers keep, so the check has nothing to catch."""
+    return torch.linalg.solve_ex(matrix, rhs, check_errors=False).result
+
+
 def zoh(
     A: torch.Tensor, B: torch.Tensor, dt: torch.Tensor | float, *, diagonal: bool = False
 ) -> tuple[torch.Tensor, torch.Tensor]:
@@ -59,7 +66,7 @@ def zoh(
     A_bar = torch.linalg.matrix_exp(dtA)
     identity = torch.eye(A.shape[-1], dtype=A.dtype, device=A.device)
     dtB = _as_column(dt, B, 1) * B
-    B_bar = torch.linalg.solve(dtA, ((A_bar - identity) @ dtB.unsqueeze(-1))).squeeze(-1)
+    B_bar = _solve(dtA, ((A_bar - identity) @ dtB.unsqueeze(-1))).squeeze(-1)
     return A_bar, B_bar
 
 
@@ -79,6 +86,6 @@ def bilinear(
     identity = torch.eye(A.shape[-1], dtype=A.dtype, device=A.device)
     dtB = _as_column(dt, B, 1) * B
     left = identity - alpha * dtA
-    A_bar = torch.linalg.solve(left, identity + (1 - alpha) * dtA)
-    B_bar = torch.linalg.solve(left, dtB.unsqueeze(-1)).squeeze(-1)
+    A_bar = _solve(left, identity + (1 - alpha) * dtA)
+    B_bar = _solve(left, dtB.unsqueeze(-1)).squeeze(-1)
     return A_bar, B_bar

@@ -283,7 +283,7 @@ SUITE_RECORD = register(
             "train_loss": FLOAT,
             "weight_decay": FLOAT,
             "setting": STRING,  # the preset cell's name (a recipe or variant), "baseline" when it has none
-            "steps_per_s": FLOAT,  # optimizer steps per second of training wall time
+            "steps_per_s": FLOAT,  # optimizer steps per second of training wall time after the first (compiling) step
             "decay": STRING,  # which parameters AdamW decayed: all | matrices
             "curriculum": STRING,  # JSON list of the length-curriculum stages trained first ([] without)
             "curve": STRING,  # JSON list, one point per evaluation: step, wall_s, train_seq_len, lr, losses, accuracy

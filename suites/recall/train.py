@@ -44,6 +44,7 @@ from suites.training import (
     matmul_tflops,
     parameter_groups,
     resolve_device,
+    resolve_step_mode,
     seed_everything,
     target_positions,
 )
@@ -356,14 +357,15 @@ def run_job(
         logits = net(inputs, positions)  # the head only where there is something to predict
         return nn.functional.cross_entropy(logits.float(), labels.reshape(-1), ignore_index=IGNORE)
 
+    step_mode = resolve_step_mode(settings.step_mode, run_device)
     train_step = TrainStep(
         loss_of,
         list(net.parameters()),
-        make_adamw(parameter_groups(net, weight_decay, settings.decay), lr, run_device, settings.step_mode),
+        make_adamw(parameter_groups(net, weight_decay, settings.decay), lr, run_device, step_mode),
         grad_clip=settings.grad_clip,
         autocast_dtype=autocast_dtype,
         device=run_device,
-        step_mode=settings.step_mode,
+        step_mode=step_mode,
     )
     schedule = lr_schedule(settings, total_steps, steps_per_epoch)
     eval_every = settings.eval_every or (steps_per_epoch if not online else max(1, total_steps // 10))
@@ -466,6 +468,9 @@ def run_job(
     floor_tflops = matmul_tflops(str(run_device), str(autocast_dtype or compute_dtype).removeprefix("torch."))
 
     state_dtype = compute_dtype
+    # Counted after the first step: it compiles and autotunes (first_step_s; minutes with cold caches).
+    after_first_s = train_wall_s - first_step_s
+    steps_per_s = (step - 1) / after_first_s if step > 1 and after_first_s > 0 else float("nan")
     common = {
         "task": task,
         "setting": setting,
@@ -496,7 +501,7 @@ def run_job(
         "mlp": model_settings.mlp,
         "position": model_settings.position,
         "head": spec.head,
-        "steps_per_s": step / train_wall_s if train_wall_s > 0 else float("nan"),
+        "steps_per_s": steps_per_s,
         "step_mode": train_step.mode,
         "step_mode_note": train_step.note,
         # the step's analytic FLOPs (mixers fwd+bwd, the dense layers and head 3x their forward) and the
