@@ -4,6 +4,7 @@ closed forms; bad input is a one-line error before any job starts."""
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 
 import pyarrow as pa
@@ -286,6 +287,9 @@ def test_bench_runs_several_suites_in_one_pass_under_one_run_id(tmp_path: Path) 
     assert frame.run_id.nunique() == 1 and set(frame.implementation) == {"attention/reference"}
     assert (frame.status == "ok").all()
     assert "time per suite (its jobs' wall time): throughput" in result.output
+    # Each finished job's line says its suite's progress and time left (harness.progress); the last one, done.
+    assert re.search(r"\[throughput 1/\d+, ~\d+ (s|min) left, stage ETA \d\d:\d\d\]", result.output)
+    assert re.search(r"\[profile (\d+)/\1, done\]", result.output)
     # and it ends with the measured numbers, as `seqbench show` prints them
     assert "throughput: " in result.output and "median ms" in result.output and "peak memory" in result.output
     recorded = json.loads(times.read_text())
