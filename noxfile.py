@@ -36,6 +36,43 @@ STAGES = ("kernels", "check", "throughput", "memory", "recall", "profile", "anch
 # The stages measured in one pass of `seqbench bench` (one worker per family for all of them), in the order
 # each family's process runs them: the timed suites first, profile (torch.profiler) last.
 PASS_STAGES = ("throughput", "memory", "recall", "profile")
+# Stage times measured on a fresh H200 (issue 24, 2026-12-02: `--wheels DIR`, no caches): what a first run on a
+# GPU machine expects of a stage until a run of its results folder has recorded its own (STAGE_TIMES_FILE).
+FRESH_GPU_STAGE_S = {"install": 17.0, "kernels": 148.0, "check": 195.0}
+STAGE_TIMES_FILE = "stage-times.json"  # in the results folder's sidecar `<results>-logs/` (harness.results)
+
+
+def stage_times_path(results_dir: str) -> Path:
+    """`<results>-logs/stage-times.json`, beside the results folder as harness.results.sidecar_dir puts logs
+    (nox's own Python may lack seqbench's requirements, so the one line is repeated here)."""
+    path = Path(results_dir)
+    return path.parent / f"{path.resolve().name}-logs" / STAGE_TIMES_FILE
+
+
+def earlier_stage_times(path: Path) -> dict[str, float]:
+    """Each stage's seconds in the last run that recorded it ({} before any, or if the file is unreadable)."""
+    try:
+        return {str(k): float(v) for k, v in json.loads(path.read_text()).items()}
+    except (OSError, ValueError, AttributeError):
+        return {}
+
+
+def record_stage_time(path: Path, name: str, seconds: float) -> None:
+    times = earlier_stage_times(path) | {name: round(seconds, 1)}
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps(times, indent=1))
+
+
+def stage_eta_line(name: str, earlier: dict[str, float], cuda: bool, now: float) -> str:
+    """`stage check: ~3 min expected (this results folder's last run), ETA 14:52`, before a stage starts."""
+    seconds, source = earlier.get(name), "this results folder's last run"
+    if seconds is None and cuda and name in FRESH_GPU_STAGE_S:
+        seconds, source = FRESH_GPU_STAGE_S[name], "a fresh H200"
+    if seconds is None:
+        return f"stage {name}: no earlier time to estimate it from (the pass prints its own per suite)"
+    expected = f"~{seconds / 60:.0f} min" if seconds >= 60 else f"~{max(seconds, 1):.0f} s"
+    at = time.strftime("%H:%M", time.localtime(now + seconds))
+    return f"stage {name}: {expected} expected ({source}), ETA {at}"
 
 
 @nox.session
@@ -73,6 +110,21 @@ def _has_cuda(session: nox.Session) -> bool:
         "except ImportError:\n    print('no-torch')"
     )
     return "has-cuda" in str(session.run("python", "-c", code, silent=True, log=False))
+
+
+def _has_cuda_launcher() -> bool:
+    """Whether a GPU is likely before the install (for the install's estimate only): nvidia-smi is on PATH."""
+    import shutil
+
+    return shutil.which("nvidia-smi") is not None
+
+
+def _gpu_baselines() -> list[str]:
+    """The committed baselines' results folders (not their `-logs` sidecars)."""
+    root = Path("baselines")
+    return (
+        sorted(str(p) for p in root.iterdir() if p.is_dir() and not p.name.endswith("-logs")) if root.is_dir() else []
+    )
 
 
 def _reuse_launcher_torch(session: nox.Session) -> bool:
@@ -144,16 +196,22 @@ def bench(session: nox.Session) -> None:
     if wanted - set(STAGES):
         session.error(f"--stages: unknown {', '.join(sorted(wanted - set(STAGES)))}; known: {', '.join(STAGES)}")
     timings: list[tuple[str, float]] = []
+    times_path = stage_times_path(results_dir)
+    earlier = earlier_stage_times(times_path)  # read once: the estimates come from the last run, not this one
+    gpu_expected = _has_cuda_launcher()
 
     def stage(name: str, *command: str, required: bool = True) -> None:
         if not set(name.split("+")) & wanted:  # the pass "throughput+memory+..." runs when any of them is wanted
             return
+        session.log(stage_eta_line(name, earlier, gpu_expected, time.time()))
         began = time.monotonic()
         codes = None if required else [0, 1]
         session.run(*command, success_codes=codes, env={"PYTHONUNBUFFERED": "1"})
         timings.append((name, time.monotonic() - began))
+        record_stage_time(times_path, name, timings[-1][1])
         session.log(f"stage {name}: {timings[-1][1]:.0f} s")
 
+    session.log(stage_eta_line("install", earlier, gpu_expected, time.time()))
     began = time.monotonic()
     if not _reuse_launcher_torch(session) and not wheels:
         session.install(TORCH)  # never let pip pull a multi-GB CUDA build by accident
@@ -173,6 +231,7 @@ def bench(session: nox.Session) -> None:
             session.install("-e", ".")
         stamp.write_text(fingerprint)
     timings.append(("install", time.monotonic() - began))
+    record_stage_time(times_path, "install", timings[-1][1])
     preset = preset or ("quick" if cuda else "cpu")
     recall_preset = "recall-quick" if cuda else "recall-cpu"
     if not cuda:
@@ -187,6 +246,8 @@ def bench(session: nox.Session) -> None:
     if suites:
         times_file = os.path.join(session.create_tmp(), "suite-times.json")
         bench_args = ["--suites", ",".join(suites), "--preset", preset, "--recall-preset", recall_preset]
+        # The committed GPU baselines' job times (same job ids) estimate each suite's time left on a GPU.
+        bench_args += [arg for folder in (_gpu_baselines() if cuda else []) for arg in ("--eta-from", folder)]
         stage("+".join(suites), "seqbench", "bench", *bench_args, "--times-json", times_file, *common)
         with open(times_file) as handle:
             suite_times = json.load(handle)["suites_s"]

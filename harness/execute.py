@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import shlex
 import sys
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
+from pathlib import Path
 from typing import Any
 
 import click
@@ -39,11 +40,12 @@ def execute(plan: SuitePlan, options: RunOptions) -> Any:
     return execute_plans([plan], options)[0]
 
 
-def execute_plans(plans: list[SuitePlan], options: RunOptions) -> list[Any]:
+def execute_plans(plans: list[SuitePlan], options: RunOptions, eta_from: Sequence[Path] = ()) -> list[Any]:
     """Run the plans' jobs in one pass with a progress bar (harness.runner.run_suites: an implementation's
     jobs of every suite on one worker), print each suite's summary table, then the plans' `after`.
     A plan without jobs is an error when it is the only one, else skipped with a note. Exits 130 if
-    interrupted."""
+    interrupted. The progress estimates each suite's time left from the jobs' earlier times in the results
+    folder and in `eta_from` (harness.progress)."""
     from rich.console import Console
 
     from harness import results
@@ -89,6 +91,7 @@ def execute_plans(plans: list[SuitePlan], options: RunOptions) -> list[Any]:
         progress=True if sys.stderr.isatty() else "lines",
         executor=executor,
         worker_env=worker_env,
+        previous_job_s=_previous_job_seconds([options.results, *eta_from], console),
         # Training rows use no device ceiling; measured while other trainings share the card (several
         # recall runs at once on one GPU), the ceilings would be wrong anyway.
         measure_ceilings=any(plan.suite != "recall" for plan in plans),
@@ -102,6 +105,17 @@ def execute_plans(plans: list[SuitePlan], options: RunOptions) -> list[Any]:
     if any(summary.interrupted for summary in summaries):
         raise SystemExit(130)
     return summaries
+
+
+def _previous_job_seconds(paths: list[Path], console: Any) -> dict[str, tuple[str, float]]:
+    """Earlier job times for the estimates; a folder that cannot be read costs the estimate, not the run."""
+    from harness.progress import previous_job_seconds
+
+    try:
+        return previous_job_seconds(paths)
+    except UserError as exc:
+        console.print(f"note: no earlier job times for the estimates: {exc}", markup=False, highlight=False)
+        return {}
 
 
 def _check_slots_per_gpu(options: RunOptions, plans: list[SuitePlan], device: str) -> None:

@@ -32,7 +32,7 @@ import os
 import sys
 import time
 from collections import Counter
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -42,6 +42,7 @@ from harness.errors import UserError
 from harness.executors import Executor, LocalExecutor, RunContext
 from harness.executors.base import JobStarted
 from harness.job import DEFAULT_TIMEOUTS_S, Job  # noqa: F401  (Job: re-exported, its old home)
+from harness.progress import Eta, PlannedJob, expected_seconds
 from harness.worker import Outcome, one_line
 
 FAILED = ("oom", "error", "crash", "timeout")
@@ -172,8 +173,9 @@ class _Display:
     """A rich progress bar over jobs: the current job and the ok / failed counts so far. With
     `enabled="lines"` (output to a log, not a terminal) one line per finished job instead."""
 
-    def __init__(self, enabled: bool | str, total: int, title: str) -> None:
+    def __init__(self, enabled: bool | str, total: int, title: str, eta: Eta | None = None) -> None:
         self.progress = None
+        self.eta = eta
         self.ok = self.failed = self.finished = 0
         self.lines, self.total, self.label = enabled == "lines", total, ""
         if not enabled or self.lines:
@@ -196,16 +198,20 @@ class _Display:
         if self.progress is not None:
             self.progress.update(self.task, description=label)
 
-    def done(self, status: str) -> None:
+    def done(self, status: str, job: Job | None = None) -> None:
         if status in ("ok", "unavailable"):
             self.ok += status == "ok"
         else:
             self.failed += 1
         self.finished += 1
+        left = ""
+        if self.eta is not None and job is not None:
+            self.eta.done(job.job_id)
+            left = "  " + self.eta.line(job.suite)
         if self.progress is not None:
-            self.progress.update(self.task, advance=1, ok=self.ok, failed=self.failed)
+            self.progress.update(self.task, advance=1, ok=self.ok, failed=self.failed, description=self.label + left)
         elif self.lines:
-            print(f"[{self.finished}/{self.total}] {status:<11} {self.label}", file=sys.stderr, flush=True)
+            print(f"[{self.finished}/{self.total}] {status:<11} {self.label}{left}", file=sys.stderr, flush=True)
 
     def stop(self) -> None:
         if self.progress is not None:
@@ -269,6 +275,7 @@ def run_suites(
     worker_env: dict[str, str] | None = None,
     on_row: Callable[[dict[str, Any]], None] | None = None,
     executor: Executor | None = None,
+    previous_job_s: Mapping[str, tuple[str, float]] | None = None,
 ) -> list[RunSummary]:
     """Run `jobs` with `executor` (default: local, one worker per GPU) and write their rows under
     `results_dir`; one RunSummary per suite, in the order the suites first appear.
@@ -282,6 +289,8 @@ def run_suites(
     log directory (`results.log_dir`). The folder is locked for the run: a second run into it at the
     same time is a UserError. Never raises for what a job does; raises
     UserError for bad input (results directory, an executor that cannot start) before any job runs.
+    `previous_job_s` (job id -> (suite, seconds), harness.progress.previous_job_seconds): the progress
+    shows each suite's time left and ETA from these measured times.
     Ctrl-C stops the run, writes the rows finished so far and returns with `interrupted` set."""
     results_dir = prepare_results_dir(results_dir)
     suites = list(dict.fromkeys(job.suite for job in jobs)) or ["unknown"]
@@ -323,7 +332,7 @@ def run_suites(
             todo = [[job for job in chunk if job.job_id not in done] for chunk in todo]
             summary.skipped = summary.total - sum(job.suite == suite for chunk in todo for job in chunk)
         todo = [chunk for chunk in todo if chunk]
-        _run_chunks(executor, todo, summaries, provenance, command, progress, flush_interval_s, on_row)
+        _run_chunks(executor, todo, summaries, provenance, command, progress, flush_interval_s, on_row, previous_job_s)
     finally:
         executor.close()
     return list(summaries.values())
@@ -349,12 +358,15 @@ def _run_chunks(
     progress: bool | str,
     flush_interval_s: float,
     on_row: Callable[[dict[str, Any]], None] | None,
+    previous_job_s: Mapping[str, tuple[str, float]] | None = None,
 ) -> None:
     """Feed the executor's completions into each suite's rows: written in batches (a file when a chunk is
     complete, and at least every `flush_interval_s`), so an interrupted run loses at most the batch in flight."""
     run_id = next(iter(summaries.values())).run_id
     title = f"{' + '.join(summaries)} {run_id}"
-    display = _Display(progress, sum(len(chunk) for chunk in chunks), title)
+    planned = [PlannedJob(job.job_id, job.suite) for chunk in chunks for job in chunk]
+    eta = None if previous_job_s is None else Eta(planned, expected_seconds(planned, previous_job_s))
+    display = _Display(progress, len(planned), title, eta)
     chunk_of = {job.job_id: index for index, chunk in enumerate(chunks) for job in chunk}
     left_in_chunk = [len(chunk) for chunk in chunks]
     pending: dict[str, list[dict[str, Any]]] = {suite: [] for suite in summaries}
@@ -385,7 +397,7 @@ def _run_chunks(
                 if on_row is not None:
                     on_row(row)
             display.current(job.label)
-            display.done(summary.job_statuses()[job.job_id])
+            display.done(summary.job_statuses()[job.job_id], job)
             left_in_chunk[chunk_of[job.job_id]] -= 1
             if left_in_chunk[chunk_of[job.job_id]] == 0 or time.monotonic() - last_flush >= flush_interval_s:
                 flush()  # one file per implementation at least

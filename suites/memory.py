@@ -12,6 +12,8 @@ Three kinds of rows:
   decode         the decoding state after a prefill of L tokens: `state_bytes_analytic` (the
                  implementation's model) and `state_bytes_measured` (bytes of the distinct tensor
                  storages the state holds: allocated capacity, e.g. a KV cache's spare slots, counts),
+                 `state_bytes_used` (the part of it the state uses: a state that knows, like the
+                 attention KV cache's `used_bytes()`, says; any other tensor counts whole),
                  and the peak memory of one `step` above a baseline holding that state.
 
 How peak memory is measured:
@@ -248,6 +250,42 @@ def storage_bytes(state: Any) -> int:
     return sum(seen_storages.values())
 
 
+def used_bytes(state: Any) -> int:
+    """Bytes of `state` in use: an object with a `used_bytes()` method (a KV cache with spare capacity)
+    counts what it says; every other tensor's storage counts whole, once, as in `storage_bytes`. The
+    analytic size then compares with this column, the allocation with `state_bytes_measured`."""
+    import torch
+
+    reported = 0
+    tensors: list[torch.Tensor] = []
+    seen_objects: set[int] = set()
+
+    def walk(value: Any) -> None:
+        nonlocal reported
+        if id(value) in seen_objects:
+            return
+        seen_objects.add(id(value))
+        if isinstance(value, torch.Tensor):
+            tensors.append(value)
+        elif callable(getattr(value, "used_bytes", None)):
+            reported += int(value.used_bytes())
+        elif isinstance(value, dict):
+            for item in value.values():
+                walk(item)
+        elif isinstance(value, list | tuple | set):
+            for item in value:
+                walk(item)
+        elif hasattr(value, "__dict__"):
+            for item in vars(value).values():
+                walk(item)
+        elif hasattr(value, "__slots__"):
+            for slot in value.__slots__:
+                walk(getattr(value, slot, None))
+
+    walk(state)
+    return reported + storage_bytes(tensors)
+
+
 def measure_state_memory(
     implementation: str,
     device: str,
@@ -284,6 +322,7 @@ def measure_state_memory(
     return {
         "state_bytes_analytic": impl.state_bytes(cfg, batch, seq_len, torch_dtype),
         "state_bytes_measured": float(storage_bytes(state)),
+        "state_bytes_used": float(used_bytes(state)),
         "peak_memory_bytes": peak,
         "memory_method": method,
     }
@@ -354,7 +393,8 @@ SUITE_RECORD = register(
         columns={
             "peak_memory_bytes": FLOAT,  # above a reset baseline; float so that "not measured" is NaN
             "state_bytes_analytic": FLOAT,
-            "state_bytes_measured": FLOAT,
+            "state_bytes_measured": FLOAT,  # allocated: whole storages, spare capacity included
+            "state_bytes_used": FLOAT,  # the part in use (a KV cache's filled positions)
             "memory_method": STRING,
             "probe": STRING,
             "searched_up_to_seq_len": INT,

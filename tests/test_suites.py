@@ -4,6 +4,7 @@ closed forms; bad input is a one-line error before any job starts."""
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 
 import pyarrow as pa
@@ -151,6 +152,8 @@ def test_memory_frontier_doubles_until_oom_then_bisects_once(tmp_path: Path) -> 
         per_position = 2 * 2 * 4 * 4 * 4  # K and V, B = 2, H = 4, head_dim 4, float32
         assert row.state_bytes_analytic == per_position * row.seq_len
         assert row.state_bytes_measured == per_position * max(row.seq_len + 64, 2 * row.seq_len)
+        # Used: the filled positions only, which is what the analytic model counts.
+        assert row.state_bytes_used == per_position * row.seq_len
 
 
 def test_cpu_peak_memory_of_a_known_allocation() -> None:
@@ -164,6 +167,17 @@ def test_storage_bytes_counts_each_storage_once() -> None:
     buffer = torch.zeros(10, 8, dtype=torch.float64)  # 640 bytes
     state = {"k": buffer[:4], "v": (buffer[4:], torch.zeros(3, dtype=torch.int32)), "n": 5}
     assert memory_suite.storage_bytes(state) == 640 + 12
+
+
+def test_used_bytes_counts_a_cache_without_its_spare_capacity() -> None:
+    from implementations.attention import KVCache
+
+    # B 2, H 3, capacity 10, head_dim 4, float32; 7 positions filled: used 2 * (2*3*7*4) * 4 bytes.
+    cache = KVCache(torch.zeros(2, 3, 10, 4), torch.zeros(2, 3, 10, 4), 7)
+    other = torch.zeros(5, dtype=torch.float64)  # 40 bytes, counted whole
+    state = {"cache": cache, "extra": [other, other[:2]]}
+    assert memory_suite.used_bytes(state) == 2 * 2 * 3 * 7 * 4 * 4 + 40
+    assert memory_suite.storage_bytes(state) == 2 * 2 * 3 * 10 * 4 * 4 + 40
 
 
 def test_sweep_points() -> None:
@@ -273,6 +287,9 @@ def test_bench_runs_several_suites_in_one_pass_under_one_run_id(tmp_path: Path) 
     assert frame.run_id.nunique() == 1 and set(frame.implementation) == {"attention/reference"}
     assert (frame.status == "ok").all()
     assert "time per suite (its jobs' wall time): throughput" in result.output
+    # Each finished job's line says its suite's progress and time left (harness.progress); the last one, done.
+    assert re.search(r"\[throughput 1/\d+, ~\d+ (s|min) left, stage ETA \d\d:\d\d\]", result.output)
+    assert re.search(r"\[profile (\d+)/\1, done\]", result.output)
     # and it ends with the measured numbers, as `seqbench show` prints them
     assert "throughput: " in result.output and "median ms" in result.output and "peak memory" in result.output
     recorded = json.loads(times.read_text())

@@ -84,7 +84,21 @@ def _record(name: str) -> suite_registry.Suite:
     default=None,
     help="Also write the pass's wall time and each suite's job time (seconds) to this JSON file.",
 )
-def command(options: RunOptions, suites: str | None, recall_preset: str | None, times_json: str | None) -> None:
+@click.option(
+    "--eta-from",
+    "eta_from",
+    multiple=True,
+    type=click.Path(file_okay=False, path_type=Path),
+    help="Results whose jobs' times (same job ids) estimate the time left per suite (repeatable; the results "
+    "folder itself is always read; e.g. a committed baseline).",
+)
+def command(
+    options: RunOptions,
+    suites: str | None,
+    recall_preset: str | None,
+    times_json: str | None,
+    eta_from: tuple[Path, ...],
+) -> None:
     """Run several suites in one pass: a family's worker process runs its jobs of every suite, so its
     kernel library is imported and its kernels loaded once. --preset (default: quick on a GPU, cpu
     without) names the throughput, memory and profile presets; the filters apply to every suite."""
@@ -96,7 +110,7 @@ def command(options: RunOptions, suites: str | None, recall_preset: str | None, 
     if not chosen:
         raise UserError("--suites names no suite")
     began = time.monotonic()
-    summaries = execute_plans(_plans(chosen, options, recall_preset), options)
+    summaries = execute_plans(_plans(chosen, options, recall_preset), options, eta_from=eta_from)
     wall_s = time.monotonic() - began
     per_suite = {summary.suite: round(summary.job_wall_s(), 1) for summary in summaries}
     text = ", ".join(f"{suite} {seconds:.0f} s" for suite, seconds in per_suite.items())

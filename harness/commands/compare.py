@@ -13,6 +13,9 @@ from harness.errors import UserError
 if TYPE_CHECKING:
     import pandas as pd
 
+    from harness.report.compare import Comparison
+    from harness.report.hardware import HardwareRatios
+
 
 def format_table(records: list[dict[str, str]], columns: list[str]) -> list[str]:
     """Plain aligned text (greppable in CI logs), a header line then one line per record."""
@@ -71,14 +74,19 @@ def command(
     \b
     Marks: + slower, - faster (significant and beyond --factor),
            ~ beyond --factor but within the noise, ? beyond --factor but a
-           row is flagged noisy (busy host, wide spread), ! newly failing, * fixed.
+           row is flagged noisy (busy host, wide spread), ! newly failing, * fixed,
+           h a change between two devices (the hardware's, never a regression).
     Significance: Mann-Whitney U on the per-rep samples when there are
     enough, else non-overlapping 99% confidence intervals of the medians
-    (as asv compare does). Exits 2 when A and B share rows (a run against
-    itself), ran on different devices (unless --across-devices), or have no
-    job in common.
+    (as asv compare does). Across two GPUs (--match-by config or
+    --across-devices) jobs pair by definition, the output names both devices
+    with their measured copy-bandwidth and matmul ratios, and labels each job
+    memory-bound, compute-bound, mixed, either or neither. Exits 2 when A and
+    B share rows (a run against itself), ran on different devices (unless
+    --match-by config or --across-devices), or have no job in common.
     """
     from harness.report.compare import compare_results, devices, summary_lines
+    from harness.report.hardware import job_bound
     from harness.results import read_results
 
     if factor < 1:
@@ -93,16 +101,20 @@ def command(
     devices_a, devices_b = devices(frame_a), devices(frame_b)
     if devices_a != devices_b:
         where = f"A ran on {', '.join(devices_a) or 'no device'}, B on {', '.join(devices_b) or 'no device'}"
-        if not across_devices:
-            raise UserError(f"{where}: their times do not compare; give --across-devices to pair jobs by config anyway")
-        click.echo(f"note: {where}; jobs paired by their definition across devices (--across-devices).")
-        match_by = "config" if match_by == "auto" else match_by
+        if not across_devices and match_by != "config":
+            raise UserError(
+                f"{where}: their times do not compare as a regression test; give --match-by config "
+                "(or --across-devices) to pair jobs by config and label the differences as hardware"
+            )
+        click.echo(f"note: {where}; jobs paired by their definition across devices.")
+        across_devices, match_by = True, "config"
     comparison = compare_results(frame_a, frame_b, factor=factor, match_by=match_by, across_devices=across_devices)
     if not comparison.jobs:
         raise UserError("no throughput rows to compare in A or B")
     if not any(job.status_a and job.status_b for job in comparison.jobs):
         hint = "; --match-by config pairs runs of different presets" if comparison.matched_by == "job_id" else ""
         raise UserError(f"no job of B matches a job of A (paired by {comparison.matched_by}): nothing to compare{hint}")
+    ratios = _hardware_header(comparison, frame_a, frame_b)
 
     records = []
     for job in comparison.jobs:
@@ -122,6 +134,7 @@ def command(
                 "B/A": "" if math.isnan(job.ratio) else f"{job.ratio:.3f}",
                 "p": "" if math.isnan(job.p_value) else f"{job.p_value:.1g}",
                 "change": job.change,
+                **({"bound": job_bound(job, ratios)} if ratios is not None else {}),
             }
         )
     if records:
@@ -131,6 +144,9 @@ def command(
     for line in summary_lines(comparison):
         click.echo(line)
 
+    if fail_percent is not None and comparison.hardware:
+        click.echo(f"No regression judged: {comparison.devices[0]} and {comparison.devices[1]} are different GPUs.")
+        return
     if fail_percent is not None:
         regressions = comparison.regressions(fail_percent)
         if regressions:
@@ -146,6 +162,24 @@ def command(
                 f"--fail-on-regression {fail_percent:g} has nothing to judge: no job was timed in both A and B"
             )
         click.echo(f"No regression beyond {fail_percent:g}%.")
+
+
+def _hardware_header(comparison: Comparison, frame_a: pd.DataFrame, frame_b: pd.DataFrame) -> HardwareRatios | None:
+    """Across devices: say so, with both devices' measured ceilings and their ratios (None otherwise)."""
+    from harness.report.hardware import hardware_ratios
+
+    if not comparison.hardware:
+        return None
+    ratios = hardware_ratios(frame_a, frame_b, *comparison.devices)
+    click.echo(f"hardware: {ratios.text()}.")
+    click.echo(
+        "Jobs paired by their definition across devices: changes are the hardware's (marked h), not regressions; "
+        "bound: which ceiling ratio the speedup follows (harness/report/hardware.py)."
+    )
+    if ratios.missing():
+        click.echo(f"note: {ratios.missing()}.")
+    click.echo("")
+    return ratios
 
 
 def _refuse_self_compare(frame_a: pd.DataFrame, frame_b: pd.DataFrame) -> None:

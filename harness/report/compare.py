@@ -27,7 +27,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 import numpy as np
 import pandas as pd
@@ -54,7 +54,7 @@ MARKS = {
     "newly failing": "!",
     "fixed": "*",
     "noisy": "?",
-}
+}  # and "h" (HARDWARE_MARK): a change between two devices, the hardware's
 
 
 # ----------------------------------------------------------------------------------------- statistics
@@ -206,6 +206,9 @@ class JobComparison:
     significant: bool
     change: str  # slower | faster | not significant | unchanged | newly failing | fixed | ...
     mark: str
+    # Half the p10-p90 range over the median, per side (NaN where unrecorded): the row's own noise.
+    spread_a: float = math.nan
+    spread_b: float = math.nan
 
 
 @dataclass
@@ -215,13 +218,22 @@ class Comparison:
     factor: float
     alpha: float
     counts: dict[str, int] = field(default_factory=dict)
+    devices: tuple[str, str] = ("", "")  # A's and B's devices (harness.report.compare.devices, joined)
+
+    @property
+    def hardware(self) -> bool:
+        """A and B ran on different devices: their differences are the hardware's, not regressions."""
+        return all(self.devices) and self.devices[0] != self.devices[1]
 
     @property
     def geomean_ratio(self) -> float:
         return geometric_mean([j.ratio for j in self.jobs if not math.isnan(j.ratio)])
 
     def regressions(self, percent: float) -> list[JobComparison]:
-        """Jobs significantly slower by more than `percent`, and jobs newly failing."""
+        """Jobs significantly slower by more than `percent`, and jobs newly failing; none across devices
+        (another GPU is not a regression of the code)."""
+        if self.hardware:
+            return []
         limit = 1 + percent / 100
         return [
             j
@@ -252,7 +264,7 @@ class Comparison:
         return pd.DataFrame.from_records(records)
 
 
-LABEL_COLUMNS = ("implementation", "mode", "device", "dtype", "batch", "seq_len", "d_model")
+LABEL_COLUMNS = ("implementation", "level", "mode", "device", "dtype", "batch", "seq_len", "d_model")
 
 
 def _timed_rows(frame: pd.DataFrame) -> pd.DataFrame:
@@ -310,15 +322,36 @@ def compare_results(
     a_by_key = dict(zip(_row_keys(a, key_columns), (row for _, row in a.iterrows()), strict=True))
     b_by_key = dict(zip(_row_keys(b, key_columns), (row for _, row in b.iterrows()), strict=True))
 
+    sides = (", ".join(devices(a)), ", ".join(devices(b)))
+    hardware = across_devices and all(sides) and sides[0] != sides[1]
     jobs = []
     for key in list(a_by_key) + [k for k in b_by_key if k not in a_by_key]:
         row_a, row_b = a_by_key.get(key), b_by_key.get(key)
-        jobs.append(_compare_job(key, row_a, row_b, factor, alpha))
+        job = _compare_job(key, row_a, row_b, factor, alpha)
+        jobs.append(_as_hardware(job) if hardware else job)
     jobs.sort(key=lambda j: (j.label.get("implementation", ""), j.label.get("mode", ""), j.key))
     counts: dict[str, int] = {}
     for j in jobs:
         counts[j.change] = counts.get(j.change, 0) + 1
-    return Comparison(jobs=jobs, matched_by=match_by, factor=factor, alpha=alpha, counts=counts)
+    return Comparison(jobs=jobs, matched_by=match_by, factor=factor, alpha=alpha, counts=counts, devices=sides)
+
+
+HARDWARE_MARK = "h"
+
+
+def _as_hardware(job: JobComparison) -> JobComparison:
+    """Across devices a change is the hardware's: "faster (hardware)", marked h, never a regression."""
+    if job.change in ("slower", "faster", "newly failing", "fixed"):
+        return replace(job, change=f"{job.change} (hardware)", mark=HARDWARE_MARK)
+    return job
+
+
+def _spread(row: pd.Series | None) -> float:
+    """Half the p10-p90 range over the median: the row's own relative noise (NaN where unrecorded)."""
+    if row is None:
+        return math.nan
+    low, high, median = _float(row.get("p10_ms")), _float(row.get("p90_ms")), _float(row.get("median_ms"))
+    return (high - low) / (2 * median) if median > 0 else math.nan
 
 
 def _compare_job(
@@ -340,6 +373,8 @@ def _compare_job(
         "reason_b": "" if row_b is None else key_text(row_b.get("reason")),
         "median_a_ms": median_a,
         "median_b_ms": median_b,
+        "spread_a": _spread(row_a),
+        "spread_b": _spread(row_b),
     }
     no_test = {"ratio": math.nan, "p_value": math.nan, "method": "", "significant": False}
     if row_a is None:
@@ -394,14 +429,21 @@ def _noise(row: pd.Series) -> str:
     return key_text(row.get("noise_reason")) or "flagged noisy"
 
 
+def row_devices(frame: pd.DataFrame) -> pd.Series:
+    """Each row's kind of device: `cpu`, or the GPU's name (`cuda` where unrecorded)."""
+    rows = with_columns(frame, ("device", "gpu_name"))
+
+    def device_of(device: object, gpu: object) -> str:
+        kind = key_text(device).split(":")[0] or "unknown device"
+        return (key_text(gpu) or kind) if kind == "cuda" else kind
+
+    names = [device_of(d, g) for d, g in zip(rows["device"], rows["gpu_name"], strict=True)]
+    return pd.Series(names, index=frame.index, dtype=object)
+
+
 def devices(frame: pd.DataFrame) -> list[str]:
     """The kinds of device the timed rows ran on: `cpu`, or the GPU's name (`cuda` where unrecorded)."""
-    rows = with_columns(_timed_rows(frame), ("device", "gpu_name"))
-    found = set()
-    for device, gpu in zip(rows["device"], rows["gpu_name"], strict=True):
-        kind = key_text(device).split(":")[0] or "unknown device"
-        found.add((key_text(gpu) or kind) if kind == "cuda" else kind)
-    return sorted(found)
+    return sorted(set(row_devices(_timed_rows(frame))))
 
 
 def shared_rows(a: pd.DataFrame, b: pd.DataFrame) -> tuple[int, list[str]]:
@@ -425,6 +467,7 @@ def summary_lines(comparison: Comparison) -> list[str]:
         ),
     ]
     order = ["slower", "faster", "not significant", "noisy", "unchanged", "newly failing", "fixed", "failing in both"]
+    order += [f"{change} (hardware)" for change in ("slower", "faster", "newly failing", "fixed")]
     order += sorted(set(comparison.counts) - set(order))
     counted = ", ".join(f"{comparison.counts[c]} {c}" for c in order if comparison.counts.get(c))
     if counted:

@@ -558,6 +558,7 @@ def _meta_line(frame: pd.DataFrame, sources: Sequence[str]) -> str:
     return html.escape(" · ".join(parts))
 
 
+CROSS_GPU_PAGE = "harness.report.pages.cross_gpu"
 MANIFEST = ".seqbench-report.json"  # the files a report wrote: all that a later report may replace
 
 
@@ -671,6 +672,11 @@ def _build_site(
     pages = [("index.html", "Overview")] + [(f"{page_stem(s)}.html", _nav_label(s)) for s in suites]
     if comparison is not None:
         pages.append(("compare.html", "Compare"))
+    # Timed rows of two or more GPUs: the cross-GPU page (a page module named as data, as the suites' are).
+    cross_gpu_page = importlib.import_module(CROSS_GPU_PAGE)
+    gpu_pairs = cross_gpu_page.pairs(results)
+    if gpu_pairs:
+        pages.append((cross_gpu_page.FILE_NAME, cross_gpu_page.TITLE))
     site = Site(out_dir, title, pages, _meta_line(results, sources))
     site.references = None if references is None else normalise_references(references.to_dict("records"))
     palette = plots.palette_for(results if baseline is None else pd.concat([results, baseline]))
@@ -678,4 +684,8 @@ def _build_site(
         _suite_page(site, suite, results[results["suite"] == suite], palette)
     if comparison is not None:
         _compare_page(site, comparison, baseline, results)
+    if gpu_pairs:
+        site.facets = []
+        heading = "Cross-GPU: the same jobs on two GPUs, against their measured ceilings"
+        site.write(cross_gpu_page.FILE_NAME, heading, cross_gpu_page.body(site, results))
     return _overview(site, results, suites, comparison)

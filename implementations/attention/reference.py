@@ -76,6 +76,12 @@ class KVCache:
     def capacity(self) -> int:
         return self.k.shape[2]
 
+    def used_bytes(self) -> int:
+        """Bytes of the `length` positions the cache holds, without the spare capacity `grown` keeps
+        (read by the memory suite: allocated and used bytes apart)."""
+        per_position = sum(t[:, :, :1].numel() * t.element_size() for t in (self.k, self.v))
+        return per_position * self.length
+
     def grown(self, min_capacity: int) -> KVCache:
         if min_capacity <= self.capacity:
             return self

@@ -9,7 +9,7 @@ from matplotlib.lines import Line2D
 from matplotlib.transforms import blended_transform_factory
 
 from harness.report import plots
-from harness.report.data import has_values, numeric, ok_rows
+from harness.report.data import has_values, numeric, ok_rows, with_columns
 from harness.report.tables import render_table, section, shown_columns
 
 if TYPE_CHECKING:
@@ -143,14 +143,17 @@ def state_bytes(frame: pd.DataFrame, palette: plots.Palette | None = None) -> li
         suptitle="Decoding state vs context: a KV cache grows, a recurrent state does not",
         draw_extra=analytic_lines,
     )
-    columns = ["implementation", "seq_len", "batch", "state_bytes_measured", "state_bytes_analytic"]
+    columns = ["implementation", "seq_len", "batch", "state_bytes_measured", "state_bytes_used", "state_bytes_analytic"]
+    rows = with_columns(rows, columns)  # results written before state_bytes_used existed lack it
     return [
         plots.Plot(
             slug="state_bytes",
             title="Decode state bytes vs context",
             caption="A panel per family on shared axes. Solid with points: measured (the analytic size where "
             "nothing was measured); dashed: the analytic state size. A horizontal line is a constant-size "
-            "recurrent state; a line of slope 1 is a KV cache.",
+            "recurrent state; a line of slope 1 is a KV cache. Measured counts whole allocations (a KV cache's "
+            "spare capacity too: its buffer doubles as it grows); the table's state_bytes_used is the part in "
+            "use, which is what the analytic size models.",
             png=plots.render(figure),
             series=plots.series_count(figure),
             table=rows[columns].sort_values(["implementation", "seq_len"]),
