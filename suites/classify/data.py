@@ -125,7 +125,7 @@ def review_files(root: Path, split: str) -> dict[int, list[Path]]:
     for folder, label in LABELS.items():
         where = root / split / folder
         if not where.is_dir():
-            raise DataError(f"{where}: missing folder (expected {LAYOUT} under {root.parent})")
+            raise DataError(f"{where}: missing folder (expected {root}/{{train,test}}/{{pos,neg}}/*.txt)")
         files = sorted(where.glob("*.txt"))
         if not files:
             raise DataError(f"{where}: no reviews (*.txt) in the folder")
