@@ -138,3 +138,27 @@ def test_the_command_runs_writes_typed_rows_and_the_report_shows_them(tmp_path: 
     text = page.read_text()
     assert "Test accuracy against training time" in text and "Confusion matrices" in text
     assert "ROC curves" in text
+
+
+def test_the_report_sets_the_published_numbers_beside_ours_with_a_verdict() -> None:
+    from harness.report.pages import classify as page
+    from harness.report.references import recall_references
+
+    rows = pd.DataFrame(
+        {
+            "status": ["ok", "ok"],
+            "implementation": ["s4/cufft", "attention/sdpa_flash"],
+            "family": ["s4", "attention"],
+            "task": ["imdb-bytes", "imdb-bytes"],
+            "encoding": ["bytes", "bytes"],
+            "seq_len": [4096, 4096],
+            "accuracy": [0.871, 0.62],
+            "wall_s": [1100.0, 900.0],
+            "steps": [30000, 25000],
+        }
+    )
+    table = page.reproduction_table(page._rows(rows), recall_references("classify"))
+    verdicts = dict(zip(table["model"] + " / " + table["implementation"], table["verdict"], strict=True))
+    assert verdicts["S4 / s4/cufft"] == "reproduced"  # 87.1 against the bar of 85
+    assert verdicts["Transformer / attention/sdpa_flash"] == "reproduced"  # 62.0 within 5 points of 64.27
+    assert verdicts["S4 (first version) / s4/cufft"].startswith("differs: +11.1")
