@@ -47,6 +47,7 @@ from suites.training import (
     seed_everything,
     target_positions,
 )
+from suites.training import cosine_with_warmup as cosine_with_warmup  # re-exported: tests import it from here
 from suites.training import lr_schedule as shared_lr_schedule
 
 SPLIT_SEED_TAG = {"train": 1, "test": 2, "extrapolate": 3}
