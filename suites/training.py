@@ -69,6 +69,31 @@ def cosine_with_warmup(step: int, total: int, warmup: int, min_frac: float) -> f
     return min_frac + (1.0 - min_frac) * 0.5 * (1.0 + math.cos(math.pi * min(progress, 1.0)))
 
 
+SCHEDULE_UNITS = ("step", "epoch")
+
+
+def lr_schedule(
+    total_steps: int, warmup_frac: float, min_lr_frac: float, unit: str = "step", steps_per_epoch: int = 1
+) -> Callable[[int], float]:
+    """step -> lr multiplier: cosine_with_warmup over the steps, or (unit "epoch") over the epochs, constant
+    within each, as Zoology's CosineAnnealingLR(T_max=epochs) stepped after every epoch."""
+    if unit not in SCHEDULE_UNITS:
+        raise ConfigError("schedule_unit", f"must be step or epoch, got {unit!r}")
+    warmup = int(warmup_frac * total_steps)
+    if unit == "step":
+        return lambda step: cosine_with_warmup(step, total_steps, warmup, min_lr_frac)
+    epochs = math.ceil(total_steps / steps_per_epoch)
+    warmup_epochs = int(warmup_frac * epochs)
+    return lambda step: cosine_with_warmup(step // steps_per_epoch, epochs, warmup_epochs, min_lr_frac)
+
+
+def epoch_order(n: int, generator: torch.Generator, shuffle: bool, device: torch.device) -> torch.Tensor:
+    """The order of a fixed training set's n examples for one epoch, on the device: a fresh permutation
+    (shuffle) or the set's own order. Pinned first on a GPU, so the copy does not wait for the GPU to drain."""
+    order = torch.randperm(n, generator=generator) if shuffle else torch.arange(n)
+    return (order.pin_memory() if device.type == "cuda" else order).to(device, non_blocking=True)
+
+
 def parameter_groups(model: nn.Module, weight_decay: float, decay: str) -> list[dict[str, Any]]:
     """AdamW's parameter groups under a decay policy (a tied head counts once). "all": every parameter,
     as Zoology's and MAD's optimisers do; "matrices": weight matrices and embeddings only, as nanoGPT and

@@ -35,7 +35,14 @@ def _run(*args: str) -> str:
 
 
 def test_the_registry_lists_the_built_in_suites_in_report_and_bench_order() -> None:
-    assert [s.name for s in suite_registry.suites()] == ["throughput", "memory", "profile", "recall", "check"]
+    assert [s.name for s in suite_registry.suites()] == [
+        "throughput",
+        "memory",
+        "profile",
+        "recall",
+        "classify",
+        "check",
+    ]
     assert [s.name for s in suite_registry.bench_suites()] == ["throughput", "memory", "recall", "profile"]
     assert suite_registry.timed_suites() == ["throughput"]
 

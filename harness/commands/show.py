@@ -65,6 +65,12 @@ MEASURES: dict[str, list[tuple[str, Callable[[Any], str]]]] = {
     "throughput": [("median ms", _ms), ("p10–p90 ms", _spread), ("tokens/s", _rate), ("noise", _noisy)],
     "memory": [("peak memory", _bytes)],
     "recall": [("task", lambda r: str(r.get("task") or "")), ("accuracy", _accuracy)],
+    "classify": [
+        ("task", lambda r: str(r.get("task") or "")),
+        ("accuracy", _accuracy),
+        ("ROC AUC", lambda r: "" if math.isnan(_number(r.get("roc_auc"))) else f"{_number(r.get('roc_auc')):.3f}"),
+        ("train s", lambda r: "" if math.isnan(_number(r.get("wall_s"))) else f"{_number(r.get('wall_s')):.0f}"),
+    ],
 }
 
 

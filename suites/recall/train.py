@@ -38,8 +38,8 @@ from suites.training import (
     STEP_MODES,
     TrainStep,
     autocast,
-    cosine_with_warmup,
     default_dtype,
+    epoch_order,
     make_adamw,
     matmul_tflops,
     parameter_groups,
@@ -48,6 +48,8 @@ from suites.training import (
     seed_everything,
     target_positions,
 )
+from suites.training import cosine_with_warmup as cosine_with_warmup  # re-exported: tests import it from here
+from suites.training import lr_schedule as shared_lr_schedule
 
 SPLIT_SEED_TAG = {"train": 1, "test": 2, "extrapolate": 3}
 PREFETCH_BATCHES = 8  # fresh batches generated ahead of the step that needs them
@@ -141,14 +143,10 @@ def split_seed(data_seed: int, split: str, index: int = 0) -> int:
 
 
 def lr_schedule(settings: TrainSettings, total_steps: int, steps_per_epoch: int) -> Callable[[int], float]:
-    """step -> lr multiplier: cosine_with_warmup over the steps, or (schedule_unit "epoch") over the epochs,
-    constant within each, as Zoology's CosineAnnealingLR(T_max=epochs) stepped after every epoch."""
-    warmup = int(settings.warmup_frac * total_steps)
-    if settings.schedule_unit == "step":
-        return lambda step: cosine_with_warmup(step, total_steps, warmup, settings.min_lr_frac)
-    epochs = math.ceil(total_steps / steps_per_epoch)
-    warmup_epochs = int(settings.warmup_frac * epochs)
-    return lambda step: cosine_with_warmup(step // steps_per_epoch, epochs, warmup_epochs, settings.min_lr_frac)
+    """step -> lr multiplier under the settings' schedule (suites.training.lr_schedule)."""
+    return shared_lr_schedule(
+        total_steps, settings.warmup_frac, settings.min_lr_frac, settings.schedule_unit, steps_per_epoch
+    )
 
 
 def curriculum_params(
@@ -399,15 +397,7 @@ def run_job(
             else:
                 position = (step % steps_per_epoch) * batch
                 if position == 0:
-                    order = (
-                        torch.randperm(n_train, generator=order_generator)
-                        if settings.shuffle
-                        else torch.arange(n_train)
-                    )
-                    # pinned, so that the copy does not wait for the GPU to drain
-                    permutation = (order.pin_memory() if run_device.type == "cuda" else order).to(
-                        run_device, non_blocking=True
-                    )
+                    permutation = epoch_order(n_train, order_generator, settings.shuffle, run_device)
                 index = permutation[position : position + batch]
                 inputs, positions, labels = train_set.inputs[index], train_positions[index], train_labels[index]
             if lr * schedule(step) != lr_now:

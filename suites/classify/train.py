@@ -1,0 +1,312 @@
+"""Training one classifier: (mixer, encoding, seq_len, d_model, lr, seed) on the IMDb reviews -> one row.
+
+`run_job(**params)` is what the runner calls in its worker (`suites.classify.train:run_job`). The training set
+lives on the device as fixed-shape (batch, seq_len) token blocks; each step goes through
+`suites.training.TrainStep` (replayed from a CUDA graph on a GPU), with AdamW and a cosine schedule after a
+linear warm-up (suites.training.lr_schedule), under bf16 autocast on a GPU. The training loss is summed on the
+device and read only at evaluations. Every `eval_every` steps the whole test set is scored: accuracy, ROC AUC,
+the confusion matrix and the ROC curve. The row reports the evaluation with the best test accuracy
+(`select = "best"`, as S4's LRA runs do: they use the test set as the validation set, so the published
+numbers are best-of-run too) or the last one (`select = "last"`). A time limit stops training, counted from
+the end of the first step (which compiles kernels; its time is first_step_s).
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import time
+from dataclasses import asdict, dataclass, fields
+from typing import Any
+
+import numpy as np
+import torch
+from torch import nn
+
+from harness import registry
+from harness.config import MixerConfig
+from harness.errors import ConfigError
+from harness.interface import parse_dtype
+from suites.backbone import ModelSettings, count_parameters, resolve_position
+from suites.classify import metrics
+from suites.classify.data import PAD, DataSettings, EncodedSplit, data_root, default_cache_dir, fingerprint, load
+from suites.classify.model import ClassifyModel
+from suites.training import (
+    DECAY_POLICIES,
+    STEP_MODES,
+    TrainStep,
+    autocast,
+    default_dtype,
+    epoch_order,
+    lr_schedule,
+    make_adamw,
+    matmul_tflops,
+    parameter_groups,
+    resolve_device,
+    seed_everything,
+)
+
+SELECT = ("best", "last")
+
+
+@dataclass(frozen=True)
+class TrainSettings:
+    epochs: int = 1  # passes over the training reviews
+    max_steps: int = 0  # cap on optimizer steps; 0: no cap
+    warmup_frac: float = 0.1  # linear warm-up over this fraction of the steps
+    min_lr_frac: float = 0.0  # the cosine ends at lr * min_lr_frac
+    grad_clip: float = 1.0  # max global gradient norm; 0: no clipping
+    eval_every: int = 0  # steps between evaluations of the whole test set; 0: once per epoch
+    eval_batch: int = 0  # reviews per evaluation batch; 0: the training batch
+    time_limit_s: float = 0.0  # stop after this much training wall time (after the first step); 0: none
+    decay: str = "matrices"  # which parameters AdamW decays (suites.training.parameter_groups)
+    step_mode: str = "auto"  # auto | eager | graph (suites.training.TrainStep)
+    select: str = "best"  # which evaluation the row reports: best test accuracy, or the last
+
+    def __post_init__(self) -> None:
+        for name in ("epochs", "max_steps", "eval_every", "eval_batch"):
+            value = getattr(self, name)
+            if not isinstance(value, int) or value < 0:
+                raise ConfigError(name, f"must be a non-negative integer, got {value!r}")
+        if self.epochs < 1:
+            raise ConfigError("epochs", f"must be at least 1, got {self.epochs}")
+        if not 0.0 <= self.warmup_frac < 1.0:
+            raise ConfigError("warmup_frac", f"must be in [0, 1), got {self.warmup_frac!r}")
+        if not 0.0 <= self.min_lr_frac <= 1.0:
+            raise ConfigError("min_lr_frac", f"must be in [0, 1], got {self.min_lr_frac!r}")
+        if self.time_limit_s < 0 or self.grad_clip < 0:
+            raise ConfigError("time_limit_s", "time_limit_s and grad_clip must be non-negative")
+        for name, allowed in (("decay", DECAY_POLICIES), ("step_mode", STEP_MODES), ("select", SELECT)):
+            if getattr(self, name) not in allowed:
+                raise ConfigError(name, f"must be one of {', '.join(allowed)}, got {getattr(self, name)!r}")
+
+    @classmethod
+    def from_dict(cls, values: dict[str, Any]) -> TrainSettings:
+        known = {f.name for f in fields(cls)}
+        unknown = sorted(set(values) - known)
+        if unknown:
+            raise ConfigError(unknown[0], f"is not a training setting (settings: {', '.join(sorted(known))})")
+        return cls(**values)
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+@torch.no_grad()
+def evaluate(
+    net: nn.Module, split: EncodedSplit, batch: int, device: torch.device, autocast_dtype: torch.dtype | None
+) -> dict[str, Any]:
+    """Every review of the split scored: accuracy, mean loss, ROC AUC, confusion counts, ROC points. The score
+    is logit(positive) - logit(negative), so predicting positive at score > 0 is the argmax."""
+    was_training = net.training
+    net.eval()
+    scores, losses = [], []
+    try:
+        for start in range(0, len(split), batch):
+            tokens = split.tokens[start : start + batch].to(device, non_blocking=True)
+            labels = split.labels[start : start + batch].to(device, non_blocking=True)
+            with autocast(device, autocast_dtype):
+                logits = net(tokens).float()
+            losses.append(nn.functional.cross_entropy(logits, labels, reduction="sum"))
+            scores.append(logits[:, 1] - logits[:, 0])
+    finally:
+        net.train(was_training)
+    score = torch.cat(scores).cpu().numpy().astype(np.float64)
+    labels = split.labels.numpy()
+    counts = metrics.confusion(labels, score > 0)
+    return {
+        "accuracy": counts.accuracy,
+        "loss": float(torch.stack(losses).sum()) / len(split),
+        "roc_auc": metrics.roc_auc(labels, score),
+        "confusion": counts,
+        "roc": metrics.thin(metrics.roc_curve(labels, score)),
+    }
+
+
+def run_job(
+    *,
+    implementation: str,
+    config: dict[str, Any],
+    n_layers: int,
+    model: dict[str, Any],
+    data: dict[str, Any],
+    lr: float,
+    weight_decay: float,
+    seed: int,
+    batch: int,
+    train: dict[str, Any],
+    device: str = "auto",
+    dtype: str | None = None,
+    setting: str = "",
+    progress: bool = False,
+    data_dir: str | None = None,  # the reviews' folder; None: $SEQBENCH_IMDB, which the plan sets for its workers
+    **columns: Any,  # the job's column mirrors (seq_len, encoding, mode): not used
+) -> list[dict[str, Any]]:
+    began = time.perf_counter()
+    settings = TrainSettings.from_dict(train)
+    data_settings = DataSettings(**data)
+    mixer_config = MixerConfig.from_dict(config)
+    impl = registry.get(implementation)
+    model_settings = resolve_position(
+        ModelSettings.from_dict({**model, "n_layers": n_layers}), impl.family, mixer_config.rope
+    )
+    run_device = resolve_device(device)
+    dtype = dtype or default_dtype(device)
+    compute_dtype = parse_dtype(dtype)
+    autocast_dtype = compute_dtype if compute_dtype in (torch.bfloat16, torch.float16) else None
+    if not lr > 0:
+        raise ConfigError("lr", f"must be positive, got {lr!r}")
+
+    root = data_root(data_dir)
+    reviews = load(root, data_settings, default_cache_dir())
+    n_train, n_test, seq_len = len(reviews.train), len(reviews.test), data_settings.seq_len
+    if not 1 <= batch <= n_train:
+        raise ConfigError("batch", f"must be between 1 and the {n_train} training reviews, got {batch!r}")
+    seed_everything(seed)
+    net = ClassifyModel(
+        reviews.vocab_size, mixer_config.d_model, lambda: impl.create(mixer_config), model_settings, seq_len
+    ).to(run_device)
+    train_tokens = reviews.train.tokens.to(run_device)  # resident: one index per step, no host copies
+    train_labels = reviews.train.labels.to(run_device)
+
+    # Whole batches only: a CUDA graph replays one shape, so the last partial batch of an epoch is left out
+    # (a different random part of the set each epoch).
+    steps_per_epoch = n_train // batch
+    total_steps = settings.epochs * steps_per_epoch
+    if settings.max_steps:
+        total_steps = min(total_steps, settings.max_steps)
+
+    def loss_of(tokens: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
+        return nn.functional.cross_entropy(net(tokens).float(), labels)
+
+    train_step = TrainStep(
+        loss_of,
+        list(net.parameters()),
+        make_adamw(parameter_groups(net, weight_decay, settings.decay), lr, run_device, settings.step_mode),
+        grad_clip=settings.grad_clip,
+        autocast_dtype=autocast_dtype,
+        device=run_device,
+        step_mode=settings.step_mode,
+    )
+    schedule = lr_schedule(total_steps, settings.warmup_frac, settings.min_lr_frac)
+    eval_every = settings.eval_every or steps_per_epoch
+    eval_batch = settings.eval_batch or batch
+    order_generator = torch.Generator().manual_seed(seed)
+
+    chosen: dict[str, Any] | None = None
+    chosen_step = 0
+    curve: list[dict[str, float]] = []  # one point per evaluation: the learning curve the report draws
+    loss_sum = torch.zeros((), device=run_device)
+    losses_summed, step, lr_now = 0, 0, float("nan")
+    train_loss = float("nan")
+    stop_reason = "steps done"
+    permutation = torch.empty(0, dtype=torch.long)
+    first_step_s = 0.0
+    train_began = time.perf_counter()
+    net.train()
+    while step < total_steps:
+        position = (step % steps_per_epoch) * batch
+        if position == 0:
+            permutation = epoch_order(n_train, order_generator, True, run_device)
+        index = permutation[position : position + batch]
+        if lr * schedule(step) != lr_now:
+            lr_now = lr * schedule(step)
+            train_step.set_lr(lr_now)
+        loss_sum += train_step(train_tokens[index], train_labels[index])
+        losses_summed += 1
+        step += 1
+        if step == 1:
+            if run_device.type == "cuda":
+                torch.cuda.synchronize()
+            first_step_s = time.perf_counter() - train_began
+        out_of_time = (
+            settings.time_limit_s > 0 and time.perf_counter() - train_began - first_step_s > settings.time_limit_s
+        )
+        if step % eval_every == 0 or step == total_steps or out_of_time:
+            train_loss = float(loss_sum) / max(losses_summed, 1)
+            loss_sum.zero_()
+            losses_summed = 0
+            result = evaluate(net, reviews.test, eval_batch, run_device, autocast_dtype)
+            curve.append(
+                {
+                    "step": step,
+                    "wall_s": round(time.perf_counter() - train_began, 3),
+                    "lr": lr * schedule(step),
+                    "train_loss": train_loss,
+                    "test_loss": result["loss"],
+                    "test_accuracy": result["accuracy"],
+                    "test_roc_auc": result["roc_auc"],
+                }
+            )
+            if progress:
+                print(f"step {step}/{total_steps} train loss {train_loss:.4f} test acc {result['accuracy']:.4f}")
+            if settings.select == "last" or chosen is None or result["accuracy"] > chosen["accuracy"]:
+                chosen, chosen_step = result, step
+            if out_of_time:
+                stop_reason = f"time limit {settings.time_limit_s:g} s"
+                break
+    if run_device.type == "cuda":
+        torch.cuda.synchronize()
+    train_wall_s = time.perf_counter() - train_began
+    assert chosen is not None  # total_steps >= 1: the last step always evaluates
+
+    step_flops = n_layers * impl.flops(mixer_config, batch, seq_len, "fwd_bwd") + 3 * net.dense_flops(batch, seq_len)
+    floor_tflops = matmul_tflops(str(run_device), str(autocast_dtype or compute_dtype).removeprefix("torch."))
+    counts: metrics.Confusion = chosen["confusion"]
+    tokens = reviews.train.tokens
+    return [
+        {
+            "task": f"imdb-{data_settings.encoding}",
+            "encoding": data_settings.encoding,
+            "setting": setting,
+            "seq_len": seq_len,
+            "vocab_size": reviews.vocab_size,
+            "n_layers": n_layers,
+            "mode": "train",
+            "level": "layer",
+            "device": str(run_device),
+            "dtype": dtype,
+            "batch": batch,
+            "lr": float(lr),
+            "weight_decay": float(weight_decay),
+            "seed": int(seed),
+            "data_seed": data_settings.data_seed,
+            "n_train": n_train,
+            "n_test": n_test,
+            "data_key": fingerprint(root, data_settings),  # which files and settings (the cache's key)
+            # the share of padding in the training blocks, and of reviews cut at seq_len
+            "pad_frac": float((tokens == PAD).float().mean()),
+            "cut_frac": float((reviews.train.lengths > seq_len).float().mean()),
+            "accuracy": chosen["accuracy"],
+            "roc_auc": chosen["roc_auc"],
+            "tp": counts.tp,
+            "fp": counts.fp,
+            "tn": counts.tn,
+            "fn": counts.fn,
+            "loss": chosen["loss"],
+            "train_loss": train_loss,
+            "steps": step,
+            "best_step": chosen_step,
+            "select": settings.select,
+            "stop_reason": stop_reason,
+            "wall_s": train_wall_s,
+            "first_step_s": first_step_s,
+            # positions the mixers computed per second of training, padding included
+            "tokens_per_s": step * batch * seq_len / train_wall_s if train_wall_s > 0 else math.nan,
+            "steps_per_s": step / train_wall_s if train_wall_s > 0 else math.nan,
+            "params": count_parameters(net),
+            "mlp": model_settings.mlp,
+            "position": model_settings.position,
+            "decay": settings.decay,
+            "step_mode": train_step.mode,
+            "step_mode_note": train_step.note,
+            "step_flops": float(step_flops),
+            "matmul_tflops": floor_tflops,
+            "step_floor_ms": step_flops / (floor_tflops * 1e12) * 1e3,
+            "roc": json.dumps([[round(x, 5), round(y, 5)] for x, y in chosen["roc"]]),
+            "curve": json.dumps(curve),
+            "job_s": time.perf_counter() - began,
+            "status": "ok",
+            "reason": "",
+        }
+    ]
