@@ -213,6 +213,11 @@ def gradient_rows(
     against reference, at a generic point of the parameters, each gradient judged against its tolerance
     (`gradient_tolerances`)."""
     test_dtype = parse_dtype(dtype)
+    # Gradients are taken in training mode, the mode the suites train in: cuDNN's RNN refuses a backward
+    # in eval mode (seen on an H200 with lstm/cudnn, 2026-12-02). The mixers have no dropout, so the
+    # forward is the same in both modes.
+    mixer.train()
+    ref_mixer.train()
     try:
         move_to_generic_point(ref_mixer, seed + 2)
         mixer.load_reference_weights(ref_mixer)

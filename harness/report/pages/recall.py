@@ -9,7 +9,7 @@ import numpy as np
 import pandas as pd
 from matplotlib.lines import Line2D
 
-from harness.report import plots, reproduction
+from harness.report import plots, reproduction, training_speed
 from harness.report.analysis import CELL, best_per_cell, best_recall, mad_scores
 from harness.report.data import has_values, key_text, numeric, ok_rows, series_labels
 from harness.report.references import recall_references
@@ -40,6 +40,7 @@ def body(site: Site, rows: pd.DataFrame, palette: plots.Palette) -> str:
             render_table(scores, list(scores.columns), "mad"),
             "Per MAD task, the mean over its settings of the best accuracy; `all`: the mean over the tasks.",
         )
+    content += speed_section(site, rows, palette)
     if not references.empty:
         content += section(
             "Published reference points",
@@ -47,6 +48,21 @@ def body(site: Site, rows: pd.DataFrame, palette: plots.Palette) -> str:
             "Numbers from the papers, with their sources, drawn as stars in the plots above.",
         )
     return content
+
+
+def speed_section(site: Site, rows: pd.DataFrame, palette: plots.Palette) -> str:
+    """Steps per second of each training against its step's arithmetic floor (harness/report/training_speed)."""
+    table = training_speed.speed_table(rows)
+    if table.empty:
+        return ""
+    content = "".join(site.figure("recall", p) for p in training_speed.speed_plot(table, palette))
+    return content + section(
+        "Training speed",
+        render_table(table, shown_columns(table, training_speed.SPEED_COLUMNS), "speed"),
+        "steps_per_s after the first (compiling) step; step_ms its inverse; step_floor_ms the step's analytic "
+        "FLOPs at the measured matmul rate; times_floor = step_ms / step_floor_ms; speedup_vs_eager against "
+        "the eager row of the same implementation, dtype and cell; step_mode_note says why a graph was not used.",
+    )
 
 
 def reproduction_section(site: Site, rows: pd.DataFrame, references: pd.DataFrame, palette: plots.Palette) -> str:
