@@ -159,6 +159,12 @@ class TrainStep:
     into the graph's input buffers; a new shape (a curriculum stage) is warmed up and captured afresh. The
     numerics are the eager step's: the same kernels, replayed. If the capture fails, every later step runs
     eagerly and `note` says why.
+
+    compile=True runs loss_fn through torch.compile (inductor) first: it fuses the norms' and elementwise
+    kernels of forward and backward, so a graph replays fewer, larger kernels (a small model's step is bound
+    by the latency of hundreds of tiny ones). Kernels inductor cannot trace (mamba_ssm's CUDA extension, a
+    library's Triton kernels) stay as they are, between fused regions. If compiling fails, the step runs
+    uncompiled from then on, `compiled` turns False and `note` says why.
     """
 
     def __init__(
@@ -171,10 +177,14 @@ class TrainStep:
         autocast_dtype: torch.dtype | None,
         device: torch.device,
         step_mode: str,
+        compile: bool = False,
     ) -> None:
-        self.loss_fn, self.parameters, self.optimizer = loss_fn, parameters, optimizer
+        self.parameters, self.optimizer = parameters, optimizer
         self.grad_clip, self.autocast_dtype, self.device = grad_clip, autocast_dtype, device
         self.mode = resolve_step_mode(step_mode, device)
+        self.uncompiled_loss_fn = loss_fn
+        self.compiled = compile
+        self.loss_fn = torch.compile(loss_fn, dynamic=False) if compile else loss_fn
         self.note = ""
         self.graph: torch.cuda.CUDAGraph | None = None
         self.static_batch: Batch = ()
@@ -201,7 +211,15 @@ class TrainStep:
 
     def _eager(self, batch: Batch) -> torch.Tensor:
         self.optimizer.zero_grad(set_to_none=True)
-        return self._forward_backward_update(batch)
+        if not self.compiled:
+            return self._forward_backward_update(batch)
+        try:  # compiling happens here, at the first step of each shape (forward, then backward)
+            return self._forward_backward_update(batch)
+        except Exception as exc:  # a compile failure: go on uncompiled, and say so
+            self.compiled, self.loss_fn = False, self.uncompiled_loss_fn
+            self.note = f"compile failed, uncompiled: {type(exc).__name__}: {str(exc).splitlines()[0][:200]}"
+            self.optimizer.zero_grad(set_to_none=True)
+            return self._forward_backward_update(batch)
 
     def _capture(self, batch: Batch) -> None:
         self.static_batch = tuple(t.clone() for t in batch)

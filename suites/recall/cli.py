@@ -288,7 +288,8 @@ SUITE_RECORD = register(
             "curriculum": STRING,  # JSON list of the length-curriculum stages trained first ([] without)
             "curve": STRING,  # JSON list, one point per evaluation: step, wall_s, train_seq_len, lr, losses, accuracy
             "step_mode": STRING,  # how the steps ran: graph (replayed from a CUDA graph) | eager
-            "step_mode_note": STRING,  # why eager where a graph was asked (the capture's error), else ""
+            "step_mode_note": STRING,  # why eager where a graph was asked, or uncompiled where compile was
+            "compiled": BOOL,  # the loss ran through torch.compile (TrainSettings.compile, and it compiled)
             "step_flops": FLOAT,  # analytic FLOPs of one training step (mixers fwd+bwd, dense layers, head)
             "matmul_tflops": FLOAT,  # the matmul rate measured in the worker, in the step's compute dtype
             "step_floor_ms": FLOAT,  # step_flops at matmul_tflops: the step's arithmetic floor

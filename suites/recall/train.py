@@ -93,6 +93,9 @@ class TrainSettings:
     # How the step runs (suites.training.TrainStep): "graph", captured in a CUDA graph and replayed (GPU
     # only); "eager"; "auto", graph on a GPU and eager on the CPU. The rows say which ran.
     step_mode: str = "auto"
+    # torch.compile the loss (forward and backward, inductor) before the step is captured or run: fewer,
+    # fused kernels (suites.training.TrainStep). The rows say whether it compiled.
+    compile: bool = False
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "curriculum", tuple(dict(stage) for stage in self.curriculum))
@@ -102,6 +105,8 @@ class TrainSettings:
             raise ConfigError("average", f"must be micro or macro, got {self.average!r}")
         if self.schedule_unit not in ("step", "epoch"):
             raise ConfigError("schedule_unit", f"must be step or epoch, got {self.schedule_unit!r}")
+        if not isinstance(self.compile, bool):
+            raise ConfigError("compile", f"must be true or false, got {self.compile!r}")
         if self.step_mode not in STEP_MODES:
             raise ConfigError("step_mode", f"must be one of {', '.join(STEP_MODES)}, got {self.step_mode!r}")
         if self.decay not in DECAY_POLICIES:
@@ -364,6 +369,7 @@ def run_job(
         autocast_dtype=autocast_dtype,
         device=run_device,
         step_mode=step_mode,
+        compile=settings.compile,
     )
     schedule = lr_schedule(settings, total_steps, steps_per_epoch)
     eval_every = settings.eval_every or (steps_per_epoch if not online else max(1, total_steps // 10))
@@ -494,6 +500,7 @@ def run_job(
         "steps_per_s": steps_per_s,
         "step_mode": train_step.mode,
         "step_mode_note": train_step.note,
+        "compiled": train_step.compiled,
         # the step's analytic FLOPs (mixers fwd+bwd, the dense layers and head 3x their forward) and the
         # time they take at the matmul rate measured on this device in the step's dtype: the floor
         "step_flops": float(step_flops),
