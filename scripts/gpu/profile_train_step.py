@@ -2,7 +2,7 @@
 4 pairs, d_model 64, batch 512, 2 layers, fp32) around one implementation, 20 eager warm-up steps, then
 torch.profiler over 20 more; prints the kernels that take the most CUDA time and the mean step time.
 
-    python scripts/gpu/profile_train_step.py mamba/mamba_ssm [--dtype float32] [--batch 512]
+    python scripts/gpu/profile_train_step.py mamba/mamba_ssm [--dtype float32] [--batch 512] [--compile]
 """
 
 from __future__ import annotations
@@ -30,6 +30,8 @@ def main() -> None:
     parser.add_argument("--dtype", default="float32")
     parser.add_argument("--batch", type=int, default=512)
     parser.add_argument("--steps", type=int, default=20)
+    parser.add_argument("--compile", action="store_true", help="torch.compile the loss first (TrainStep compile)")
+    parser.add_argument("--no-profile", action="store_true", help="time the steps only")
     args = parser.parse_args()
     impl = registry.get(args.implementation)
     config = MixerConfig.from_dict({"d_model": 64, "n_heads": 1 if impl.family == "attention" else 4})
@@ -55,6 +57,7 @@ def main() -> None:
             autocast_dtype=cast,
             device=torch.device("cuda"),
             step_mode=mode,
+            compile=args.compile,
         )
         for _ in range(args.steps):
             step(inputs, positions, labels)
@@ -65,6 +68,8 @@ def main() -> None:
         torch.cuda.synchronize()
         ms = (time.perf_counter() - began) / args.steps * 1e3
         print(f"{args.implementation} {mode}: {ms:.3f} ms/step {step.note}")
+    if args.no_profile:
+        return
     with torch.profiler.profile(activities=[torch.profiler.ProfilerActivity.CUDA]) as prof:
         for _ in range(args.steps):
             with autocast(torch.device("cuda"), cast):
