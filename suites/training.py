@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import math
 import random
+import time
 from collections.abc import Callable
 from functools import cache
 from typing import Any
@@ -261,6 +262,120 @@ class TrainStep:
         self.graph.replay()
         self.captured_steps += 1
         return self.static_loss
+
+
+def make_train_step(
+    loss_fn: LossFn,
+    model: nn.Module,
+    *,
+    lr: float,
+    weight_decay: float,
+    decay: str,
+    grad_clip: float,
+    autocast_dtype: torch.dtype | None,
+    device: torch.device,
+    step_mode: str,
+    compile: bool = False,
+) -> TrainStep:
+    """A TrainStep over `model`'s parameters with AdamW under the decay policy, the optimizer built for the
+    resolved step mode (a CUDA graph needs it capturable: "auto" must be resolved before, not after)."""
+    mode = resolve_step_mode(step_mode, device)
+    optimizer = make_adamw(parameter_groups(model, weight_decay, decay), lr, device, mode)
+    return TrainStep(
+        loss_fn,
+        list(model.parameters()),
+        optimizer,
+        grad_clip=grad_clip,
+        autocast_dtype=autocast_dtype,
+        device=device,
+        step_mode=mode,
+        compile=compile,
+    )
+
+
+class TrainingLoop:
+    """The bookkeeping every training loop shares around a TrainStep: the learning rate from its schedule,
+    the loss summed on the device and read only at evaluations (a read waits for the GPU), the first step's
+    time (it compiles and autotunes), the time limit counted after it, and when to evaluate.
+
+        loop = TrainingLoop(step, lr=..., schedule=..., total_steps=..., eval_every=..., time_limit_s=..., device=...)
+        while loop.step < loop.total_steps:
+            loop.run(*batch)
+            if loop.evaluation_due:
+                train_loss = loop.take_train_loss()  # ... evaluate, keep the best, maybe stop
+                if loop.out_of_time: break
+        loop.finish()
+    """
+
+    def __init__(
+        self,
+        train_step: TrainStep,
+        *,
+        lr: float,
+        schedule: Callable[[int], float],
+        total_steps: int,
+        eval_every: int,
+        time_limit_s: float,
+        device: torch.device,
+    ) -> None:
+        self.train_step, self.lr, self.schedule, self.device = train_step, lr, schedule, device
+        self.total_steps, self.eval_every, self.time_limit_s = total_steps, eval_every, time_limit_s
+        self.step = 0
+        self.first_step_s = 0.0
+        self.wall_s = 0.0
+        self.out_of_time = False
+        self._lr_now = float("nan")
+        self._loss_sum = torch.zeros((), device=device)
+        self._losses = 0
+        self.began = time.perf_counter()
+
+    def _synchronize(self) -> None:
+        if self.device.type == "cuda":
+            torch.cuda.synchronize()
+
+    def run(self, *batch: torch.Tensor) -> None:
+        """One step on `batch` at the scheduled learning rate."""
+        wanted = self.lr * self.schedule(self.step)
+        if wanted != self._lr_now:  # fill the lr only when it changes: a launch each time on a GPU
+            self._lr_now = wanted
+            self.train_step.set_lr(wanted)
+        self._loss_sum += self.train_step(*batch)
+        self._losses += 1
+        self.step += 1
+        if self.step == 1:
+            self._synchronize()
+            self.first_step_s = time.perf_counter() - self.began
+        self.out_of_time = self.time_limit_s > 0 and self.elapsed_s() - self.first_step_s > self.time_limit_s
+
+    @property
+    def evaluation_due(self) -> bool:
+        return self.step % self.eval_every == 0 or self.step == self.total_steps or self.out_of_time
+
+    @property
+    def lr_now(self) -> float:
+        """The learning rate of the next step (what LambdaLR's get_last_lr gives after a step)."""
+        return self.lr * self.schedule(self.step)
+
+    def elapsed_s(self) -> float:
+        return time.perf_counter() - self.began
+
+    def take_train_loss(self) -> float:
+        """The mean training loss since the last call (a read: it waits for the GPU)."""
+        loss = float(self._loss_sum) / max(self._losses, 1)
+        self._loss_sum.zero_()
+        self._losses = 0
+        return loss
+
+    def finish(self) -> float:
+        """Wait for the GPU; the training's wall time."""
+        self._synchronize()
+        self.wall_s = self.elapsed_s()
+        return self.wall_s
+
+    def steps_per_s(self) -> float:
+        """Steps per second after the first step (it compiles: minutes with cold caches), from finish()."""
+        after_first_s = self.wall_s - self.first_step_s
+        return (self.step - 1) / after_first_s if self.step > 1 and after_first_s > 0 else float("nan")
 
 
 def _release_generator_from_capture(device: torch.device) -> None:

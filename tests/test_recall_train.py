@@ -200,7 +200,7 @@ def test_decay_matrices_leaves_the_dynamics_alone() -> None:
 
     from harness.config import MixerConfig
     from suites.recall.model import ModelSettings, RecallModel
-    from suites.recall.train import parameter_groups
+    from suites.training import parameter_groups
 
     impl = registry.get("mamba/reference")
     net = RecallModel(16, 32, lambda: impl.create(MixerConfig(d_model=32)), ModelSettings(n_layers=1, position="none"))

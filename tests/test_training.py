@@ -3,6 +3,8 @@ hand-written AdamW step, and the graph mode's refusals on the CPU (the capture i
 
 from __future__ import annotations
 
+import math
+
 import pytest
 import torch
 from torch import nn
@@ -10,6 +12,7 @@ from torch import nn
 from harness.errors import ConfigError
 from suites.training import (
     IGNORE,
+    TrainingLoop,
     TrainStep,
     make_adamw,
     matmul_tflops,
@@ -139,3 +142,35 @@ def test_a_failed_compile_runs_uncompiled_and_says_so(monkeypatch: pytest.Monkey
     assert not step.compiled
     assert step.note == "compile failed, uncompiled: RuntimeError: backend refused"
     assert not torch.equal(model.weight, before)  # the step itself still ran
+
+
+def test_training_loop_bookkeeping() -> None:
+    """The shared loop: the scheduled lr reaches the optimizer, the loss is averaged between evaluations,
+    evaluations fall every eval_every steps and at the last, and steps/s leaves the first step out."""
+    step, _ = _linear_step(compile=False)
+    loop = TrainingLoop(
+        step,
+        lr=0.1,
+        schedule=lambda s: 1.0 / (s + 1),
+        total_steps=5,
+        eval_every=2,
+        time_limit_s=0.0,
+        device=torch.device("cpu"),
+    )
+    x, y = torch.randn(4, 8), torch.tensor([0, 1, 2, 0])
+    due = []
+    lrs = []
+    while loop.step < loop.total_steps:
+        lrs.append(loop.lr_now)
+        loop.run(x, y)
+        assert step.optimizer.param_groups[0]["lr"] == pytest.approx(lrs[-1])
+        due.append(loop.evaluation_due)
+        if loop.evaluation_due:
+            assert math.isfinite(loop.take_train_loss())
+    assert lrs == pytest.approx([0.1, 0.05, 0.1 / 3, 0.025, 0.02])
+    assert due == [False, True, False, True, True]
+    assert loop.take_train_loss() == 0.0  # nothing summed since the last read
+    wall = loop.finish()
+    assert wall >= loop.first_step_s > 0
+    assert loop.steps_per_s() == pytest.approx(4 / (wall - loop.first_step_s))
+    assert not loop.out_of_time

@@ -17,7 +17,7 @@ import click
 
 from harness.errors import UserError
 from harness.execute import execute
-from harness.results import FLOAT, INT, STRING
+from harness.results import BOOL, FLOAT, INT, STRING
 from harness.run_options import RunOptions, resolve_suite_device, suite_options
 from harness.suite import Suite, SuitePlan, register
 from suites import PRESETS_DIR
@@ -231,14 +231,15 @@ SUITE_RECORD = register(
             "stop_reason": STRING,
             "wall_s": FLOAT,  # training wall time (evaluations included), from the first step
             "first_step_s": FLOAT,
-            "tokens_per_s": FLOAT,  # training positions per second, padding included
-            "steps_per_s": FLOAT,
+            "tokens_per_s": FLOAT,  # training positions per second after the first step, padding included
+            "steps_per_s": FLOAT,  # optimizer steps per second after the first (compiling) step
             "params": INT,
             "mlp": STRING,
             "position": STRING,
             "decay": STRING,
             "step_mode": STRING,
             "step_mode_note": STRING,
+            "compiled": BOOL,  # the loss ran through torch.compile (and it compiled)
             "step_flops": FLOAT,
             "matmul_tflops": FLOAT,
             "step_floor_ms": FLOAT,

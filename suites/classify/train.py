@@ -14,7 +14,6 @@ the end of the first step (which compiles kernels; its time is first_step_s).
 from __future__ import annotations
 
 import json
-import math
 import time
 from dataclasses import asdict, dataclass, fields
 from typing import Any
@@ -34,14 +33,13 @@ from suites.classify.model import ClassifyModel
 from suites.training import (
     DECAY_POLICIES,
     STEP_MODES,
-    TrainStep,
+    TrainingLoop,
     autocast,
     default_dtype,
     epoch_order,
     lr_schedule,
-    make_adamw,
+    make_train_step,
     matmul_tflops,
-    parameter_groups,
     resolve_device,
     seed_everything,
 )
@@ -61,6 +59,7 @@ class TrainSettings:
     time_limit_s: float = 0.0  # stop after this much training wall time (after the first step); 0: none
     decay: str = "matrices"  # which parameters AdamW decays (suites.training.parameter_groups)
     step_mode: str = "auto"  # auto | eager | graph (suites.training.TrainStep)
+    compile: bool = False  # torch.compile the loss before the step is captured or run (TrainStep)
     select: str = "best"  # which evaluation the row reports: best test accuracy, or the last
 
     def __post_init__(self) -> None:
@@ -76,6 +75,8 @@ class TrainSettings:
             raise ConfigError("min_lr_frac", f"must be in [0, 1], got {self.min_lr_frac!r}")
         if self.time_limit_s < 0 or self.grad_clip < 0:
             raise ConfigError("time_limit_s", "time_limit_s and grad_clip must be non-negative")
+        if not isinstance(self.compile, bool):
+            raise ConfigError("compile", f"must be true or false, got {self.compile!r}")
         for name, allowed in (("decay", DECAY_POLICIES), ("step_mode", STEP_MODES), ("select", SELECT)):
             if getattr(self, name) not in allowed:
                 raise ConfigError(name, f"must be one of {', '.join(allowed)}, got {getattr(self, name)!r}")
@@ -179,75 +180,68 @@ def run_job(
     def loss_of(tokens: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
         return nn.functional.cross_entropy(net(tokens).float(), labels)
 
-    train_step = TrainStep(
+    train_step = make_train_step(
         loss_of,
-        list(net.parameters()),
-        make_adamw(parameter_groups(net, weight_decay, settings.decay), lr, run_device, settings.step_mode),
+        net,
+        lr=lr,
+        weight_decay=weight_decay,
+        decay=settings.decay,
         grad_clip=settings.grad_clip,
         autocast_dtype=autocast_dtype,
         device=run_device,
         step_mode=settings.step_mode,
+        compile=settings.compile,
     )
-    schedule = lr_schedule(total_steps, settings.warmup_frac, settings.min_lr_frac)
-    eval_every = settings.eval_every or steps_per_epoch
+    loop = TrainingLoop(
+        train_step,
+        lr=lr,
+        schedule=lr_schedule(total_steps, settings.warmup_frac, settings.min_lr_frac),
+        total_steps=total_steps,
+        eval_every=settings.eval_every or steps_per_epoch,
+        time_limit_s=settings.time_limit_s,
+        device=run_device,
+    )
     eval_batch = settings.eval_batch or batch
     order_generator = torch.Generator().manual_seed(seed)
 
     chosen: dict[str, Any] | None = None
     chosen_step = 0
     curve: list[dict[str, float]] = []  # one point per evaluation: the learning curve the report draws
-    loss_sum = torch.zeros((), device=run_device)
-    losses_summed, step, lr_now = 0, 0, float("nan")
     train_loss = float("nan")
     stop_reason = "steps done"
     permutation = torch.empty(0, dtype=torch.long)
-    first_step_s = 0.0
-    train_began = time.perf_counter()
     net.train()
-    while step < total_steps:
-        position = (step % steps_per_epoch) * batch
+    while loop.step < total_steps:
+        position = (loop.step % steps_per_epoch) * batch
         if position == 0:
             permutation = epoch_order(n_train, order_generator, True, run_device)
         index = permutation[position : position + batch]
-        if lr * schedule(step) != lr_now:
-            lr_now = lr * schedule(step)
-            train_step.set_lr(lr_now)
-        loss_sum += train_step(train_tokens[index], train_labels[index])
-        losses_summed += 1
-        step += 1
-        if step == 1:
-            if run_device.type == "cuda":
-                torch.cuda.synchronize()
-            first_step_s = time.perf_counter() - train_began
-        out_of_time = (
-            settings.time_limit_s > 0 and time.perf_counter() - train_began - first_step_s > settings.time_limit_s
+        loop.run(train_tokens[index], train_labels[index])
+        if not loop.evaluation_due:
+            continue
+        step = loop.step
+        train_loss = loop.take_train_loss()
+        result = evaluate(net, reviews.test, eval_batch, run_device, autocast_dtype)
+        curve.append(
+            {
+                "step": step,
+                "wall_s": round(loop.elapsed_s(), 3),
+                "lr": loop.lr_now,
+                "train_loss": train_loss,
+                "test_loss": result["loss"],
+                "test_accuracy": result["accuracy"],
+                "test_roc_auc": result["roc_auc"],
+            }
         )
-        if step % eval_every == 0 or step == total_steps or out_of_time:
-            train_loss = float(loss_sum) / max(losses_summed, 1)
-            loss_sum.zero_()
-            losses_summed = 0
-            result = evaluate(net, reviews.test, eval_batch, run_device, autocast_dtype)
-            curve.append(
-                {
-                    "step": step,
-                    "wall_s": round(time.perf_counter() - train_began, 3),
-                    "lr": lr * schedule(step),
-                    "train_loss": train_loss,
-                    "test_loss": result["loss"],
-                    "test_accuracy": result["accuracy"],
-                    "test_roc_auc": result["roc_auc"],
-                }
-            )
-            if progress:
-                print(f"step {step}/{total_steps} train loss {train_loss:.4f} test acc {result['accuracy']:.4f}")
-            if settings.select == "last" or chosen is None or result["accuracy"] > chosen["accuracy"]:
-                chosen, chosen_step = result, step
-            if out_of_time:
-                stop_reason = f"time limit {settings.time_limit_s:g} s"
-                break
-    if run_device.type == "cuda":
-        torch.cuda.synchronize()
-    train_wall_s = time.perf_counter() - train_began
+        if progress:
+            print(f"step {step}/{total_steps} train loss {train_loss:.4f} test acc {result['accuracy']:.4f}")
+        if settings.select == "last" or chosen is None or result["accuracy"] > chosen["accuracy"]:
+            chosen, chosen_step = result, step
+        if loop.out_of_time:
+            stop_reason = f"time limit {settings.time_limit_s:g} s"
+            break
+    train_wall_s = loop.finish()
+    step, first_step_s = loop.step, loop.first_step_s
     assert chosen is not None  # total_steps >= 1: the last step always evaluates
 
     step_flops = n_layers * impl.flops(mixer_config, batch, seq_len, "fwd_bwd") + 3 * net.dense_flops(batch, seq_len)
@@ -292,14 +286,16 @@ def run_job(
             "wall_s": train_wall_s,
             "first_step_s": first_step_s,
             # positions the mixers computed per second of training, padding included
-            "tokens_per_s": step * batch * seq_len / train_wall_s if train_wall_s > 0 else math.nan,
-            "steps_per_s": step / train_wall_s if train_wall_s > 0 else math.nan,
+            # after the first, compiling step (suites.training.TrainingLoop.steps_per_s)
+            "tokens_per_s": loop.steps_per_s() * batch * seq_len,
+            "steps_per_s": loop.steps_per_s(),
             "params": count_parameters(net),
             "mlp": model_settings.mlp,
             "position": model_settings.position,
             "decay": settings.decay,
             "step_mode": train_step.mode,
             "step_mode_note": train_step.note,
+            "compiled": train_step.compiled,
             "step_flops": float(step_flops),
             "matmul_tflops": floor_tflops,
             "step_floor_ms": step_flops / (floor_tflops * 1e12) * 1e3,

@@ -36,15 +36,13 @@ from suites.recall.tasks import Task, get_task
 from suites.training import (
     DECAY_POLICIES,
     STEP_MODES,
-    TrainStep,
+    TrainingLoop,
     autocast,
     default_dtype,
     epoch_order,
-    make_adamw,
+    make_train_step,
     matmul_tflops,
-    parameter_groups,
     resolve_device,
-    resolve_step_mode,
     seed_everything,
     target_positions,
 )
@@ -360,19 +358,28 @@ def run_job(
         logits = net(inputs, positions)  # the head only where there is something to predict
         return nn.functional.cross_entropy(logits.float(), labels.reshape(-1), ignore_index=IGNORE)
 
-    step_mode = resolve_step_mode(settings.step_mode, run_device)
-    train_step = TrainStep(
+    train_step = make_train_step(
         loss_of,
-        list(net.parameters()),
-        make_adamw(parameter_groups(net, weight_decay, settings.decay), lr, run_device, step_mode),
+        net,
+        lr=lr,
+        weight_decay=weight_decay,
+        decay=settings.decay,
         grad_clip=settings.grad_clip,
         autocast_dtype=autocast_dtype,
         device=run_device,
-        step_mode=step_mode,
+        step_mode=settings.step_mode,
         compile=settings.compile,
     )
-    schedule = lr_schedule(settings, total_steps, steps_per_epoch)
     eval_every = settings.eval_every or (steps_per_epoch if not online else max(1, total_steps // 10))
+    loop = TrainingLoop(
+        train_step,
+        lr=lr,
+        schedule=lr_schedule(settings, total_steps, steps_per_epoch),
+        total_steps=total_steps,
+        eval_every=eval_every,
+        time_limit_s=settings.time_limit_s,
+        device=run_device,
+    )
     eval_batch = settings.eval_batch or batch
     evaluate = Evaluator(net, autocast_dtype, run_device, settings.average)
     order_generator = torch.Generator().manual_seed(seed)
@@ -385,88 +392,62 @@ def run_job(
     # One point per evaluation: the learning curve the report draws (steps, seconds, losses, accuracy).
     curve: list[dict[str, float]] = []
     train_loss = float("nan")
-    # The training loss is summed on the device and read at evaluations only: reading it every few steps
-    # would wait for the GPU each time (a host synchronisation per read).
-    loss_sum = torch.zeros((), device=run_device)
-    losses_summed = 0
     stop_reason = "steps done"
-    step = 0
-    lr_now = float("nan")
     permutation = torch.empty(0, dtype=torch.long)
-    train_began = time.perf_counter()
-    first_step_s = 0.0
     net.train()
     try:
-        while step < total_steps:
+        while loop.step < total_steps:
             if fresh is not None:
                 inputs, positions, labels = fresh.next()
             else:
-                position = (step % steps_per_epoch) * batch
+                position = (loop.step % steps_per_epoch) * batch
                 if position == 0:
                     permutation = epoch_order(n_train, order_generator, settings.shuffle, run_device)
                 index = permutation[position : position + batch]
                 inputs, positions, labels = train_set.inputs[index], train_positions[index], train_labels[index]
-            if lr * schedule(step) != lr_now:
-                lr_now = lr * schedule(step)
-                train_step.set_lr(lr_now)
-            loss_sum += train_step(inputs, positions, labels)
-            losses_summed += 1
-            step += 1
-
-            if step == 1:
-                if run_device.type == "cuda":
-                    torch.cuda.synchronize()
-                first_step_s = time.perf_counter() - train_began
-            out_of_time = (
-                settings.time_limit_s > 0 and time.perf_counter() - train_began - first_step_s > settings.time_limit_s
+            loop.run(inputs, positions, labels)
+            if not loop.evaluation_due:
+                continue
+            step = loop.step
+            train_loss = loop.take_train_loss()
+            accuracy, test_loss = evaluate(test_set, eval_batch)
+            curve.append(
+                {
+                    "step": step,
+                    "wall_s": round(loop.elapsed_s(), 3),
+                    "train_seq_len": int(fresh.params_at(step - 1)["seq_len"]) if fresh else params["seq_len"],
+                    "lr": loop.lr_now,
+                    "train_loss": train_loss,
+                    "test_loss": test_loss,
+                    "test_accuracy": accuracy,
+                }
             )
-            if step % eval_every == 0 or step == total_steps or out_of_time:
-                train_loss = float(loss_sum) / max(losses_summed, 1)
-                loss_sum.zero_()
-                losses_summed = 0
-                accuracy, test_loss = evaluate(test_set, eval_batch)
-                curve.append(
-                    {
-                        "step": step,
-                        "wall_s": round(time.perf_counter() - train_began, 3),
-                        "train_seq_len": int(fresh.params_at(step - 1)["seq_len"]) if fresh else params["seq_len"],
-                        "lr": lr * schedule(step),
-                        "train_loss": train_loss,
-                        "test_loss": test_loss,
-                        "test_accuracy": accuracy,
-                    }
-                )
-                if progress:
-                    print(f"step {step}/{total_steps} train loss {train_loss:.4f} test acc {accuracy:.4f}", flush=True)
-                if settings.select == "accuracy":
-                    better = accuracy > best["accuracy"]
-                else:
-                    better = math.isnan(best["loss"]) or test_loss < best["loss"]
-                if better:
-                    state = {k: v.detach().clone() for k, v in net.state_dict().items()} if longer else None
-                    best.update(accuracy=accuracy, loss=test_loss, step=step, state=state)
-                if accuracy >= settings.target_accuracy:
-                    stop_reason = "target accuracy reached"
-                    break
-                if out_of_time:
-                    stop_reason = f"time limit {settings.time_limit_s:g} s"
-                    break
+            if progress:
+                print(f"step {step}/{total_steps} train loss {train_loss:.4f} test acc {accuracy:.4f}", flush=True)
+            if settings.select == "accuracy":
+                better = accuracy > best["accuracy"]
+            else:
+                better = math.isnan(best["loss"]) or test_loss < best["loss"]
+            if better:
+                state = {k: v.detach().clone() for k, v in net.state_dict().items()} if longer else None
+                best.update(accuracy=accuracy, loss=test_loss, step=step, state=state)
+            if accuracy >= settings.target_accuracy:
+                stop_reason = "target accuracy reached"
+                break
+            if loop.out_of_time:
+                stop_reason = f"time limit {settings.time_limit_s:g} s"
+                break
     finally:
         if fresh is not None:
             fresh.close()
-    if run_device.type == "cuda":
-        torch.cuda.synchronize()
-    train_wall_s = time.perf_counter() - train_began
+    train_wall_s = loop.finish()
+    step, first_step_s = loop.step, loop.first_step_s
     width = int(fresh.width if fresh is not None else train_positions.shape[1])
     step_flops = n_layers * impl.flops(mixer_config, batch, params["seq_len"], "fwd_bwd") + 3 * net.dense_flops(
         batch, params["seq_len"], width
     )
     floor_tflops = matmul_tflops(str(run_device), str(autocast_dtype or compute_dtype).removeprefix("torch."))
-
     state_dtype = compute_dtype
-    # Counted after the first step: it compiles and autotunes (first_step_s; minutes with cold caches).
-    after_first_s = train_wall_s - first_step_s
-    steps_per_s = (step - 1) / after_first_s if step > 1 and after_first_s > 0 else float("nan")
     common = {
         "task": task,
         "setting": setting,
@@ -497,7 +478,7 @@ def run_job(
         "mlp": model_settings.mlp,
         "position": model_settings.position,
         "head": spec.head,
-        "steps_per_s": steps_per_s,
+        "steps_per_s": loop.steps_per_s(),  # after the first, compiling step
         "step_mode": train_step.mode,
         "step_mode_note": train_step.note,
         "compiled": train_step.compiled,
