@@ -87,6 +87,46 @@ def test_anchor_ratio_and_verdict():
     assert np.isnan(cudnn["measured"]) and "crash: SIGABRT" in cudnn["verdict"]
 
 
+def _anchor_row(anchor: anchors.Anchor, median_ms: float) -> dict:
+    return {
+        "suite": "throughput",
+        "implementation": anchor.implementation,
+        "level": anchor.level,
+        "mode": anchor.mode,
+        "batch": anchor.tokens // anchor.seq_len,
+        "seq_len": anchor.seq_len,
+        **anchor.shape,
+        "status": "ok",
+        "median_ms": median_ms,
+        "run_id": "r1",
+        "dtype": "bfloat16",
+        "timestamp": "2026-11-22T00:00:00+00:00",
+    }
+
+
+def test_anomaly_notes_sit_beside_the_tfla_numbers_they_explain():
+    noted = {a.implementation for a in anchors.published_anchors() if a.note}
+    assert noted == {"xlstm/mlstm_kernels_xl_chunk_siging", "mamba2/mamba_ssm_ssd"}
+    for anchor in anchors.published_anchors():
+        if anchor.note:
+            assert anchor.source == anchors.TFLA and "docs/anomalies.md" in anchor.note
+
+
+def test_anomaly_note_reaches_the_rendered_anchor_table(tmp_path):
+    siging = next(a for a in anchors.published_anchors() if a.implementation.endswith("xl_chunk_siging"))
+    plain = next(a for a in anchors.published_anchors() if a.implementation == "mamba/mamba_ssm_scan")
+    frame = pd.DataFrame([_anchor_row(siging, 1.76 * siging.published), _anchor_row(plain, plain.published)])
+    table = anchors.anchor_table(frame).set_index("implementation")
+    assert table.loc[siging.implementation, "note"] == siging.note
+    assert table.loc[plain.implementation, "note"] == ""
+    index = build_report(frame, tmp_path)
+    page = (index.parent / "throughput.html").read_text()
+    anchor_table = page[page.index('id="anchors"') :]
+    anchor_table = anchor_table[: anchor_table.index("</table>")]
+    assert 'data-column="note"' in anchor_table
+    assert "q/k 256 × v 256 per head" in anchor_table and "docs/anomalies.md" in anchor_table
+
+
 def _scaling_frame() -> pd.DataFrame:
     """Closed forms: attention 1e-6·L² ms, Mamba 0.004·L ms: equal at L = 4000, so Mamba is faster from 4096."""
     rows = []

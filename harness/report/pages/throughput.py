@@ -48,13 +48,15 @@ def _anchors_body(site: Site, rows: pd.DataFrame, palette: plots.Palette) -> str
         # The sources are few and long: numbered in the table, spelled out once in the note.
         sources = list(dict.fromkeys(table["source"]))
         table = table.assign(source=table["source"].map(lambda s: f"[{sources.index(s) + 1}]"))
-        columns = ["implementation", "measured", "published", "unit", "ratio", "verdict", "anchor", "shape", "source"]
+        columns = ["implementation", "measured", "published", "unit", "ratio", "verdict", "note"]
+        columns += ["anchor", "shape", "source"]
         listed = " ".join(f"[{i}] {s}." for i, s in enumerate(sources, start=1))
         content += section(
             "Published anchors",
             render_table(table, columns, "anchors"),
             f"Each published number beside the same job measured here (ratio = measured / published). Beyond "
-            f"{anchors.TOLERANCE:.0%} the verdict says by how much; shapes are ours where the paper's differ. "
+            f"{anchors.TOLERANCE:.0%} the verdict says by how much; shapes are ours where the paper's differ, and "
+            f"the note says where our job is not the paper's and why (docs/anomalies.md). "
             f"Sources: {listed}",
         )
     speedup = anchors.ssd_speedup_table(rows)
