@@ -208,6 +208,7 @@ SUITE_RECORD = register(
             "setting": STRING,
             "vocab_size": INT,
             "n_layers": INT,
+            "layer_pattern": STRING,  # JSON list: every layer's implementation (a hybrid's differ; suites/mixers.py)
             "lr": FLOAT,
             "weight_decay": FLOAT,
             "seed": INT,

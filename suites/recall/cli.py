@@ -257,6 +257,7 @@ SUITE_RECORD = register(
             "task": STRING,
             "vocab_size": INT,
             "n_layers": INT,
+            "layer_pattern": STRING,  # JSON list: every layer's implementation (a hybrid's differ; suites/mixers.py)
             "lr": FLOAT,
             "seed": INT,
             "accuracy": FLOAT,
