@@ -219,3 +219,10 @@ def test_the_hybrid_grid_sets_attention_the_ssm_and_the_hybrid_side_by_side() ->
     [plot] = hybrid.hybrid_plots(grid, palette)
     assert plot.series == 3
     assert hybrid_grid(pd.DataFrame(rows[:4])).empty  # no hybrid rows: no section
+    # the overview's matrix: the hybrid is a row (family hybrid) like any mixer, its MQAR accuracy beside theirs
+    from harness.report.matrix import build_matrix
+
+    frame = pd.DataFrame(rows).assign(mode="train", level="layer", backend="cuda")
+    frame["family"] = frame["implementation"].str.split("/").str[0]
+    matrix = build_matrix(frame)
+    assert "hybrid" in matrix.families and matrix.cells[("hybrid", "mqar")].value == pytest.approx(0.97)

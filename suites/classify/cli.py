@@ -170,7 +170,8 @@ def command(
 
     One job per (mixer, seq_len, d_model, lr, seed). Default preset: cpu (presets: cpu, lra-text,
     imdb-s4-mamba). The reviews come from --data or $SEQBENCH_IMDB and are never downloaded. --name and
-    --family replace the preset's mixers; --seq-len its lengths; --timeout is seconds per job.
+    --family (also a hybrid's layer pattern, hybrid:mamba,attention) replace the preset's mixers; --seq-len
+    its lengths; --timeout is seconds per job.
     """
     classify_plan = plan(
         options,
