@@ -18,6 +18,9 @@ from harness.errors import ConfigError, UserError
 # Warm-up compiles and autotunes (over 110 s for some fwd+bwd kernels on a cold cache); measurement
 # is bounded by the timing budget, so its limit can be tight.
 DEFAULT_TIMEOUTS_S: dict[str, float] = {"warmup": 900.0, "measure": 120.0}
+# The family of a job whose params name one implementation per layer (`layer_pattern`: a training suite's
+# hybrid model, suites/mixers.py); its implementation is named "hybrid/<a>+<b>+...".
+HYBRID_FAMILY = "hybrid"
 
 
 @dataclass
@@ -63,7 +66,9 @@ class Job:
             impl = registry.get(self.implementation)
             out.update(family=impl.family, backend=impl.backend)
         except UserError:
-            pass
+            layers = self.layer_implementations()
+            if layers:  # a hybrid: family "hybrid", its layers' backends in pattern order
+                out.update(family=HYBRID_FAMILY, backend="+".join(dict.fromkeys(i.backend for i in layers)))
         known = results.known_columns()
         for key, value in self.params.items():
             if key in known and key not in results.IDENTITY_COLUMNS and _is_scalar(value):
@@ -78,18 +83,32 @@ class Job:
                     pass  # a config this implementation rejects: the job's own row will say why
         return out
 
+    def layer_implementations(self) -> list[Any]:
+        """A job over several implementations (a hybrid model: `params["layer_pattern"]`, one name per layer):
+        the distinct ones, in pattern order; [] for any other job. An unknown name raises UserError."""
+        from harness import registry
+
+        pattern = self.params.get("layer_pattern")
+        if not isinstance(pattern, list) or not pattern:
+            return []
+        return [registry.get(name) for name in dict.fromkeys(pattern)]
+
     def unavailable_reason(self) -> str | None:
-        """Why this job cannot run here (unknown implementation, device, dtype, missing package), or None."""
+        """Why this job cannot run here (unknown implementation, device, dtype, missing package), or None. A
+        job with a layer pattern runs where every layer's implementation can."""
         from harness import registry
         from harness.interface import parse_dtype
 
         try:
-            impl = registry.get(self.implementation)
             dtype = parse_dtype(self.params["dtype"]) if "dtype" in self.params else None
+            impls = self.layer_implementations() or [registry.get(self.implementation)]
         except UserError as exc:
             return str(exc)
-        availability = impl.availability(self.params.get("device", "cpu"), dtype)
-        return None if availability else availability.reason
+        for impl in impls:
+            availability = impl.availability(self.params.get("device", "cpu"), dtype)
+            if not availability:
+                return availability.reason if len(impls) == 1 else f"{impl.name}: {availability.reason}"
+        return None
 
 
 def _is_scalar(value: Any) -> bool:

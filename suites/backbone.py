@@ -7,14 +7,15 @@ on it, the classification model (suites/classify/model.py) a pooled linear head.
            -> final norm                                                       (B, L, d_model)
 
 The mixer of every block is built through the registry by implementation name, so attention, S4, Mamba, ...
-plug in unchanged. Moved here from the recall model unchanged (same attribute names, same order of
-construction, so the same seed gives the same weights).
+plug in unchanged; a hybrid gives each block its own (a layer pattern across families, suites/mixers.py).
+Moved here from the recall model unchanged (same attribute names, same order of construction, so the same
+seed gives the same weights).
 """
 
 from __future__ import annotations
 
 import math
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import asdict, dataclass, fields, replace
 from typing import Any
 
@@ -74,11 +75,15 @@ class ModelSettings:
         return asdict(self)
 
 
-def resolve_position(settings: ModelSettings, family: str, rope: bool) -> ModelSettings:
-    """position 'auto' -> 'learned' for attention without RoPE, else 'none'."""
+def resolve_position(settings: ModelSettings, family: str | Sequence[str], rope: bool) -> ModelSettings:
+    """position 'auto' -> 'learned' for attention without RoPE, else 'none'. `family` may be every layer's
+    family (a hybrid): learned only when every layer is attention; a pattern with any recurrent layer gets
+    none, as Jamba (arXiv 2403.19887) has no positional encoding at all: its SSM layers give the order."""
     if settings.position != "auto":
         return settings
-    return replace(settings, position="learned" if family == "attention" and not rope else "none")
+    families = (family,) if isinstance(family, str) else tuple(family)
+    attention_only = all(f == "attention" for f in families)
+    return replace(settings, position="learned" if attention_only and not rope else "none")
 
 
 def make_norm(kind: str, d_model: int) -> nn.Module:
@@ -145,9 +150,19 @@ class Backbone(nn.Module):
     and initialise with `init_normal` (in their own order of modules) and `init_like_zoology`."""
 
     def __init__(
-        self, vocab_size: int, d_model: int, make_mixer: Callable[[], Mixer], settings: ModelSettings, max_seq_len: int
+        self,
+        vocab_size: int,
+        d_model: int,
+        make_mixer: Callable[[], Mixer] | Sequence[Callable[[], Mixer]],
+        settings: ModelSettings,
+        max_seq_len: int,
     ) -> None:
+        """`make_mixer` builds every block's mixer, or is a list of one constructor per block (a hybrid's
+        layer pattern, suites.mixers.ModelLayers.makers), called in block order."""
         super().__init__()
+        makers = [make_mixer] * settings.n_layers if callable(make_mixer) else list(make_mixer)
+        if len(makers) != settings.n_layers:
+            raise ConfigError("n_layers", f"is {settings.n_layers} but {len(makers)} mixers were given, one per layer")
         if settings.position == "auto":
             raise ConfigError("position", "resolve 'auto' with resolve_position() before building the model")
         if settings.position == "learned" and max_seq_len < 1:
@@ -156,7 +171,7 @@ class Backbone(nn.Module):
         self.embedding = nn.Embedding(vocab_size, d_model)
         self.embedding_dropout = nn.Dropout(settings.embedding_dropout)
         self.positions = nn.Embedding(max_seq_len, d_model) if settings.position == "learned" else None
-        self.blocks = nn.ModuleList(Block(make_mixer(), d_model, settings) for _ in range(settings.n_layers))
+        self.blocks = nn.ModuleList(Block(make(), d_model, settings) for make in makers)
         self.final_norm = make_norm(settings.norm, d_model)
 
     @staticmethod

@@ -14,6 +14,7 @@ from click.testing import CliRunner
 from harness import registry
 from harness.cli import cli
 from harness.config import MixerConfig
+from harness.errors import UserError
 from suites.backbone import ModelSettings
 from suites.classify.data import PAD
 from suites.classify.model import ClassifyModel, masked_mean
@@ -84,6 +85,33 @@ def test_the_byte_level_run_writes_its_row_with_the_data_key(tmp_path: Path) -> 
     assert row["encoding"] == "bytes" and row["task"] == "imdb-bytes" and row["vocab_size"] == 257
     assert row["n_train"] == 32 and row["n_test"] == 16 and len(row["data_key"]) == 24
     assert 0.0 <= row["accuracy"] <= 1.0
+
+
+def test_a_hybrid_classifier_trains_and_writes_its_layer_pattern(tmp_path: Path) -> None:
+    from suites.mixers import model_layers
+
+    root = make_separable_imdb(tmp_path / "imdb", n_train=32, n_test=16)
+    preset = {**load_preset("cpu"), "model": {"n_layers": 2}, "data": {"encoding": "bytes", "seq_len": 32}}
+    [job] = build_jobs(preset, device="cpu", mixers=("hybrid:lstm,attention",))
+    assert job.implementation == "hybrid/lstm/reference+attention/reference"
+    assert job.params["layer_pattern"] == ["lstm/reference", "attention/reference"]
+    params = dict(job.params)
+    params.update(train={**params["train"], "epochs": 1})
+    [row] = run_job(**params, data_dir=str(root))
+    assert json.loads(row["layer_pattern"]) == ["lstm/reference", "attention/reference"]
+    assert row["position"] == "none" and 0.0 <= row["accuracy"] <= 1.0
+    layers = model_layers(
+        job.implementation, job.params["config"], 2, job.params["layer_pattern"], job.params["layer_configs"]
+    )
+    lstm, attention = registry.get("lstm/reference"), registry.get("attention/reference")
+    batch = job.params["batch"]
+    mixers = lstm.flops(layers.configs[0], batch, 32, "fwd_bwd") + attention.flops(
+        layers.configs[1], batch, 32, "fwd_bwd"
+    )
+    head = 3 * 2.0 * batch * layers.configs[0].d_model * 2  # no MLP in the cpu preset: the head alone
+    assert row["step_flops"] == pytest.approx(mixers + head)
+    with pytest.raises(UserError, match="does not divide n_layers 2"):
+        build_jobs(preset, device="cpu", mixers=("hybrid:lstm,lstm,attention",))
 
 
 def test_the_presets_build_their_jobs_and_ids_do_not_depend_on_the_data_folder() -> None:

@@ -122,11 +122,12 @@ def run_job(worker: Worker, job: Job, log_path: Path | None) -> Outcome:
 def family_of(job: Job) -> str:
     from harness import registry
     from harness.errors import UserError
+    from harness.job import HYBRID_FAMILY
 
     try:
         return registry.get(job.implementation).family
     except UserError:
-        return job.implementation
+        return HYBRID_FAMILY if job.params.get("layer_pattern") else job.implementation
 
 
 def crash_outcome(reason: str) -> Outcome:

@@ -15,6 +15,8 @@ Recall, the way the papers report it:
 
 from __future__ import annotations
 
+import json
+import math
 from collections.abc import Sequence
 
 import numpy as np
@@ -114,3 +116,91 @@ def mad_scores(rows: pd.DataFrame) -> pd.DataFrame:
     overall = per_task.groupby("implementation")["mad_score"].agg(mad_score="mean", settings="count").reset_index()
     overall["task"] = "all"
     return pd.concat([per_task, overall[per_task.columns]], ignore_index=True)
+
+
+HYBRID_PREFIX = "hybrid/"  # a hybrid model's implementation: "hybrid/<a>+<b>+..." (suites/mixers.py)
+
+
+def hybrid_layers(implementation: object) -> list[str]:
+    """The implementations of a hybrid's layer pattern (its period), from its name; [] for any other name."""
+    name = key_text(implementation)
+    return name[len(HYBRID_PREFIX) :].split("+") if name.startswith(HYBRID_PREFIX) else []
+
+
+def mixer_kind(implementation: object) -> str:
+    """attention | hybrid | recurrent: the three sides of the hybrids' question."""
+    name = key_text(implementation)
+    if name.startswith(HYBRID_PREFIX):
+        return "hybrid"
+    return "attention" if name.split("/")[0] == "attention" else "recurrent"
+
+
+def hybrid_grid(rows: pd.DataFrame) -> pd.DataFrame:
+    """Recall accuracy per cell for attention, the recurrent families the hybrids are made of, and the
+    hybrids, side by side: one row per (task, d_model, mixer, n_layers), one column per training length
+    ("L 64 (4 pairs)" where the cells name a number of pairs), the best accuracy over learning rates and
+    seeds in % (Zoology's cell). Only tasks and widths where a hybrid ran; empty without hybrid rows."""
+    good = recall_ok_rows(rows)
+    if good.empty or "implementation" not in good.columns or not has_values(good, "d_model"):
+        return pd.DataFrame()
+    if "eval_seq_len" in good.columns:
+        good = good[numeric(good, "eval_seq_len").isna() | (numeric(good, "eval_seq_len") == numeric(good, "seq_len"))]
+    good = good.assign(
+        _task=good.get("task", pd.Series("", index=good.index)).map(key_text),
+        _name=good["implementation"].map(key_text),
+        _d_model=numeric(good, "d_model"),
+        _seq_len=numeric(good, "seq_len"),
+        _n_layers=numeric(good, "n_layers") if "n_layers" in good.columns else np.nan,
+        _pairs=good.get("task_params", pd.Series("", index=good.index)).map(_pairs_of),
+    )
+    hybrid = good["_name"].str.startswith(HYBRID_PREFIX)
+    if not hybrid.any():
+        return pd.DataFrame()
+    parts = []
+    for _, group in good.groupby(["_task", "_d_model"], dropna=False):
+        names = group.loc[group["_name"].str.startswith(HYBRID_PREFIX), "_name"].unique()
+        if not len(names):
+            continue
+        members = {layer.split("/")[0] for name in names for layer in hybrid_layers(name)}
+        families = group["_name"].str.split("/").str[0]
+        keep = group["_name"].str.startswith(HYBRID_PREFIX) | families.isin(members | {"attention"})
+        parts.append(group[keep])
+    if not parts:
+        return pd.DataFrame()
+    chosen = pd.concat(parts)
+    best = chosen.groupby(["_task", "_d_model", "_name", "_n_layers", "_seq_len"], dropna=False).agg(
+        accuracy=("accuracy", "max"), pairs=("_pairs", "first")
+    )
+    best = best.reset_index()
+    # one column per training length, named with its number of pairs where any row of the task has one
+    pairs = best.groupby(["_task", "_seq_len"])["pairs"].transform("first")
+    best["_column"] = [
+        f"L {int(length)}" + (f" ({int(count)} pairs)" if not math.isnan(count) else "")
+        for length, count in zip(best["_seq_len"], pairs, strict=True)
+    ]
+    order = best.sort_values("_seq_len").drop_duplicates("_column")["_column"].tolist()
+    grid = best.pivot_table(
+        index=["_task", "_d_model", "_name", "_n_layers"], columns="_column", values="accuracy", aggfunc="max"
+    )
+    grid = (grid.reindex(columns=order) * 100).round(1).reset_index()
+    grid.columns.name = None
+    grid.insert(3, "kind", grid["_name"].map(mixer_kind))
+    grid = grid.rename(
+        columns={"_task": "task", "_d_model": "d_model", "_name": "implementation", "_n_layers": "n_layers"}
+    )
+    for column in ("d_model", "n_layers"):
+        grid[column] = grid[column].round().astype("Int64")
+    rank = {"attention": 0, "recurrent": 1, "hybrid": 2}
+    grid = grid.assign(_rank=grid["kind"].map(rank)).sort_values(
+        ["task", "d_model", "_rank", "n_layers", "implementation"]
+    )
+    return grid.drop(columns="_rank").reset_index(drop=True)
+
+
+def _pairs_of(task_params: object) -> float:
+    """MQAR's number of key-value pairs from a row's task_params (JSON), NaN where it has none."""
+    try:
+        value = json.loads(key_text(task_params)).get("n_pairs")
+    except (ValueError, AttributeError):
+        return math.nan
+    return float(value) if isinstance(value, int | float) else math.nan

@@ -68,8 +68,10 @@ FAMILY_COLORS = {
     "s4": "#9467bd",
     "xlstm": "#8c564b",
     "lstm": "#e377c2",
+    # a hybrid model's layer pattern across families (suites/mixers.py: "hybrid/<a>+<b>"), shaded per pattern
+    "hybrid": "#17becf",
 }
-SPARE_COLORS = ("#17becf", "#bcbd22", "#7f7f7f", "#393b79", "#637939", "#8c6d31", "#843c39", "#7b4173")
+SPARE_COLORS = ("#bcbd22", "#7f7f7f", "#393b79", "#637939", "#8c6d31", "#843c39", "#7b4173")
 
 
 def family_of(implementation: str) -> str:

@@ -170,7 +170,8 @@ def command(
 
     One job per (mixer, seq_len, d_model, lr, seed). Default preset: cpu (presets: cpu, lra-text,
     imdb-s4-mamba). The reviews come from --data or $SEQBENCH_IMDB and are never downloaded. --name and
-    --family replace the preset's mixers; --seq-len its lengths; --timeout is seconds per job.
+    --family (also a hybrid's layer pattern, hybrid:mamba,attention) replace the preset's mixers; --seq-len
+    its lengths; --timeout is seconds per job.
     """
     classify_plan = plan(
         options,
@@ -208,6 +209,7 @@ SUITE_RECORD = register(
             "setting": STRING,
             "vocab_size": INT,
             "n_layers": INT,
+            "layer_pattern": STRING,  # JSON list: every layer's implementation (a hybrid's differ; suites/mixers.py)
             "lr": FLOAT,
             "weight_decay": FLOAT,
             "seed": INT,

@@ -13,7 +13,7 @@ is padded to (padding comes after the review, so no kept position has seen it).
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 
 import torch
 from torch import nn
@@ -39,7 +39,7 @@ class ClassifyModel(Backbone):
         self,
         vocab_size: int,
         d_model: int,
-        make_mixer: Callable[[], Mixer],
+        make_mixer: Callable[[], Mixer] | Sequence[Callable[[], Mixer]],
         settings: ModelSettings,
         max_seq_len: int = 0,
     ) -> None:

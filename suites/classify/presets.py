@@ -3,7 +3,8 @@
     description = "one line"
     source = "where the recipe comes from"
     device = "cpu" | "cuda"
-    mixers = ["s4", "attention/reference"]     # names or families (suites.mixers.pick_implementation)
+    mixers = ["s4", "attention/reference"]     # names or families (suites.mixers.pick_implementation), or
+                                               # layer patterns: "hybrid:mamba,mamba,attention" (suites/mixers.py)
     d_model = 64                               # lists are swept (cartesian product): d_model, lr,
     lr = [1e-3, 3e-3]                          # weight_decay, seed, and [data] seq_len
     weight_decay = 0.05
@@ -35,11 +36,11 @@ from typing import Any
 from harness import presets, registry
 from harness.errors import ConfigError, UserError
 from harness.interface import parse_dtype
-from suites import check_keys, config_params
+from suites import check_keys
 from suites.backbone import ModelSettings
 from suites.classify.data import DataSettings
 from suites.classify.train import TrainSettings
-from suites.mixers import mixer_config, pick_implementation
+from suites.mixers import pick_mixer
 from suites.training import default_dtype, resolve_device
 
 PRESET_DIR = Path(__file__).resolve().parent.parent / "presets" / "classify"
@@ -125,18 +126,17 @@ def build_jobs(
     entries = list(mixers) or _as_list(spec.get("mixers", []))
     if not entries:
         raise UserError(f"{where}: no mixers (give --name or --family)")
-    impls = [pick_implementation(entry, device, parse_dtype(dtype_name)) for entry in entries]
+    choices = [pick_mixer(entry, device, parse_dtype(dtype_name)) for entry in entries]
     lengths = _as_list(spec.get("data", {}).get("seq_len", DataSettings().seq_len))
     timeout = float(spec.get("timeout_s", DEFAULT_TIMEOUT_S))
     jobs = []
-    for impl in impls:
+    for choice in choices:
         for seq_len, d_model, lr, weight_decay, seed in itertools.product(lengths, *(_as_list(spec[k]) for k in SWEPT)):
             data = DataSettings(**data_base, seq_len=int(seq_len)).to_dict()
-            lr = spec.get("lr_by_family", {}).get(impl.family, lr)
-            config = mixer_config(spec.get("config", {}), impl, int(d_model))
+            lr = spec.get("lr_by_family", {}).get(choice.family, lr)  # a hybrid's family is "hybrid"
             params = {
-                "implementation": impl.name,
-                "config": config_params(config),
+                # implementation and config (a hybrid: also layer_pattern and layer_configs, suites/mixers.py)
+                **choice.job_params(spec.get("config", {}), int(d_model), n_layers),
                 "n_layers": n_layers,
                 "model": model,
                 "data": data,
@@ -152,7 +152,7 @@ def build_jobs(
                 "mode": "train",
                 "level": "layer",
             }
-            job = Job(SUITE, impl.name, TARGET, params, timeouts_s={"start": timeout})
+            job = Job(SUITE, choice.name, TARGET, params, timeouts_s={"start": timeout})
             if job.job_id not in {j.job_id for j in jobs}:  # lr_by_family collapses a family's lr sweep
                 jobs.append(job)
     return jobs

@@ -22,7 +22,6 @@ import numpy as np
 import torch
 from torch import nn
 
-from harness import registry
 from harness.config import MixerConfig
 from harness.errors import ConfigError
 from harness.interface import parse_dtype
@@ -30,6 +29,7 @@ from suites.backbone import ModelSettings, count_parameters, resolve_position
 from suites.classify import metrics
 from suites.classify.data import PAD, DataSettings, EncodedSplit, data_root, default_cache_dir, fingerprint, load
 from suites.classify.model import ClassifyModel
+from suites.mixers import model_layers
 from suites.training import (
     DECAY_POLICIES,
     STEP_MODES,
@@ -141,15 +141,18 @@ def run_job(
     setting: str = "",
     progress: bool = False,
     data_dir: str | None = None,  # the reviews' folder; None: $SEQBENCH_IMDB, which the plan sets for its workers
+    layer_pattern: list[str] | None = None,  # a hybrid: every layer's implementation (suites/mixers.py)
+    layer_configs: dict[str, dict[str, Any]] | None = None,  # a hybrid: each of those implementations' config
     **columns: Any,  # the job's column mirrors (seq_len, encoding, mode): not used
 ) -> list[dict[str, Any]]:
     began = time.perf_counter()
     settings = TrainSettings.from_dict(train)
     data_settings = DataSettings(**data)
     mixer_config = MixerConfig.from_dict(config)
-    impl = registry.get(implementation)
+    layers = model_layers(implementation, config, n_layers, layer_pattern, layer_configs)
+    # A hybrid with any recurrent layer gets no positions on 'auto' (as Jamba): suites.backbone.resolve_position.
     model_settings = resolve_position(
-        ModelSettings.from_dict({**model, "n_layers": n_layers}), impl.family, mixer_config.rope
+        ModelSettings.from_dict({**model, "n_layers": n_layers}), layers.families, layers.rope
     )
     run_device = resolve_device(device)
     dtype = dtype or default_dtype(device)
@@ -164,9 +167,9 @@ def run_job(
     if not 1 <= batch <= n_train:
         raise ConfigError("batch", f"must be between 1 and the {n_train} training reviews, got {batch!r}")
     seed_everything(seed)
-    net = ClassifyModel(
-        reviews.vocab_size, mixer_config.d_model, lambda: impl.create(mixer_config), model_settings, seq_len
-    ).to(run_device)
+    net = ClassifyModel(reviews.vocab_size, mixer_config.d_model, layers.makers(), model_settings, seq_len).to(
+        run_device
+    )
     train_tokens = reviews.train.tokens.to(run_device)  # resident: one index per step, no host copies
     train_labels = reviews.train.labels.to(run_device)
 
@@ -244,7 +247,8 @@ def run_job(
     step, first_step_s = loop.step, loop.first_step_s
     assert chosen is not None  # total_steps >= 1: the last step always evaluates
 
-    step_flops = n_layers * impl.flops(mixer_config, batch, seq_len, "fwd_bwd") + 3 * net.dense_flops(batch, seq_len)
+    # every layer's own cost model (a hybrid's differ), summed
+    step_flops = layers.flops(batch, seq_len, "fwd_bwd") + 3 * net.dense_flops(batch, seq_len)
     floor_tflops = matmul_tflops(str(run_device), str(autocast_dtype or compute_dtype).removeprefix("torch."))
     counts: metrics.Confusion = chosen["confusion"]
     tokens = reviews.train.tokens
@@ -256,6 +260,7 @@ def run_job(
             "seq_len": seq_len,
             "vocab_size": reviews.vocab_size,
             "n_layers": n_layers,
+            "layer_pattern": json.dumps(layers.names),  # every layer's implementation, in order
             "mode": "train",
             "level": "layer",
             "device": str(run_device),

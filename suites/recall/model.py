@@ -13,7 +13,7 @@ output position, through a small MLP decoder.
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 
 import torch
 from torch import nn
@@ -84,7 +84,7 @@ class RecallModel(Backbone):
         self,
         vocab_size: int,
         d_model: int,
-        make_mixer: Callable[[], Mixer],
+        make_mixer: Callable[[], Mixer] | Sequence[Callable[[], Mixer]],
         settings: ModelSettings,
         head: str = "lm",
         max_seq_len: int = 0,

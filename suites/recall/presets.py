@@ -4,7 +4,8 @@ A preset holds defaults at the top level and one or more `[[grid]]` tables that 
 
     description = "Zoology Figure 2"
     device = "cuda"                            # where it is meant to run (--device overrides)
-    mixers = ["attention", "mamba"]            # implementation names, or families (see `pick_implementation`)
+    mixers = ["attention", "mamba"]            # implementation names, or families (see `pick_implementation`),
+                                               # or layer patterns: "hybrid:mamba,attention" (suites/mixers.py)
     d_model = [64, 128]                        # lists are swept (cartesian product) ...
     lr = [1e-4, 1e-3]
     seed = 123                                 # ... scalars are fixed
@@ -42,8 +43,7 @@ from typing import Any
 from harness import presets, registry
 from harness.errors import ConfigError, UserError
 from harness.interface import parse_dtype
-from suites import config_params
-from suites.mixers import BACKEND_PREFERENCE, merge_config, mixer_config, pick_implementation
+from suites.mixers import BACKEND_PREFERENCE, merge_config, mixer_config, pick_implementation, pick_mixer
 from suites.recall.model import ModelSettings
 from suites.recall.tasks import get_task
 from suites.recall.train import TrainSettings, default_dtype, resolve_device
@@ -190,7 +190,7 @@ def build_jobs(
         entries = list(mixers) or _as_list(spec.get("mixers", []))
         if not entries:
             raise UserError(f"{preset.get('name')}: no mixers for task {task.name} (give --mixer)")
-        impls = [pick_implementation(entry, device, dtype) for entry in entries]
+        choices = [pick_mixer(entry, device, dtype) for entry in entries]
         for cell in spec.get("cells") or [{}]:
             parts = _split_cell(cell, set(task.defaults))
             task_params = task.params(**{**spec.get("task_params", {}), **parts["task"], **(task_overrides or {})})
@@ -205,19 +205,18 @@ def build_jobs(
             for overrides_ in extrapolate:
                 task.params(**{**task_params, **overrides_})  # bad longer settings fail now, not in a worker
             swept = [_as_list(job_values[k]) for k in SWEPT]
-            for impl in impls:
+            for choice in choices:
                 for d_model, lr, weight_decay, seed in itertools.product(*swept):
-                    config = mixer_config(spec["config"], impl, int(d_model))
                     params = {
                         "task": task.name,
                         "setting": _setting_label(cell),
                         "task_params": task_params,
                         "seq_len": task_params["seq_len"],
                         "vocab_size": task.vocab_size(task_params),
-                        "implementation": impl.name,
-                        # As given, not resolved: to_dict() fills head_dim with d_model // n_heads, which
+                        # implementation and config (a hybrid: also layer_pattern, layer_configs). The configs
+                        # as given, not resolved: to_dict() fills head_dim with d_model // n_heads, which
                         # Mamba-2 (head_dim = d_inner // n_heads) rejects when rebuilt in the worker.
-                        "config": config_params(config),
+                        **choice.job_params(spec["config"], int(d_model), n_layers),
                         "n_layers": n_layers,
                         "model": model,
                         "lr": float(lr),
@@ -232,5 +231,5 @@ def build_jobs(
                         "level": "layer",
                     }
                     timeout = float(spec.get("timeout_s", DEFAULT_TIMEOUT_S))
-                    jobs.append(Job(SUITE, impl.name, TARGET, params, timeouts_s={"start": timeout}))
+                    jobs.append(Job(SUITE, choice.name, TARGET, params, timeouts_s={"start": timeout}))
     return jobs

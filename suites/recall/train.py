@@ -26,10 +26,10 @@ import numpy as np
 import torch
 from torch import nn
 
-from harness import registry
 from harness.config import MixerConfig
 from harness.errors import ConfigError
 from harness.interface import parse_dtype
+from suites.mixers import model_layers
 from suites.recall.data import IGNORE, Examples, default_cache_dir
 from suites.recall.model import ModelSettings, RecallModel, count_parameters, resolve_position
 from suites.recall.tasks import Task, get_task
@@ -290,6 +290,8 @@ def run_job(
     dtype: str | None = None,
     setting: str = "",
     progress: bool = False,
+    layer_pattern: list[str] | None = None,  # a hybrid: every layer's implementation (suites/mixers.py)
+    layer_configs: dict[str, dict[str, Any]] | None = None,  # a hybrid: each of those implementations' config
     **columns: Any,  # the job's column mirrors (seq_len, vocab_size, mode): checked, not used
 ) -> list[dict[str, Any]]:
     """Train one cell and return its rows: one at the training length (eval_seq_len = seq_len), then
@@ -304,8 +306,9 @@ def run_job(
     settings = TrainSettings.from_dict(train)
     model_settings = ModelSettings.from_dict({**model, "n_layers": n_layers})
     mixer_config = MixerConfig.from_dict(config)
-    impl = registry.get(implementation)
-    model_settings = resolve_position(model_settings, impl.family, mixer_config.rope)
+    layers = model_layers(implementation, config, n_layers, layer_pattern, layer_configs)
+    # A hybrid with any recurrent layer gets no positions on 'auto' (as Jamba): suites.backbone.resolve_position.
+    model_settings = resolve_position(model_settings, layers.families, layers.rope)
     run_device = resolve_device(device)
     dtype = dtype or default_dtype(device)
     compute_dtype = parse_dtype(dtype)
@@ -337,7 +340,7 @@ def run_job(
     net = RecallModel(
         spec.vocab_size(params),
         mixer_config.d_model,
-        lambda: impl.create(mixer_config),
+        layers.makers(),
         model_settings,
         head=spec.head,
         max_seq_len=max_seq_len,
@@ -443,7 +446,8 @@ def run_job(
     train_wall_s = loop.finish()
     step, first_step_s = loop.step, loop.first_step_s
     width = int(fresh.width if fresh is not None else train_positions.shape[1])
-    step_flops = n_layers * impl.flops(mixer_config, batch, params["seq_len"], "fwd_bwd") + 3 * net.dense_flops(
+    # every layer's own cost model (a hybrid's differ), summed
+    step_flops = layers.flops(batch, params["seq_len"], "fwd_bwd") + 3 * net.dense_flops(
         batch, params["seq_len"], width
     )
     floor_tflops = matmul_tflops(str(run_device), str(autocast_dtype or compute_dtype).removeprefix("torch."))
@@ -455,6 +459,7 @@ def run_job(
         "vocab_size": spec.vocab_size(params),
         "seq_len": params["seq_len"],
         "n_layers": n_layers,
+        "layer_pattern": json.dumps(layers.names),  # every layer's implementation, in order
         "mode": "train",
         "level": "layer",
         "device": str(run_device),
@@ -498,7 +503,7 @@ def run_job(
             "eval_params": "",
             "accuracy": best["accuracy"],
             "loss": best["loss"],
-            "state_bytes_analytic": n_layers * impl.state_bytes(mixer_config, 1, params["seq_len"], state_dtype),
+            "state_bytes_analytic": layers.state_bytes(1, params["seq_len"], state_dtype),
             "status": "ok",
             "reason": "",
         }
@@ -510,7 +515,7 @@ def run_job(
             **common,
             "eval_seq_len": longer_params["seq_len"],
             "eval_params": json.dumps(longer_params, sort_keys=True),
-            "state_bytes_analytic": n_layers * impl.state_bytes(mixer_config, 1, longer_params["seq_len"], state_dtype),
+            "state_bytes_analytic": layers.state_bytes(1, longer_params["seq_len"], state_dtype),
             "status": "ok",
             "reason": "",
         }

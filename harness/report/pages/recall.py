@@ -9,8 +9,8 @@ import numpy as np
 import pandas as pd
 from matplotlib.lines import Line2D
 
-from harness.report import plots, reproduction, training_speed
-from harness.report.analysis import CELL, best_per_cell, best_recall, mad_scores
+from harness.report import hybrid, plots, reproduction, training_speed
+from harness.report.analysis import CELL, best_per_cell, best_recall, hybrid_grid, mad_scores
 from harness.report.data import has_values, key_text, numeric, ok_rows, series_labels
 from harness.report.references import recall_references
 from harness.report.tables import render_table, section, shown_columns
@@ -24,6 +24,7 @@ def body(site: Site, rows: pd.DataFrame, palette: plots.Palette) -> str:
     figures = recall_accuracy(rows, references, palette) + recall_extrapolation(rows, references, palette)
     content = reproduction_section(site, rows, references, palette)
     content += "".join(site.figure("recall", p) for p in figures)
+    content += hybrid_section(site, rows, palette)
     best = best_per_cell(rows)
     if not best.empty:
         columns = shown_columns(best, [*CELL, "setting", "accuracy", "lr", "seed", "steps", "wall_s"])
@@ -94,6 +95,16 @@ def reproduction_section(site: Site, rows: pd.DataFrame, references: pd.DataFram
         columns += ["train_loss", "test_loss", "test_accuracy"]
         content += section("Learning-curve points", render_table(points, columns, "curves"), "One row per evaluation.")
     return content
+
+
+def hybrid_section(site: Site, rows: pd.DataFrame, palette: plots.Palette) -> str:
+    """Hybrid models (e.g. zoology-hybrid): attention, the recurrent families the hybrids are made of, and the
+    hybrids side by side (harness/report/hybrid.py); nothing without hybrid rows."""
+    grid = hybrid_grid(rows)
+    if grid.empty:
+        return ""
+    content = "".join(site.figure("recall", p) for p in hybrid.hybrid_plots(grid, palette))
+    return content + section("Hybrid models", render_table(grid, list(grid.columns), "hybrid"), hybrid.GRID_NOTE)
 
 
 def _short_source(source: object) -> str:
