@@ -48,6 +48,11 @@ class ModelSettings:
     # length). auto follows Zoology: learned positions for attention without RoPE (it has no other sense
     # of order), none for the recurrent mixers.
     position: str = "auto"
+    # The sinusoidal code's amplitude. Vaswani et al. scale the token embeddings by sqrt(d_model) so that
+    # tokens and the unit-amplitude code weigh alike; with GPT-2's N(0, 0.02) embeddings (no scaling) the code
+    # is ~50x the token at initialisation, and the token identity an induction head must match is nearly
+    # drowned. 0.02 puts the code on the embeddings' footing. 1.0: the code as Vaswani et al. write it.
+    position_scale: float = 1.0
     norm: str = "layernorm"
     init: str = "mixer"  # mixer | zoology (INITS)
     embedding_dropout: float = 0.0  # dropout on the token (+ position) embeddings; Zoology's is 0.1
@@ -57,6 +62,8 @@ class ModelSettings:
             raise ConfigError("n_layers", f"must be a positive integer, got {self.n_layers!r}")
         if not isinstance(self.mlp_expand, int) or self.mlp_expand < 1:
             raise ConfigError("mlp_expand", f"must be a positive integer, got {self.mlp_expand!r}")
+        if not self.position_scale > 0:
+            raise ConfigError("position_scale", f"must be positive, got {self.position_scale!r}")
         if not 0.0 <= self.embedding_dropout < 1.0:
             raise ConfigError("embedding_dropout", f"must be in [0, 1), got {self.embedding_dropout!r}")
         for name, allowed in (("mlp", MLPS), ("position", POSITIONS), ("norm", NORMS), ("init", INITS)):
@@ -206,7 +213,8 @@ class Backbone(nn.Module):
                 )
             x = x + self.positions.weight[: tokens.shape[1]]
         elif self.settings.position == "sinusoidal":
-            x = x + sinusoidal_positions(tokens.shape[1], x.shape[-1]).to(x.device, x.dtype)
+            code = sinusoidal_positions(tokens.shape[1], x.shape[-1]).to(x.device, x.dtype)
+            x = x + self.settings.position_scale * code
         x = self.embedding_dropout(x)
         for block in self.blocks:
             x = block(x)

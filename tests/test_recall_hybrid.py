@@ -114,9 +114,10 @@ def test_a_bad_pattern_is_a_one_line_error_naming_it(entry: str, named: str) -> 
 def test_job_ids_are_stable_and_single_mixer_jobs_are_unchanged() -> None:
     first, again = _jobs(), _jobs()
     assert [j.job_id for j in first] == [j.job_id for j in again]
-    # pinned: a change to how a hybrid (or a single mixer) is put into its job's params changes these; the
-    # first is the id the code before hybrids gave attention/reference's job of this preset
-    assert [j.job_id for j in first] == ["c4db5dcbf0270ff9", "59dd312a0edb204a"]
+    # pinned: a change to how a hybrid (or a single mixer) is put into its job's params changes these. The
+    # first was the id the code before hybrids gave attention/reference's job of this preset, until the
+    # settings gained `compile` and `position_scale` (every recall job's params hold them: every id moved).
+    assert [j.job_id for j in first] == ["297e8453c179c736", "dcdc2175ab8e3c5f"]
     assert "layer_pattern" not in first[0].params  # single mixers: the params (and ids) they always had
     assert first[1].columns()["family"] == "hybrid" and first[1].columns()["backend"] == "reference"
     assert first[1].unavailable_reason() is None
