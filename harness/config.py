@@ -8,11 +8,29 @@ the field. Family-specific knobs that only one family understands go in `options
 from __future__ import annotations
 
 from dataclasses import asdict, dataclass, field, fields, replace
-from typing import Any
+from typing import Any, ClassVar, Self
 
 from harness.errors import ConfigError
 
 OptionValue = str | int | float | bool
+
+
+class Settings:
+    """from_dict / to_dict for a frozen dataclass of settings (a suite's training or model settings): an
+    unknown key is a one-line error that names the known ones. A subclass sets KIND for the message."""
+
+    KIND: ClassVar[str] = ""
+
+    @classmethod
+    def from_dict(cls, values: dict[str, Any]) -> Self:
+        known = {f.name for f in fields(cls)}  # type: ignore[arg-type]  # subclasses are dataclasses
+        unknown = sorted(set(values) - known)
+        if unknown:
+            raise ConfigError(unknown[0], f"is not a {cls.KIND} setting (settings: {', '.join(sorted(known))})")
+        return cls(**values)
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)  # type: ignore[call-overload]
 
 
 @dataclass(frozen=True)

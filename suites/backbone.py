@@ -16,12 +16,12 @@ from __future__ import annotations
 
 import math
 from collections.abc import Callable, Iterable, Sequence
-from dataclasses import asdict, dataclass, fields, replace
-from typing import Any
+from dataclasses import dataclass, replace
 
 import torch
 from torch import nn
 
+from harness.config import Settings
 from harness.errors import ConfigError
 from harness.interface import Mixer
 
@@ -38,7 +38,9 @@ NORMS = ("layernorm", "rmsnorm")
 
 
 @dataclass(frozen=True)
-class ModelSettings:
+class ModelSettings(Settings):
+    KIND = "model"
+
     n_layers: int = 2
     mlp: str = "none"  # none | identity | gelu | swiglu
     mlp_expand: int = 4  # hidden width = mlp_expand * d_model (SwiGLU: 2/3 of that, as in Llama)
@@ -69,17 +71,6 @@ class ModelSettings:
         for name, allowed in (("mlp", MLPS), ("position", POSITIONS), ("norm", NORMS), ("init", INITS)):
             if getattr(self, name) not in allowed:
                 raise ConfigError(name, f"must be one of {', '.join(allowed)}, got {getattr(self, name)!r}")
-
-    @classmethod
-    def from_dict(cls, values: dict[str, Any]) -> ModelSettings:
-        known = {f.name for f in fields(cls)}
-        unknown = sorted(set(values) - known)
-        if unknown:
-            raise ConfigError(unknown[0], f"is not a model setting (settings: {', '.join(sorted(known))})")
-        return cls(**values)
-
-    def to_dict(self) -> dict[str, Any]:
-        return asdict(self)
 
 
 def resolve_position(settings: ModelSettings, family: str | Sequence[str], rope: bool) -> ModelSettings:

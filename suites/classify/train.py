@@ -15,14 +15,14 @@ from __future__ import annotations
 
 import json
 import time
-from dataclasses import asdict, dataclass, fields
+from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
 import torch
 from torch import nn
 
-from harness.config import MixerConfig
+from harness.config import MixerConfig, Settings
 from harness.errors import ConfigError
 from harness.interface import parse_dtype
 from suites.backbone import ModelSettings, count_parameters, resolve_position
@@ -48,7 +48,9 @@ SELECT = ("best", "last")
 
 
 @dataclass(frozen=True)
-class TrainSettings:
+class TrainSettings(Settings):
+    KIND = "training"
+
     epochs: int = 1  # passes over the training reviews
     max_steps: int = 0  # cap on optimizer steps; 0: no cap
     warmup_frac: float = 0.1  # linear warm-up over this fraction of the steps
@@ -80,17 +82,6 @@ class TrainSettings:
         for name, allowed in (("decay", DECAY_POLICIES), ("step_mode", STEP_MODES), ("select", SELECT)):
             if getattr(self, name) not in allowed:
                 raise ConfigError(name, f"must be one of {', '.join(allowed)}, got {getattr(self, name)!r}")
-
-    @classmethod
-    def from_dict(cls, values: dict[str, Any]) -> TrainSettings:
-        known = {f.name for f in fields(cls)}
-        unknown = sorted(set(values) - known)
-        if unknown:
-            raise ConfigError(unknown[0], f"is not a training setting (settings: {', '.join(sorted(known))})")
-        return cls(**values)
-
-    def to_dict(self) -> dict[str, Any]:
-        return asdict(self)
 
 
 @torch.no_grad()

@@ -19,14 +19,14 @@ import queue
 import threading
 import time
 from collections.abc import Callable
-from dataclasses import asdict, dataclass, fields
+from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
 import torch
 from torch import nn
 
-from harness.config import MixerConfig
+from harness.config import MixerConfig, Settings
 from harness.errors import ConfigError
 from harness.interface import parse_dtype
 from suites.mixers import model_layers
@@ -54,7 +54,9 @@ PREFETCH_BATCHES = 8  # fresh batches generated ahead of the step that needs the
 
 
 @dataclass(frozen=True)
-class TrainSettings:
+class TrainSettings(Settings):
+    KIND = "training"
+
     n_train: int | None = None  # None: the task's default; 0: a fresh batch every step
     n_test: int | None = None  # None: the task's default
     epochs: int = 64  # passes over n_train examples
@@ -127,17 +129,6 @@ class TrainSettings:
             raise ConfigError("warmup_frac", f"must be in [0, 1), got {self.warmup_frac!r}")
         if not 0.0 <= self.min_lr_frac <= 1.0:
             raise ConfigError("min_lr_frac", f"must be in [0, 1], got {self.min_lr_frac!r}")
-
-    @classmethod
-    def from_dict(cls, values: dict[str, Any]) -> TrainSettings:
-        known = {f.name for f in fields(cls)}
-        unknown = sorted(set(values) - known)
-        if unknown:
-            raise ConfigError(unknown[0], f"is not a training setting (settings: {', '.join(sorted(known))})")
-        return cls(**values)
-
-    def to_dict(self) -> dict[str, Any]:
-        return asdict(self)
 
 
 def split_seed(data_seed: int, split: str, index: int = 0) -> int:
