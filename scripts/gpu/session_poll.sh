@@ -13,6 +13,9 @@ done
 nvidia-smi --query-gpu=utilization.gpu,memory.used,power.draw --format=csv,noheader
 if [ -n "${OUT:-}" ]; then
   tar -czf "$OUT/session.tgz" -C "$SESSION" runs logs $( [ -d "$SESSION/check" ] && echo check )
+  # a long grid's results under $SB (plans/zoology.sh): back to this machine, and to the next one as
+  # .carry/restore/zoology.tgz, where restore_carry.sh unpacks it for --resume
+  [ -d "${SB:-/root/sb}/zoology" ] && tar -czf "$OUT/zoology.tgz" -C "${SB:-/root/sb}" zoology
   source scripts/gpu/pack_cache.sh
   ls -la "$OUT"
 fi
