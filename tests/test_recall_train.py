@@ -8,6 +8,7 @@ steps of selective copying, where attention needs about 525 steps for 95%)."""
 
 from __future__ import annotations
 
+import json
 import math
 
 import pytest
@@ -144,6 +145,20 @@ def test_bad_input_is_a_one_line_error(arguments: list[str], message: str) -> No
     assert result.exit_code == 2, result.output
     lines = [line for line in result.output.splitlines() if line.strip()]
     assert len(lines) == 1 and lines[0].startswith("Error: ") and message in lines[0], result.output
+
+
+def test_step_mode_and_compile_from_the_command_line() -> None:
+    """--step-mode and --compile replace the preset's training settings; a cell that names its own keeps it."""
+    result = CliRunner().invoke(cli, ["run", "recall", "--dry-run", "--step-mode", "eager", "--compile"])
+    assert result.exit_code == 0, result.output
+    trains = [json.loads(line)["train"] for line in result.output.splitlines() if line.startswith("{")]
+    assert trains and all(t["step_mode"] == "eager" and t["compile"] is True for t in trains)
+    speed = CliRunner().invoke(cli, ["run", "recall", "--preset", "train-speed", "--device", "cpu", "--dry-run",
+                                     "--step-mode", "auto", "--family", "attention"])  # fmt: skip
+    modes = {json.loads(line)["setting"]: json.loads(line)["train"]["step_mode"] for line in speed.output.splitlines()}
+    assert modes == {"eager": "eager", "graph": "graph", "graph-compiled": "graph"}
+    bad = CliRunner().invoke(cli, ["run", "recall", "--dry-run", "--step-mode", "compiled"])
+    assert bad.exit_code == 2 and "'compiled' is not one of" in bad.output
 
 
 def test_published_reference_points_carry_their_sources() -> None:

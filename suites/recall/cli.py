@@ -37,6 +37,8 @@ def _overrides(
     epochs: int | None,
     max_steps: int | None,
     dtypes: tuple[str, ...],
+    step_mode: str | None = None,
+    compile_loss: bool | None = None,
 ) -> dict[str, Any]:
     out: dict[str, Any] = {}
     for key, values in (("d_model", d_models), ("lr", lrs), ("seed", seeds), ("weight_decay", weight_decays)):
@@ -57,6 +59,10 @@ def _overrides(
         train["epochs"] = epochs
     if max_steps is not None:
         train["max_steps"] = max_steps
+    if step_mode is not None:
+        train["step_mode"] = step_mode
+    if compile_loss is not None:
+        train["compile"] = compile_loss
     if train:
         out["train"] = train
     return out
@@ -140,6 +146,8 @@ def plan(
     max_steps: int | None = None,
     task_params: tuple[str, ...] = (),
     settings: tuple[str, ...] = (),
+    step_mode: str | None = None,
+    compile_loss: bool | None = None,
 ) -> SuitePlan:
     """One job per cell of the preset the options name (default recall-cpu), with the overrides given."""
     from suites.recall.presets import DEFAULT_PRESET, build_jobs, check_preset
@@ -158,7 +166,9 @@ def plan(
     # `seqbench run recall` defaults to recall-cpu on any machine; bench picks by device (the record's presets).
     device, preset = resolve_suite_device(SUITE, options, default=DEFAULT_PRESET)
     check_preset(preset)
-    overrides = _overrides(d_models, lrs, seeds, weight_decays, options.batches, epochs, max_steps, options.dtypes)
+    overrides = _overrides(
+        d_models, lrs, seeds, weight_decays, options.batches, epochs, max_steps, options.dtypes, step_mode, compile_loss
+    )
     if options.timeout_s is not None:
         overrides["timeout_s"] = options.timeout_s
     mixers = tuple(options.names) + tuple(options.families)
@@ -202,6 +212,19 @@ def plan(
 @click.option(
     "--setting", "settings", multiple=True, help="Only the preset cells of this name (repeatable), e.g. paper-recipe."
 )
+@click.option(
+    "--step-mode",
+    type=click.Choice(["auto", "eager", "graph"]),
+    default=None,
+    help="How each training step runs: replayed from a CUDA graph, eagerly, or auto (graph on a GPU); "
+    "replaces the preset's (a cell that names its own keeps it).",
+)
+@click.option(
+    "--compile/--no-compile",
+    "compile_loss",
+    default=None,
+    help="torch.compile the loss before the step is captured or run (replaces the preset's).",
+)
 @click.option("--dry-run", is_flag=True, help="List the jobs as JSON lines; run nothing.")
 def command(
     options: RunOptions,
@@ -214,6 +237,8 @@ def command(
     max_steps: int | None,
     task_params: tuple[str, ...],
     settings: tuple[str, ...],
+    step_mode: str | None,
+    compile_loss: bool | None,
     dry_run: bool,
 ) -> None:
     """Synthetic recall: MQAR, selective copying, induction heads and the MAD tasks, trained on any mixer.
@@ -235,6 +260,8 @@ def command(
         max_steps=max_steps,
         task_params=task_params,
         settings=settings,
+        step_mode=step_mode,
+        compile_loss=compile_loss,
     )
     if dry_run:
         for job in recall_plan.jobs:
