@@ -178,6 +178,9 @@ class Implementation:
     # "module:function" (device: str, dtype: torch.dtype) -> str | None: a reason it cannot run here
     # beyond devices/dtypes/packages (a backend torch lacks, a crash known on this Triton version).
     requirement: str | None = None
+    # The CUDA extensions `seqbench kernels build` compiles that this implementation loads (mamba_ssm's
+    # selective_scan_cuda): `seqbench check --skip-needing-build` checks the others while they build.
+    built_extensions: tuple[str, ...] = ()
     level: str = "layer"  # layer: the whole mixer; op: our block around the library's core op
     description: str = ""
     flops_model: FlopsModel = field(default=_no_model, repr=False)

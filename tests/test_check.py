@@ -133,3 +133,22 @@ def test_gradient_tolerance_is_the_rounding_floor_of_the_reference_in_that_dtype
     for test in GRADIENT_TESTS:
         assert wrong[test]["status"] == "failed" and wrong[test]["rms_ratio"] > wrong[test]["tolerance"], wrong[test]
     assert gradient_tolerances(2e-2, [0.0, 0.03, 0.7]) == [2e-2, 0.06, 1.4]
+
+
+def test_checks_split_by_the_kernel_build() -> None:
+    """`nox -s bench` checks what needs no build while `seqbench kernels build` runs, then the rest: the two
+    flags split the registry into the implementations that load a built extension and the others."""
+    import json
+
+    from click.testing import CliRunner
+
+    from harness import registry
+    from harness.cli import cli
+
+    needing = {impl.name for impl in registry.implementations() if impl.built_extensions}
+    assert needing == {"mamba/mamba_ssm", "mamba/mamba_ssm_scan"}
+    result = CliRunner().invoke(cli, ["check", "--device", "cpu", "--only-needing-build", "--json"])
+    report = json.loads(result.output)
+    assert report["rows"] == [] and {s["name"] for s in report["skipped"]} == needing  # CUDA only
+    both = CliRunner().invoke(cli, ["check", "--skip-needing-build", "--only-needing-build"])
+    assert both.exit_code == 2 and "exclude each other" in both.output

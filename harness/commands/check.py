@@ -31,6 +31,13 @@ from harness.interface import dtype_name, parse_dtype
 @click.option("--seed", type=int, default=0, show_default=True)
 @click.option("--json", "as_json", is_flag=True, help="Print the rows as JSON.")
 @click.option(
+    "--skip-needing-build",
+    is_flag=True,
+    help="Leave out the implementations that load an extension `seqbench kernels build` compiles (check them "
+    "while it builds; --only-needing-build afterwards).",
+)
+@click.option("--only-needing-build", is_flag=True, help="Only the implementations that load such an extension.")
+@click.option(
     "--results",
     "results_dir",
     default=None,
@@ -47,6 +54,8 @@ def command(
     n_heads: int | None,
     seed: int,
     as_json: bool,
+    skip_needing_build: bool,
+    only_needing_build: bool,
     results_dir: str | None,
 ) -> None:
     """Compare implementations with their family reference (parallel, recurrent and prefill forms).
@@ -70,7 +79,11 @@ def command(
         from harness.runner import prepare_results_dir
 
         prepare_results_dir(results_dir, logs=False)  # a file, read-only or foreign: one line, before any check
+    if skip_needing_build and only_needing_build:
+        raise UserError("--skip-needing-build and --only-needing-build exclude each other: give one")
     impls = registry.select(names, families)
+    if skip_needing_build or only_needing_build:
+        impls = [impl for impl in impls if bool(impl.built_extensions) == only_needing_build]
     for impl in [registry.get(n) for n in names]:  # explicitly named: an impossible request is an error
         for dtype in parsed:
             availability = impl.availability(device, dtype)

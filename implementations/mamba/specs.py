@@ -130,6 +130,7 @@ IMPLEMENTATIONS = [
         needs=_MAMBA_SSM_NEEDS,
         reference="mamba/reference",
         requirement=f"{_PKG}.requirements:selective_scan_cuda",
+        built_extensions=("selective_scan_cuda",),
         level="op",
         description="our Mamba block with mamba_ssm's CUDA selective_scan_fn as its core (same weights); "
         "decode: the PyTorch step",
@@ -148,6 +149,7 @@ IMPLEMENTATIONS = [
         needs=_MAMBA_SSM_NEEDS,
         reference="mamba/reference",
         requirement=f"{_PKG}.requirements:selective_scan_cuda",
+        built_extensions=("selective_scan_cuda",),
         level="layer",
         description=f"mamba_ssm.Mamba with the reference's weights; conv: {_conv_note()}; decode: Mamba.step "
         "(Triton selective_state_update)",
