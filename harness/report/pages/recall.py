@@ -9,7 +9,7 @@ import numpy as np
 import pandas as pd
 from matplotlib.lines import Line2D
 
-from harness.report import hybrid, plots, reproduction, training_speed
+from harness.report import hybrid, plots, recall_state, reproduction, training_speed
 from harness.report.analysis import CELL, best_per_cell, best_recall, hybrid_grid, mad_scores
 from harness.report.data import has_values, key_text, numeric, ok_rows, series_labels
 from harness.report.references import recall_references
@@ -22,6 +22,7 @@ if TYPE_CHECKING:
 def body(site: Site, rows: pd.DataFrame, palette: plots.Palette) -> str:
     references = site.references if site.references is not None else recall_references()
     figures = recall_accuracy(rows, references, palette) + recall_extrapolation(rows, references, palette)
+    figures += recall_state.state_size_plots(rows, palette)
     content = reproduction_section(site, rows, references, palette)
     content += "".join(site.figure("recall", p) for p in figures)
     content += hybrid_section(site, rows, palette)
