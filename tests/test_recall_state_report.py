@@ -45,7 +45,7 @@ def test_state_size_table_is_mean_over_seeds_then_best_lr() -> None:
 
 
 def test_one_width_per_mixer_draws_nothing() -> None:
-    attention, mamba = _row("attention/sdpa_flash", 64, 1e-3, 0, 1.0, 5e5), _row("mamba/mamba_ssm", 64, 1e-3, 0, 0.3, 1e3)
-    rows = pd.DataFrame([attention, mamba])
+    attention = _row("attention/sdpa_flash", 64, 1e-3, 0, 1.0, 5e5)
+    rows = pd.DataFrame([attention, _row("mamba/mamba_ssm", 64, 1e-3, 0, 0.3, 1e3)])
     assert len(state_size_table(rows)) == 2 and state_size_plots(rows, Palette(["a/b"])) == []
     assert state_size_table(pd.DataFrame([{"implementation": "a/b", "status": "ok"}])).empty
