@@ -1,6 +1,7 @@
 # LRA's byte-level Text task on IMDb (issue 25): the lra-text preset, S4 alone first (its bar: >= 85% test
 # accuracy in at most 20 minutes of training), then the other mixers (MIXERS, default none) beside each other.
-# The reviews travel as .data/aclImdb-labelled.tar.xz (carry: [".whl", ".carry", ".data"]), unpacked here.
+# The reviews travel as .data/aclImdb-labelled.tar.xz (`mkdir -p .data && cp ../shared/data/aclImdb-labelled.tar.xz
+# .data/` on the machine that starts the session; .data/ is git-ignored; carry: [".whl", ".carry", ".data"]).
 mkdir -p /tmp/imdb && tar xJf .data/aclImdb-labelled.tar.xz -C /tmp/imdb
 export SEQBENCH_IMDB=/tmp/imdb
 stage kernels; time seqbench kernels build
