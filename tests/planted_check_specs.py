@@ -4,6 +4,8 @@
 - `planted/wrong` computes a different function than its reference: the check must fail it.
 - `planted/wrong_grad` computes the right function with a wrong backward (the output projection's
   gradient scaled by 0.9): the forward tests must pass and both gradient tests fail.
+- `planted/coarse_grad` has that backward in bf16 only (a stand-in for a kernel whose bf16 gradient
+  rounds worse than the reference's) and the exact one in float32: the float32 comparison must pass.
 """
 
 from __future__ import annotations
@@ -32,6 +34,27 @@ class ScaledGradient(torch.autograd.Function):
     @staticmethod
     def backward(ctx: object, grad: torch.Tensor) -> torch.Tensor:
         return grad * 0.9
+
+
+class CoarseGradient(torch.autograd.Function):
+    """Identity forward; backward off by 10% in bf16 only, exact in any other dtype."""
+
+    @staticmethod
+    def forward(ctx: object, x: torch.Tensor) -> torch.Tensor:
+        return x.view_as(x)
+
+    @staticmethod
+    def backward(ctx: object, grad: torch.Tensor) -> torch.Tensor:
+        return grad * 0.9 if grad.dtype == torch.bfloat16 else grad
+
+
+class CoarseGradientAttention(AttentionReference):
+    def _output(self, y: torch.Tensor) -> torch.Tensor:
+        return super()._output(CoarseGradient.apply(y))
+
+
+def build_coarse_grad(config: MixerConfig) -> CoarseGradientAttention:
+    return CoarseGradientAttention(config)
 
 
 class WrongGradientAttention(AttentionReference):
@@ -78,5 +101,12 @@ IMPLEMENTATIONS = [
         backend="test",
         reference="planted/reference",
         build="tests.planted_check_specs:build_wrong_grad",
+    ),
+    Implementation(
+        family="planted",
+        name="planted/coarse_grad",
+        backend="test",
+        reference="planted/reference",
+        build="tests.planted_check_specs:build_coarse_grad",
     ),
 ]

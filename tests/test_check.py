@@ -87,6 +87,18 @@ def test_wrong_backward_fails_the_gradient_tests_only(planted: None) -> None:
     assert "out_proj.weight=" in rows["grad_params"]["detail"]
 
 
+@pytest.mark.parametrize(
+    ("name", "verdict"), [("planted/coarse_grad", "in float32 it passes"), ("planted/wrong_grad", "fails too")]
+)
+def test_a_bf16_gradient_failure_says_what_float32_finds(planted: None, name: str, verdict: str) -> None:
+    """A grad_params failure in bf16 carries the float32 comparison of the same gradients: a backward that
+    only rounds worse in bf16 passes there, a wrong backward fails there too. The row stays failed."""
+    config = {**MixerConfig(d_model=16, n_heads=2).__dict__}
+    rows = {r["test"]: r for r in compare_with_reference(name, "cpu", "bfloat16", config, 2, 8, 0)}
+    assert rows["grad_params"]["status"] == "failed" and verdict in rows["grad_params"]["reason"], rows
+    assert "in float32" not in rows["grad_input"]["reason"]  # only grad_params gets the confirmation
+
+
 def test_gradients_of_an_independent_implementation_match_in_float64() -> None:
     """mlstm_kernels' native kernels (not our code) against the xLSTM reference: every parameter pairs by
     value and its gradient agrees to float64 rounding (the forward check's 1e-10)."""
