@@ -218,21 +218,20 @@ def measure_peak_memory(
     return rows
 
 
-def storage_bytes(state: Any) -> int:
-    """Bytes of the distinct tensor storages reachable from `state` (tensors, sequences, dicts,
-    dataclasses and plain objects), each storage counted once."""
+def state_leaves(state: Any, stop_at: Callable[[Any], bool] = lambda _: False) -> list[Any]:
+    """The tensors reachable from `state` (through sequences, dicts, dataclasses and plain objects), each
+    object once, and the objects `stop_at` picks, which are returned as they are, not walked into."""
     import torch
 
-    seen_storages: dict[int, int] = {}
+    leaves: list[Any] = []
     seen_objects: set[int] = set()
 
     def walk(value: Any) -> None:
         if id(value) in seen_objects:
             return
         seen_objects.add(id(value))
-        if isinstance(value, torch.Tensor):
-            storage = value.untyped_storage()
-            seen_storages[storage.data_ptr()] = storage.nbytes()
+        if isinstance(value, torch.Tensor) or stop_at(value):
+            leaves.append(value)
         elif isinstance(value, dict):
             for item in value.values():
                 walk(item)
@@ -247,7 +246,16 @@ def storage_bytes(state: Any) -> int:
                 walk(getattr(value, slot, None))
 
     walk(state)
-    return sum(seen_storages.values())
+    return leaves
+
+
+def storage_bytes(state: Any) -> int:
+    """Bytes of the distinct tensor storages reachable from `state`, each storage counted once."""
+    storages = {}
+    for tensor in state_leaves(state):
+        storage = tensor.untyped_storage()
+        storages[storage.data_ptr()] = storage.nbytes()
+    return sum(storages.values())
 
 
 def used_bytes(state: Any) -> int:
@@ -256,33 +264,9 @@ def used_bytes(state: Any) -> int:
     analytic size then compares with this column, the allocation with `state_bytes_measured`."""
     import torch
 
-    reported = 0
-    tensors: list[torch.Tensor] = []
-    seen_objects: set[int] = set()
-
-    def walk(value: Any) -> None:
-        nonlocal reported
-        if id(value) in seen_objects:
-            return
-        seen_objects.add(id(value))
-        if isinstance(value, torch.Tensor):
-            tensors.append(value)
-        elif callable(getattr(value, "used_bytes", None)):
-            reported += int(value.used_bytes())
-        elif isinstance(value, dict):
-            for item in value.values():
-                walk(item)
-        elif isinstance(value, list | tuple | set):
-            for item in value:
-                walk(item)
-        elif hasattr(value, "__dict__"):
-            for item in vars(value).values():
-                walk(item)
-        elif hasattr(value, "__slots__"):
-            for slot in value.__slots__:
-                walk(getattr(value, slot, None))
-
-    walk(state)
+    leaves = state_leaves(state, stop_at=lambda value: callable(getattr(value, "used_bytes", None)))
+    tensors = [leaf for leaf in leaves if isinstance(leaf, torch.Tensor)]
+    reported = sum(int(leaf.used_bytes()) for leaf in leaves if not isinstance(leaf, torch.Tensor))
     return reported + storage_bytes(tensors)
 
 
