@@ -193,3 +193,15 @@ def test_the_report_sets_the_published_numbers_beside_ours_with_a_verdict() -> N
     assert verdicts["S4 / s4/cufft"] == "reproduced"  # 87.1 against the bar of 85
     assert verdicts["Transformer / attention/sdpa_flash"] == "reproduced"  # 62.0 within 5 points of 64.27
     assert verdicts["S4 (first version) / s4/cufft"].startswith("differs: +11.1")
+
+
+@pytest.mark.parametrize(
+    ("train", "field"),
+    [({"step_mode": "compiled"}, "step_mode"), ({"compile": 1}, "compile"), ({"no_such": 1}, "no_such")],
+)
+def test_bad_classify_training_settings_name_their_field(train: dict, field: str) -> None:
+    from harness.errors import ConfigError
+    from suites.classify.train import TrainSettings
+
+    with pytest.raises(ConfigError, match=field):
+        TrainSettings.from_dict(train)

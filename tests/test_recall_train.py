@@ -368,6 +368,9 @@ def test_mad_recipe_options() -> None:
         ({"schedule_unit": "minute"}, "schedule_unit"),
         ({"select": "best"}, "select"),
         ({"average": "weighted"}, "average"),
+        ({"step_mode": "compiled"}, "step_mode"),
+        ({"compile": "yes"}, "compile"),  # a string, not true/false
+        ({"no_such_setting": 1}, "no_such_setting"),
     ],
 )
 def test_bad_training_settings_name_their_field(train: dict, field: str) -> None:
