@@ -4,9 +4,6 @@ plot asks how much recall each byte of state buys."""
 
 from __future__ import annotations
 
-import math
-
-import numpy as np
 import pandas as pd
 
 from harness.report.analysis import recall_ok_rows
@@ -15,7 +12,7 @@ from harness.report.plots import (
     Palette,
     Plot,
     figure_legend,
-    new_figure,
+    panel_grid,
     plain,
     render,
     series_count,
@@ -59,12 +56,9 @@ def state_size_plots(rows: pd.DataFrame, palette: Palette) -> list[Plot]:
         if task_table.groupby(["seq_len", "implementation"]).size().max() < 2:
             continue  # one width per mixer: no state-size curve to draw
         lengths = sorted(task_table["seq_len"].unique())
-        columns = min(len(lengths), 4)
-        n_rows = math.ceil(len(lengths) / columns)
-        figure = new_figure(max(6.0, 3.6 * columns + 1), 3.3 * n_rows + 1.0)
-        axes = np.atleast_1d(figure.subplots(n_rows, columns, squeeze=False)).ravel()
+        figure, axes = panel_grid(len(lengths), columns=4, width=3.6)
         legend: dict[str, object] = {}
-        for axis, seq_len in zip(axes, lengths, strict=False):
+        for axis, seq_len in zip(axes, lengths, strict=True):
             panel = task_table[task_table["seq_len"] == seq_len]
             for implementation, group in panel.groupby("implementation"):
                 group = group.sort_values("state_bytes")
@@ -83,8 +77,6 @@ def state_size_plots(rows: pd.DataFrame, palette: Palette) -> list[Plot]:
             axis.set_ylabel("accuracy")
             axis.set_title(f"seq_len {int(seq_len)}", fontsize=10)
             axis.grid(alpha=0.3)
-        for axis in axes[len(lengths) :]:
-            axis.set_visible(False)
         figure.suptitle(f"{plain(task)}: accuracy vs state size")
         figure_legend(figure, list(legend.values()), list(legend), columns=2)
         plots.append(
