@@ -70,18 +70,22 @@ def cosine_with_warmup(step: int, total: int, warmup: int, min_frac: float) -> f
     return min_frac + (1.0 - min_frac) * 0.5 * (1.0 + math.cos(math.pi * min(progress, 1.0)))
 
 
-SCHEDULE_UNITS = ("step", "epoch")
+# "time": the cosine runs over the steps or the time limit, whichever ends first (TrainingLoop places
+# the schedule at the larger of the step and the elapsed fraction of the time limit times the steps), so a
+# training cut by its time limit still anneals; the position then depends on the machine's speed.
+SCHEDULE_UNITS = ("step", "epoch", "time")
 
 
 def lr_schedule(
     total_steps: int, warmup_frac: float, min_lr_frac: float, unit: str = "step", steps_per_epoch: int = 1
 ) -> Callable[[int], float]:
     """step -> lr multiplier: cosine_with_warmup over the steps, or (unit "epoch") over the epochs, constant
-    within each, as Zoology's CosineAnnealingLR(T_max=epochs) stepped after every epoch."""
+    within each, as Zoology's CosineAnnealingLR(T_max=epochs) stepped after every epoch. Unit "time" is
+    the step schedule: TrainingLoop(schedule_over_time=True) moves its position by the clock as well."""
     if unit not in SCHEDULE_UNITS:
-        raise ConfigError("schedule_unit", f"must be step or epoch, got {unit!r}")
+        raise ConfigError("schedule_unit", f"must be one of {', '.join(SCHEDULE_UNITS)}, got {unit!r}")
     warmup = int(warmup_frac * total_steps)
-    if unit == "step":
+    if unit in ("step", "time"):
         return lambda step: cosine_with_warmup(step, total_steps, warmup, min_lr_frac)
     epochs = math.ceil(total_steps / steps_per_epoch)
     warmup_epochs = int(warmup_frac * epochs)
@@ -317,9 +321,13 @@ class TrainingLoop:
         eval_every: int,
         time_limit_s: float,
         device: torch.device,
+        schedule_over_time: bool = False,
     ) -> None:
+        if schedule_over_time and time_limit_s <= 0:
+            raise ConfigError("schedule_unit", "a schedule over time needs a time limit (time_limit_s > 0)")
         self.train_step, self.lr, self.schedule, self.device = train_step, lr, schedule, device
         self.total_steps, self.eval_every, self.time_limit_s = total_steps, eval_every, time_limit_s
+        self.schedule_over_time = schedule_over_time
         self.step = 0
         self.first_step_s = 0.0
         self.wall_s = 0.0
@@ -335,7 +343,7 @@ class TrainingLoop:
 
     def run(self, *batch: torch.Tensor) -> None:
         """One step on `batch` at the scheduled learning rate."""
-        wanted = self.lr * self.schedule(self.step)
+        wanted = self.lr_now
         if wanted != self._lr_now:  # fill the lr only when it changes: a launch each time on a GPU
             self._lr_now = wanted
             self.train_step.set_lr(wanted)
@@ -354,7 +362,16 @@ class TrainingLoop:
     @property
     def lr_now(self) -> float:
         """The learning rate of the next step (what LambdaLR's get_last_lr gives after a step)."""
-        return self.lr * self.schedule(self.step)
+        return self.lr * self.schedule(self.schedule_position())
+
+    def schedule_position(self) -> int:
+        """Where the schedule stands: the step, or (schedule_over_time) the elapsed fraction of the time
+        limit in steps when that is further, so the cosine ends at the time limit if it comes first. The
+        clock is read without waiting for the GPU: it runs ahead by the few steps in flight."""
+        if not self.schedule_over_time or self.step == 0:
+            return self.step
+        fraction = (self.elapsed_s() - self.first_step_s) / self.time_limit_s
+        return max(self.step, min(int(fraction * self.total_steps), self.total_steps))
 
     def elapsed_s(self) -> float:
         return time.perf_counter() - self.began

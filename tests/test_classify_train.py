@@ -197,7 +197,13 @@ def test_the_report_sets_the_published_numbers_beside_ours_with_a_verdict() -> N
 
 @pytest.mark.parametrize(
     ("train", "field"),
-    [({"step_mode": "compiled"}, "step_mode"), ({"compile": 1}, "compile"), ({"no_such": 1}, "no_such")],
+    [
+        ({"step_mode": "compiled"}, "step_mode"),
+        ({"compile": 1}, "compile"),
+        ({"no_such": 1}, "no_such"),
+        ({"schedule_unit": "epoch"}, "schedule_unit"),
+        ({"schedule_unit": "time"}, "needs a time limit"),  # time_limit_s defaults to 0: no limit
+    ],
 )
 def test_bad_classify_training_settings_name_their_field(train: dict, field: str) -> None:
     from harness.errors import ConfigError

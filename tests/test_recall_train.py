@@ -366,6 +366,7 @@ def test_mad_recipe_options() -> None:
         ({"decay": "some"}, "decay"),
         ({"curriculum": [{"seq_len": 64}]}, "curriculum"),  # a stage without its step count
         ({"schedule_unit": "minute"}, "schedule_unit"),
+        ({"schedule_unit": "time"}, "needs a time limit"),
         ({"select": "best"}, "select"),
         ({"average": "weighted"}, "average"),
         ({"step_mode": "compiled"}, "step_mode"),

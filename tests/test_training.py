@@ -174,3 +174,45 @@ def test_training_loop_bookkeeping() -> None:
     assert wall >= loop.first_step_s > 0
     assert loop.steps_per_s() == pytest.approx(4 / (wall - loop.first_step_s))
     assert not loop.out_of_time
+
+
+def test_schedule_over_time_moves_with_the_clock_and_ends_at_the_limit(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Schedule unit "time": the schedule stands at the larger of the step and the elapsed fraction of the
+    time limit times total_steps, so a run cut by its limit reaches the cosine's end; never past the end."""
+    step, _ = _linear_step(compile=False)
+    clock = [100.0]
+    monkeypatch.setattr("suites.training.time.perf_counter", lambda: clock[0])
+    loop = TrainingLoop(
+        step,
+        lr=1.0,
+        schedule=lambda position: float(position),
+        total_steps=1000,
+        eval_every=10,
+        time_limit_s=10.0,
+        device=torch.device("cpu"),
+        schedule_over_time=True,
+    )
+    x, y = torch.randn(4, 8), torch.tensor([0, 1, 2, 0])
+    assert loop.schedule_position() == 0
+    clock[0] += 2.0  # the first step (compiling) takes 2 s: not counted against the limit
+    loop.run(x, y)
+    assert loop.first_step_s == pytest.approx(2.0)
+    assert loop.schedule_position() == 1  # no time since the first step: the step leads
+    clock[0] += 2.5  # a quarter of the limit
+    assert loop.schedule_position() == 250
+    assert loop.lr_now == pytest.approx(250.0)
+    clock[0] += 20.0  # far past the limit: the schedule's end, not beyond
+    assert loop.schedule_position() == 1000
+    loop.run(x, y)
+    assert loop.out_of_time
+    with pytest.raises(ConfigError, match="needs a time limit"):
+        TrainingLoop(
+            step,
+            lr=1.0,
+            schedule=float,
+            total_steps=10,
+            eval_every=1,
+            time_limit_s=0.0,
+            device=torch.device("cpu"),
+            schedule_over_time=True,
+        )

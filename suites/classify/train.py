@@ -45,6 +45,7 @@ from suites.training import (
 )
 
 SELECT = ("best", "last")
+SCHEDULE_UNITS_HERE = ("step", "time")  # no "epoch": an epoch of reviews is thousands of steps
 
 
 @dataclass(frozen=True)
@@ -55,6 +56,9 @@ class TrainSettings(Settings):
     max_steps: int = 0  # cap on optimizer steps; 0: no cap
     warmup_frac: float = 0.1  # linear warm-up over this fraction of the steps
     min_lr_frac: float = 0.0  # the cosine ends at lr * min_lr_frac
+    # "step": the cosine runs over the steps; "time": over the steps or the time limit, whichever ends
+    # first, so a training cut by its time limit still anneals (suites.training.SCHEDULE_UNITS).
+    schedule_unit: str = "step"
     grad_clip: float = 1.0  # max global gradient norm; 0: no clipping
     eval_every: int = 0  # steps between evaluations of the whole test set; 0: once per epoch
     eval_batch: int = 0  # reviews per evaluation batch; 0: the training batch
@@ -79,7 +83,14 @@ class TrainSettings(Settings):
             raise ConfigError("time_limit_s", "time_limit_s and grad_clip must be non-negative")
         if not isinstance(self.compile, bool):
             raise ConfigError("compile", f"must be true or false, got {self.compile!r}")
-        for name, allowed in (("decay", DECAY_POLICIES), ("step_mode", STEP_MODES), ("select", SELECT)):
+        if self.schedule_unit == "time" and self.time_limit_s <= 0:
+            raise ConfigError("schedule_unit", "a schedule over time needs a time limit (time_limit_s > 0)")
+        for name, allowed in (
+            ("decay", DECAY_POLICIES),
+            ("step_mode", STEP_MODES),
+            ("select", SELECT),
+            ("schedule_unit", SCHEDULE_UNITS_HERE),
+        ):
             if getattr(self, name) not in allowed:
                 raise ConfigError(name, f"must be one of {', '.join(allowed)}, got {getattr(self, name)!r}")
 
@@ -194,6 +205,7 @@ def run_job(
         eval_every=settings.eval_every or steps_per_epoch,
         time_limit_s=settings.time_limit_s,
         device=run_device,
+        schedule_over_time=settings.schedule_unit == "time",
     )
     eval_batch = settings.eval_batch or batch
     order_generator = torch.Generator().manual_seed(seed)

@@ -35,6 +35,7 @@ from suites.recall.model import ModelSettings, RecallModel, count_parameters, re
 from suites.recall.tasks import Task, get_task
 from suites.training import (
     DECAY_POLICIES,
+    SCHEDULE_UNITS,
     STEP_MODES,
     TrainingLoop,
     autocast,
@@ -83,7 +84,8 @@ class TrainSettings(Settings):
     # learning rate) always follow the job's own parameters and the whole step count.
     curriculum: tuple[dict[str, Any], ...] = ()
     # "step": the schedule moves every optimizer step; "epoch": once per epoch (Zoology steps its cosine
-    # after each epoch, T_max = epochs, so the lr is constant within an epoch; fixed training sets only).
+    # after each epoch, T_max = epochs, so the lr is constant within an epoch; fixed training sets only);
+    # "time": over the steps or the time limit, whichever ends first (suites.training.SCHEDULE_UNITS).
     schedule_unit: str = "step"
     shuffle: bool = True  # a new batch order every epoch; False: the set's own order (Zoology's loader)
     # Which evaluation's weights the row reports (and tests at longer lengths): "accuracy", the best test
@@ -103,8 +105,11 @@ class TrainSettings(Settings):
             raise ConfigError("select", f"must be accuracy or loss, got {self.select!r}")
         if self.average not in ("micro", "macro"):
             raise ConfigError("average", f"must be micro or macro, got {self.average!r}")
-        if self.schedule_unit not in ("step", "epoch"):
-            raise ConfigError("schedule_unit", f"must be step or epoch, got {self.schedule_unit!r}")
+        if self.schedule_unit not in SCHEDULE_UNITS:
+            units = ", ".join(SCHEDULE_UNITS)
+            raise ConfigError("schedule_unit", f"must be one of {units}, got {self.schedule_unit!r}")
+        if self.schedule_unit == "time" and self.time_limit_s <= 0:
+            raise ConfigError("schedule_unit", "a schedule over time needs a time limit (time_limit_s > 0)")
         if not isinstance(self.compile, bool):
             raise ConfigError("compile", f"must be true or false, got {self.compile!r}")
         if self.step_mode not in STEP_MODES:
@@ -373,6 +378,7 @@ def run_job(
         eval_every=eval_every,
         time_limit_s=settings.time_limit_s,
         device=run_device,
+        schedule_over_time=settings.schedule_unit == "time",
     )
     eval_batch = settings.eval_batch or batch
     evaluate = Evaluator(net, autocast_dtype, run_device, settings.average)
