@@ -14,6 +14,7 @@ seed gives the same weights).
 
 from __future__ import annotations
 
+import functools
 import math
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, replace
@@ -133,12 +134,14 @@ class Block(nn.Module):
         return x
 
 
-def sinusoidal_positions(seq_len: int, d_model: int) -> torch.Tensor:
-    """(seq_len, d_model): sin on the first half, cos on the second, frequencies 10000^(-i/(d/2))."""
+def sinusoidal_positions(seq_len: int, d_model: int, device: torch.device | str = "cpu") -> torch.Tensor:
+    """(seq_len, d_model): sin on the first half, cos on the second, frequencies 10000^(-i/(d/2)). Built
+    on `device`: a copy from the host inside a CUDA graph capture is refused (the step would run eagerly)."""
     half = d_model // 2
-    frequency = torch.exp(-math.log(10000.0) * torch.arange(half, dtype=torch.float32) / max(half, 1))
-    angle = torch.arange(seq_len, dtype=torch.float32)[:, None] * frequency[None, :]
-    table = torch.zeros(seq_len, d_model)
+    arange = functools.partial(torch.arange, dtype=torch.float32, device=device)
+    frequency = torch.exp(-math.log(10000.0) * arange(half) / max(half, 1))
+    angle = arange(seq_len)[:, None] * frequency[None, :]
+    table = torch.zeros(seq_len, d_model, device=device)
     table[:, :half], table[:, half : 2 * half] = angle.sin(), angle.cos()
     return table
 
@@ -204,7 +207,7 @@ class Backbone(nn.Module):
                 )
             x = x + self.positions.weight[: tokens.shape[1]]
         elif self.settings.position == "sinusoidal":
-            code = sinusoidal_positions(tokens.shape[1], x.shape[-1]).to(x.device, x.dtype)
+            code = sinusoidal_positions(tokens.shape[1], x.shape[-1], x.device).to(x.dtype)
             x = x + self.settings.position_scale * code
         x = self.embedding_dropout(x)
         for block in self.blocks:

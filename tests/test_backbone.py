@@ -43,3 +43,11 @@ def test_position_scale_multiplies_the_code_only() -> None:
     torch.testing.assert_close(stages[0.02], 0.02 * code)
     with pytest.raises(ConfigError, match="position_scale"):
         ModelSettings(position_scale=0.0)
+
+
+def test_sinusoidal_code_is_built_on_the_asked_device() -> None:
+    """Built where it is used (here the meta device stands in for a GPU): a host-to-device copy inside a
+    CUDA graph capture is refused, which sent MHA-Abs's step to eager on the H200 (2026-12-02)."""
+    code = sinusoidal_positions(7, 8, device="meta")
+    assert code.device.type == "meta" and code.shape == (7, 8)
+    assert torch.equal(sinusoidal_positions(7, 8, device="cpu"), sinusoidal_positions(7, 8))

@@ -35,8 +35,8 @@ import math
 import torch
 
 from harness.errors import ConfigError
-from implementations.s4.discretization import bilinear, check_step_size
-from implementations.s4.hippo import conjugate_pairs, dplr_dense
+from implementations.s4.discretization import bilinear_dplr, check_step_size
+from implementations.s4.hippo import conjugate_pairs
 
 # Complex elements per block of a Cauchy or Vandermonde matrix: 2^25 is 256 MiB in complex64.
 BLOCK_ELEMENTS = 2**25
@@ -107,8 +107,7 @@ def dplr_power(Lambda: torch.Tensor, P: torch.Tensor, B: torch.Tensor, dt: torch
     The one dense computation S4 cannot avoid: truncating the generating function to length L needs
     C~ = C (I - A-bar^L). Repeated squaring costs log2(L) products of N x N matrices per channel.
     """
-    A = dplr_dense(Lambda, P)
-    A_bar, _ = bilinear(A, conjugate_pairs(B), dt, alpha=0.5)
+    A_bar = bilinear_dplr(conjugate_pairs(Lambda), conjugate_pairs(P), dt)
     return torch.linalg.matrix_power(A_bar, L)
 
 

@@ -75,7 +75,7 @@ class AutoEncoderHead(nn.Module):
 
     def forward(self, hidden: torch.Tensor) -> torch.Tensor:  # (B, L, D) -> (B, L, D)
         seq_len, d_model = hidden.shape[1], hidden.shape[2]
-        code = sinusoidal_positions(seq_len, d_model).to(hidden.device, hidden.dtype)
+        code = sinusoidal_positions(seq_len, d_model, hidden.device).to(hidden.dtype)
         return self.decoder(hidden[:, -1:, :] + code[None])
 
 
