@@ -23,9 +23,12 @@ def _row(implementation: str, accuracy: float, task: str = "selective-copying", 
         "seq_len": seq_len,
         "eval_seq_len": extra.pop("eval_seq_len", seq_len),
         "accuracy": accuracy,
-        "setting": extra.pop("setting", "curriculum"),
+        "setting": extra.get("setting", "curriculum"),
         "wall_s": 600.0,
         "steps": 20000,
+        # one training per cell unless told otherwise: its tests at several lengths share run and job
+        "run_id": extra.pop("run_id", "run-1"),
+        "job_id": extra.pop("job_id", f"{implementation}|{extra.get('setting', 'curriculum')}|{task}|{seq_len}"),
         **extra,
     }
 
@@ -96,3 +99,42 @@ def test_learning_curves_come_from_the_rows() -> None:
     assert len(points) == 5 and set(points["implementation"]) == {"mamba/mamba_ssm", "s4/cufft"}
     (plot,) = learning_curves(rows)
     assert plot.png.startswith(b"\x89PNG") and plot.slug == "curves-selective-copying"
+
+
+def test_length_tests_come_from_one_training_the_best_at_its_training_length() -> None:
+    """Two trainings of one cell (two runs): the table reads every length from the one with the best
+    accuracy at the training length (the longer on a tie), never the best of both per length; a cell
+    named after a variant and a suffix (MHA-Abs-scaled) pairs with that variant's points."""
+    references = normalise(REFERENCE_POINTS)
+
+    def induction(accuracy: float, eval_seq_len: int, run_id: str, steps: int, setting: str = "baseline"):
+        row = _row(
+            "mamba/mamba_ssm",
+            accuracy,
+            task="induction-heads",
+            seq_len=256,
+            eval_seq_len=eval_seq_len,
+            setting=setting,
+            run_id=run_id,
+            steps=steps,
+        )
+        return row | ({"implementation": "attention/sdpa_flash", "family": "attention"} if "MHA" in setting else {})
+
+    rows = pd.DataFrame(
+        [
+            induction(0.999, 256, "early-stop", 3000),
+            induction(0.45, 32768, "early-stop", 3000),  # better at 2^15 than the chosen training below
+            induction(1.0, 256, "ten-minutes", 18859),
+            induction(0.40, 32768, "ten-minutes", 18859),
+            induction(1.0, 256, "tie", 100),  # as good at L 256 but trained less: not chosen
+            induction(0.99, 32768, "tie", 100),
+            induction(0.08, 256, "scaled", 22000, setting="MHA-Abs-scaled"),
+            induction(0.06, 1024, "scaled", 22000, setting="MHA-Abs-scaled"),
+        ]
+    )
+    table = reproduction_table(rows, references).set_index(["model", "eval_seq_len"])
+    assert table.loc[("Mamba", 32768), "ours"] == 40.0
+    assert table.loc[("Mamba", 32768), "steps"] == 18859
+    scaled = table.loc[("MHA-Abs", 1024)]
+    assert scaled["setting"] == "MHA-Abs-scaled" and scaled["verdict"].startswith("not comparable")
+    assert "MHA-xPos" not in table.index.get_level_values(0)

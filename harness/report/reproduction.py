@@ -3,8 +3,11 @@
 A published point (harness.report.references, normalised) is matched with our rows of the same task,
 family, training length and test length. Where the paper compares variants of one family (MHA-Abs and
 MHA-RoPE are both attention), a preset cell named after the variant (`setting` = "MHA-RoPE") is matched
-with that point only. Each (implementation, setting) is one row of the table: its best accuracy over
-learning rates and seeds (the papers report the best run), and a verdict:
+with that point only, and so is a cell named after a variant and a suffix ("MHA-Abs-scaled": MHA-Abs with
+a change of ours). Each (implementation, setting) is one row of the table: its best training over
+learning rates, seeds and runs (the papers report the best run), chosen by accuracy at the training
+length, and every test length read from that one training (never the best of several per length), and a
+verdict:
 
 - against the reproduction bar where the point carries one (`at_least` / `at_most`, in percent: "Mamba
   at least 97% at L 4096", "S4 at most 30%"), reproduced or not, by how many points;
@@ -92,6 +95,31 @@ def _family_of(rows: pd.DataFrame) -> pd.Series:
     return rows["implementation"].map(lambda name: key_text(name).split("/")[0])
 
 
+def variant_of(setting: str, variants: set[str]) -> str:
+    """The published variant a preset cell stands for: its own name, or the longest variant it starts with
+    followed by "-" ("MHA-Abs-scaled" -> "MHA-Abs"); "" when it names none."""
+    if setting in variants:
+        return setting
+    prefixes = [variant for variant in variants if variant and setting.startswith(variant + "-")]
+    return max(prefixes, key=len, default="")
+
+
+def _training_key(rows: pd.DataFrame) -> pd.Series:
+    """Which training a row belongs to: its run and job (a training's tests at several lengths share both)."""
+    run = rows["run_id"].map(key_text) if "run_id" in rows.columns else ""
+    job = rows["job_id"].map(key_text) if "job_id" in rows.columns else pd.Series(rows.index.astype(str), rows.index)
+    return run + "/" + job
+
+
+def best_training(rows: pd.DataFrame) -> str:
+    """The training key (_training_key) with the best accuracy at its training length; ties go to the one
+    trained longer (more steps). `rows` hold one (implementation, setting, task, training length)."""
+    at_training_length = rows[rows["_eval"] == rows["_seq_len"]]
+    pool = at_training_length if not at_training_length.empty else rows
+    ranked = pool.assign(_acc=numeric(pool, "accuracy"), _steps=numeric(pool, "steps").fillna(0))
+    return str(ranked.sort_values(["_acc", "_steps"], ascending=False)["_training"].iloc[0])
+
+
 def reproduction_table(rows: pd.DataFrame, references: pd.DataFrame | None) -> pd.DataFrame:
     """One row per (published point, implementation, setting) that we measured; columns TABLE_COLUMNS."""
     rows = ok_rows(rows)
@@ -106,6 +134,7 @@ def reproduction_table(rows: pd.DataFrame, references: pd.DataFrame | None) -> p
         _eval=numeric(rows, "eval_seq_len").fillna(numeric(rows, "seq_len")),
         _setting=rows["setting"].map(key_text) if "setting" in rows.columns else "",
     )
+    rows = rows.assign(_training=_training_key(rows))
     out = []
     for _, point in points.iterrows():
         eval_len = point["eval_seq_len"] if not pd.isna(point["eval_seq_len"]) else point["seq_len"]
@@ -116,22 +145,31 @@ def reproduction_table(rows: pd.DataFrame, references: pd.DataFrame | None) -> p
             & (rows["_eval"] == eval_len)
         ]
         variants = set(points.loc[points["family"] == point["family"], "model"].map(key_text))
-        named = candidates[candidates["_setting"] == key_text(point["model"])]
+        stands_for = pd.Series([variant_of(setting, variants) for setting in candidates["_setting"]], candidates.index)
+        named = candidates[stands_for == key_text(point["model"])]
         if not named.empty:
             candidates = named
         else:  # a cell named after another published variant of this family is not this point's
-            candidates = candidates[~candidates["_setting"].isin(variants)]
+            candidates = candidates[stands_for == ""]
         for (implementation, setting), group in candidates.groupby(["implementation", "_setting"], dropna=False):
-            best = group.loc[numeric(group, "accuracy").idxmax()]
+            trainings = rows[
+                (rows["implementation"] == implementation)
+                & (rows["_setting"] == setting)
+                & (rows["_task"] == key_text(point["task"]))
+                & (rows["_seq_len"] == point["seq_len"])
+            ]
+            chosen = group[group["_training"] == best_training(trainings)]
+            if chosen.empty:  # the best training has no test at this length (it ran out of memory there)
+                continue
+            best = chosen.iloc[0]
             at_least = float(point.get("at_least", math.nan))
             at_most = float(point.get("at_most", math.nan))
             ours = 100.0 * float(best["accuracy"])
             published = 100.0 * float(point["accuracy"])
             text, gap = verdict(ours, published, at_least, at_most)
             if eval_len != point["seq_len"]:
-                trained = rows[(rows["implementation"] == implementation) & (rows["_setting"] == setting)]
-                trained = trained[
-                    (trained["_task"] == key_text(point["task"])) & (trained["_eval"] == point["seq_len"])
+                trained = trainings[
+                    (trainings["_training"] == best["_training"]) & (trainings["_eval"] == point["seq_len"])
                 ]
                 learned = 100.0 * float(numeric(trained, "accuracy").max()) if not trained.empty else math.nan
                 if not learned >= LEARNED_PERCENT:
