@@ -96,3 +96,23 @@ def test_the_current_folder_as_the_target(tmp_path: Path, monkeypatch: pytest.Mo
     monkeypatch.chdir(out)
     index = build_report(_frame(), ".")
     assert index == (out / "index.html").resolve() and index.is_file()
+
+
+def test_a_folder_whose_only_row_ran_out_of_memory_still_reports(tmp_path: Path) -> None:
+    """Nothing measured, one oom row (a 1 M-token job on a small machine): the report is written and says
+    what did not run, where it raised KeyError in the anchors' scaling table (found 2026-12-02)."""
+    oom = {
+        "suite": "throughput",
+        "status": "oom",
+        "implementation": "attention/sdpa_math",
+        "family": "attention",
+        "level": "layer",
+        "mode": "fwd",
+        "dtype": "float32",
+        "batch": 1,
+        "seq_len": 1_048_576,
+        "run_id": "run-oom",
+        "reason": "DefaultCPUAllocator: can't allocate 1099511627776 bytes",
+    }
+    index = build_report(pd.DataFrame([oom]), tmp_path / "site")
+    assert "oom" in index.read_text()

@@ -178,10 +178,11 @@ EXPECTED_EXPONENT = {"attention": 2.0, "other": 1.0}
 def scaling_rows(frame: pd.DataFrame) -> pd.DataFrame:
     """The anchors preset's scaling sweep: layer forward at batch 1, ok rows, one per (implementation, L)."""
     rows = ok_rows(frame)
-    if rows.empty or "level" not in rows.columns:
-        return rows
-    rows = rows[(rows["suite"] == "throughput") & (rows["level"] == "layer") & (rows["mode"] == "fwd")]
-    rows = rows[(numeric(rows, "batch") == 1) & rows["implementation"].isin(ATTENTION_LAYERS + SSM_LAYERS)]
+    if rows.empty or "level" not in rows.columns:  # nothing measured (an oom row alone): none, with the columns
+        rows = rows.iloc[0:0]
+    else:
+        rows = rows[(rows["suite"] == "throughput") & (rows["level"] == "layer") & (rows["mode"] == "fwd")]
+        rows = rows[(numeric(rows, "batch") == 1) & rows["implementation"].isin(ATTENTION_LAYERS + SSM_LAYERS)]
     rows = rows.assign(_seq_len=numeric(rows, "seq_len"), _ms=numeric(rows, "median_ms"))
     if "timestamp" in rows.columns:
         rows = rows.sort_values("timestamp")
