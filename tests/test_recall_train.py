@@ -259,6 +259,57 @@ def test_fresh_batches_follow_the_curriculum_and_do_not_depend_on_threads() -> N
     assert torch.equal(expected.targets.gather(1, positions), labels)
 
 
+def test_ending_a_stage_early_shifts_the_later_stages_and_keeps_batches_reproducible() -> None:
+    """end_stage(s): batch s starts the next stage, the stages after start earlier by as much, and every
+    batch is still the one its step and stage give (the batches made ahead of s are made again)."""
+    import torch
+
+    from suites.recall.tasks import get_task
+    from suites.recall.train import FreshBatches, curriculum_params, split_seed
+
+    spec = get_task("selective-copying")
+    params = spec.params(vocab_size=16, seq_len=64, n_data=4)
+    stages = curriculum_params(spec, params, ({"steps": 50, "seq_len": 16}, {"steps": 50, "seq_len": 32}))
+    stream = FreshBatches(spec, stages, 4, 7, 120, torch.device("cpu"))
+    try:
+        shapes = [stream.next()[0].shape[1] for _ in range(3)]
+        stream.end_stage(3)  # the L 16 stage met its target after 3 steps
+        assert [first for first, _ in stream.stages] == [0, 3, 53]
+        shapes += [stream.next()[0].shape[1] for _ in range(2)]
+        inputs = stream.next()[0]  # batch 5, in the L 32 stage now
+        stream.end_stage(6)
+        assert [first for first, _ in stream.stages] == [0, 3, 6]
+        after = stream.next()[0]
+    finally:
+        stream.close()
+    assert shapes == [16, 16, 16, 32, 32] and inputs.shape[1] == 32 and after.shape[1] == 64
+    stage_32 = spec.params(**{**params, "seq_len": 32})
+    assert torch.equal(inputs, spec.examples_uncached("train", stage_32, 4, split_seed(7, "train", 5)).inputs)
+    assert torch.equal(after, spec.examples_uncached("train", params, 4, split_seed(7, "train", 6)).inputs)
+    assert stream.stage_at(2) == 0 and stream.stage_at(3) == 1 and stream.stage_at(6) == 2
+
+
+def test_a_gated_stage_ends_when_its_own_test_set_is_solved() -> None:
+    """until_accuracy: the stage is scored on a test set of its own length at each evaluation (the curve's
+    stage_accuracy) and ends at the first that meets the target; a target of 1e-6 is met at once."""
+    import json
+
+    rows = _train(
+        "selective-copying",
+        TINY_COPY,
+        "attention/reference",
+        max_steps=8,
+        eval_every=2,
+        n_test=16,
+        target_accuracy=2.0,
+        curriculum=[{"steps": 100, "seq_len": 16, "until_accuracy": 1e-6}],
+    )
+    curve = json.loads(rows[0]["curve"])
+    assert [point["train_seq_len"] for point in curve] == [16, 32, 32, 32]
+    assert "stage_accuracy" in curve[0] and "stage_accuracy" not in curve[1]  # the job's own stage: no gate
+    assert rows[0]["steps"] == 8  # the stage's 100 steps did not run
+
+
 def test_rows_carry_the_learning_curve() -> None:
     import json
 
@@ -365,6 +416,7 @@ def test_mad_recipe_options() -> None:
     [
         ({"decay": "some"}, "decay"),
         ({"curriculum": [{"seq_len": 64}]}, "curriculum"),  # a stage without its step count
+        ({"curriculum": [{"steps": 5, "until_accuracy": 1.5}]}, "until_accuracy"),
         ({"schedule_unit": "minute"}, "schedule_unit"),
         ({"schedule_unit": "time"}, "needs a time limit"),
         ({"select": "best"}, "select"),
@@ -402,5 +454,6 @@ def test_an_unknown_setting_is_a_one_line_error() -> None:
     )
     assert result.exit_code == 2
     assert result.output == (
-        "Error: --setting 'nope': the selected cells are named curriculum, no-curriculum, paper-recipe\n"
+        "Error: --setting 'nope': the selected cells are named curriculum, curriculum-gated, no-curriculum, "
+        "paper-recipe\n"
     )

@@ -52,6 +52,7 @@ from suites.training import lr_schedule as shared_lr_schedule
 
 SPLIT_SEED_TAG = {"train": 1, "test": 2, "extrapolate": 3}
 PREFETCH_BATCHES = 8  # fresh batches generated ahead of the step that needs them
+STAGE_KEYS = ("steps", "until_accuracy")  # a curriculum stage's own keys; the others are task parameters
 
 
 @dataclass(frozen=True)
@@ -81,7 +82,9 @@ class TrainSettings(Settings):
     decay: str = "all"
     # A length curriculum (fresh batches only): stages {"steps": n, <task parameter overrides>} trained
     # first, in order; the job's own task parameters train the remaining steps. Tests (and the step's
-    # learning rate) always follow the job's own parameters and the whole step count.
+    # learning rate) always follow the job's own parameters and the whole step count. A stage with
+    # "until_accuracy": a ends early, at the first evaluation where the model scores a on a test set of
+    # that stage's own parameters (n_test examples; the curve's stage_accuracy): n is then its most steps.
     curriculum: tuple[dict[str, Any], ...] = ()
     # "step": the schedule moves every optimizer step; "epoch": once per epoch (Zoology steps its cosine
     # after each epoch, T_max = epochs, so the lr is constant within an epoch; fixed training sets only);
@@ -120,6 +123,9 @@ class TrainSettings(Settings):
             steps = stage.get("steps")
             if not isinstance(steps, int) or steps < 1:
                 raise ConfigError("curriculum", f"each stage needs steps = a positive integer, got {stage!r}")
+            until = stage.get("until_accuracy", 1.0)
+            if isinstance(until, bool) or not isinstance(until, int | float) or not 0.0 < until <= 1.0:
+                raise ConfigError("curriculum", f"until_accuracy must be in (0, 1], got {stage!r}")
         for name in ("epochs", "max_steps", "eval_every", "eval_batch", "extrapolate_tokens"):
             value = getattr(self, name)
             if not isinstance(value, int) or value < 0:
@@ -154,7 +160,8 @@ def curriculum_params(
     """[(first step, task parameters)] of each curriculum stage, then the job's own parameters."""
     out, first = [], 0
     for stage in stages:
-        out.append((first, spec.params(**{**params, **{k: v for k, v in stage.items() if k != "steps"}})))
+        overrides = {k: v for k, v in stage.items() if k not in STAGE_KEYS}
+        out.append((first, spec.params(**{**params, **overrides})))
         first += int(stage["steps"])
     out.append((first, params))
     return out
@@ -174,19 +181,38 @@ class FreshBatches:
         total_steps: int,
         device: torch.device,
     ) -> None:
-        self.spec, self.stages, self.batch, self.data_seed = spec, stages, batch, data_seed
-        self.device = device
+        self.spec, self.stages, self.batch, self.data_seed = spec, list(stages), batch, data_seed
+        self.device, self.total_steps = device, total_steps
         self.width = 0
+        self._start(0)
+
+    def _start(self, first_step: int) -> None:
         self.queue: queue.Queue[tuple[torch.Tensor, ...] | None] = queue.Queue(PREFETCH_BATCHES)
         self.stop = threading.Event()
-        self.thread = threading.Thread(target=self._fill, args=(total_steps,), daemon=True)
+        self.thread = threading.Thread(target=self._fill, args=(first_step, self.total_steps), daemon=True)
         self.thread.start()
 
-    def params_at(self, step: int) -> dict[str, Any]:
-        return [params for first, params in self.stages if first <= step][-1]
+    def stage_at(self, step: int) -> int:
+        """The index of the stage that batch `step` belongs to (the last is the job's own parameters)."""
+        return [index for index, (first, _) in enumerate(self.stages) if first <= step][-1]
 
-    def _fill(self, total_steps: int) -> None:
-        for step in range(total_steps):
+    def params_at(self, step: int) -> dict[str, Any]:
+        return self.stages[self.stage_at(step)][1]
+
+    def end_stage(self, step: int) -> None:
+        """End the stage of batch step - 1 before batch `step` (a stage's target was met): the stages after
+        it start earlier by as much. The batches made ahead are dropped and made again from `step`, so batch
+        s still depends on (data_seed, s) and the stage it falls in only."""
+        index = self.stage_at(step - 1)
+        if index + 1 >= len(self.stages):
+            return
+        shift = self.stages[index + 1][0] - step
+        self.stages = self.stages[: index + 1] + [(first - shift, params) for first, params in self.stages[index + 1 :]]
+        self.close()
+        self._start(step)
+
+    def _fill(self, first_step: int, total_steps: int) -> None:
+        for step in range(first_step, total_steps):
             fresh = self.spec.examples_uncached(
                 "train", self.params_at(step), self.batch, split_seed(self.data_seed, "train", step)
             )
@@ -384,6 +410,12 @@ def run_job(
     evaluate = Evaluator(net, autocast_dtype, run_device, settings.average)
     order_generator = torch.Generator().manual_seed(seed)
     fresh = FreshBatches(spec, stages, batch, data_seed, total_steps, run_device) if online else None
+    # A test set of each gated stage's own parameters: the stage ends when the model meets its target there.
+    stage_tests = {
+        index: spec.examples("test", stage_params, n_test, split_seed(data_seed, "test", index + 1), cache_dir)
+        for index, ((_, stage_params), stage) in enumerate(zip(stages, settings.curriculum, strict=False))
+        if "until_accuracy" in stage
+    }
     train_positions = train_labels = None
     if train_set is not None:  # resident on the device, targets as fixed-width (positions, labels)
         train_positions, train_labels = (t.to(run_device) for t in target_positions(train_set.targets.cpu()))
@@ -411,17 +443,21 @@ def run_job(
             step = loop.step
             train_loss = loop.take_train_loss()
             accuracy, test_loss = evaluate(test_set, eval_batch)
-            curve.append(
-                {
-                    "step": step,
-                    "wall_s": round(loop.elapsed_s(), 3),
-                    "train_seq_len": int(fresh.params_at(step - 1)["seq_len"]) if fresh else params["seq_len"],
-                    "lr": loop.lr_now,
-                    "train_loss": train_loss,
-                    "test_loss": test_loss,
-                    "test_accuracy": accuracy,
-                }
-            )
+            point = {
+                "step": step,
+                "wall_s": round(loop.elapsed_s(), 3),
+                "train_seq_len": int(fresh.params_at(step - 1)["seq_len"]) if fresh else params["seq_len"],
+                "lr": loop.lr_now,
+                "train_loss": train_loss,
+                "test_loss": test_loss,
+                "test_accuracy": accuracy,
+            }
+            stage = fresh.stage_at(step - 1) if fresh is not None else -1
+            if stage in stage_tests:  # a gated stage: scored on its own test set, ended when it meets its target
+                point["stage_accuracy"], _ = evaluate(stage_tests[stage], eval_batch)
+                if point["stage_accuracy"] >= settings.curriculum[stage]["until_accuracy"]:
+                    fresh.end_stage(step)
+            curve.append(point)
             if progress:
                 print(f"step {step}/{total_steps} train loss {train_loss:.4f} test acc {accuracy:.4f}", flush=True)
             if settings.select == "accuracy":
