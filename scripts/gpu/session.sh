@@ -10,6 +10,6 @@ export PYTHONUNBUFFERED=1 SESSION
 source scripts/gpu/setup.sh
 source scripts/gpu/restore_carry.sh
 nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv
-setsid nohup bash -c "stage() { echo \"STAGE \$1 \$(date +%T)\"; }; source $PLAN; stage done; echo CHAIN_EXIT" \
+setsid nohup bash -c "source scripts/gpu/plan_helpers.sh; source $PLAN; stage done; echo CHAIN_EXIT" \
   > "$SESSION/logs/chain.log" 2>&1 < /dev/null &
 echo "plan $PLAN started; log $SESSION/logs/chain.log"

@@ -168,8 +168,8 @@ def command(
 ) -> None:
     """Sentiment classification of IMDb reviews (LRA's byte-level Text task, or words) with any mixer.
 
-    One job per (mixer, seq_len, d_model, lr, seed). Default preset: cpu (presets: cpu, lra-text,
-    imdb-s4-mamba). The reviews come from --data or $SEQBENCH_IMDB and are never downloaded. --name and
+    One job per (mixer, seq_len, d_model, lr, seed). Default preset: cpu (--preset lists them
+    all). The reviews come from --data or $SEQBENCH_IMDB and are never downloaded. --name and
     --family (also a hybrid's layer pattern, hybrid:mamba,attention) replace the preset's mixers; --seq-len
     its lengths; --timeout is seconds per job.
     """

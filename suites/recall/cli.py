@@ -243,8 +243,8 @@ def command(
 ) -> None:
     """Synthetic recall: MQAR, selective copying, induction heads and the MAD tasks, trained on any mixer.
 
-    One job per (task, mixer, d_model, seq_len, lr, seed) cell. Default preset: recall-cpu (presets:
-    recall-cpu, zoology-fig2, zoology-hybrid, mamba-table1, mamba-table2, mad). --name (implementation) and
+    One job per (task, mixer, d_model, seq_len, lr, seed) cell. Default preset: recall-cpu (--preset lists
+    them all). --name (implementation) and
     --family (family, or family:word such as xlstm:mlstm; its fast GPU implementation where one runs, else its
     reference; or a hybrid's layer pattern, hybrid:mamba,attention, repeated to fill n_layers) replace the
     preset's mixers; --seq-len keeps the cells of those lengths; --timeout is seconds per training job.

@@ -9,15 +9,7 @@ T1_LIMIT_S=${T1_LIMIT_S:-1080}
 sed "s/^time_limit_s = .*/time_limit_s = $T1_LIMIT_S/" suites/presets/recall/mamba-table1.toml > "$SESSION/mamba-table1.toml"
 mkdir -p /tmp/imdb && tar xJf .data/aclImdb-labelled.tar.xz -C /tmp/imdb
 export SEQBENCH_IMDB=/tmp/imdb
-if command -v nvidia-cuda-mps-control >/dev/null; then
-  export CUDA_MPS_PIPE_DIRECTORY=/tmp/mps-pipe CUDA_MPS_LOG_DIRECTORY=/tmp/mps-log
-  mkdir -p "$CUDA_MPS_PIPE_DIRECTORY" "$CUDA_MPS_LOG_DIRECTORY"
-  nvidia-cuda-mps-control -d && echo "MPS started"
-fi
-background() {  # background NAME COMMAND...: the command's output in $SESSION/logs/NAME.log
-  local name=$1; shift
-  "$@" > "$SESSION/logs/$name.log" 2>&1 &
-}
+mps_start
 stage start
 background lra-s4 seqbench run classify --preset lra-text --family s4 --seq-len 4096 --results "$SESSION/runs/lra-s4"
 background t1-s4 seqbench run recall --preset "$SESSION/mamba-table1.toml" --name s4/cufft --setting curriculum \
@@ -33,4 +25,4 @@ background t1-mamba seqbench run recall --preset "$SESSION/mamba-table1.toml" --
 background t2-mamba seqbench run recall --preset mamba-table2 --name mamba/mamba_ssm --setting baseline \
   --results "$SESSION/runs/t2-mamba"
 wait
-command -v nvidia-cuda-mps-control >/dev/null && echo quit | nvidia-cuda-mps-control
+mps_stop

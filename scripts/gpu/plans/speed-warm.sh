@@ -14,17 +14,12 @@ for slots in 1 2 4 8; do
 done
 # The same with CUDA's Multi-Process Service: without it the trainings of several processes take turns on the
 # GPU (time slices); with it their kernels run at once, which is what small, latency-bound steps need.
-if command -v nvidia-cuda-mps-control >/dev/null; then
-  export CUDA_MPS_PIPE_DIRECTORY=/tmp/mps-pipe CUDA_MPS_LOG_DIRECTORY=/tmp/mps-log
-  mkdir -p "$CUDA_MPS_PIPE_DIRECTORY" "$CUDA_MPS_LOG_DIRECTORY"
-  nvidia-cuda-mps-control -d && echo "MPS started"
+if mps_start; then
   for slots in 4 8; do
     stage "mps-slots-$slots"
     /usr/bin/time -f "mps slots $slots wall %e s" seqbench run recall --preset train-speed --setting graph \
       --name attention/sdpa_flash --name mamba/mamba_ssm --lr 1e-4 --lr 4.6415888e-4 --lr 2.1544347e-3 --lr 1e-2 \
       --dtype bfloat16 --slots-per-gpu "$slots" --results "$SESSION/runs/mps-slots-$slots"
   done
-  echo quit | nvidia-cuda-mps-control
-else
-  echo "no nvidia-cuda-mps-control on this machine: MPS not measured"
+  mps_stop
 fi

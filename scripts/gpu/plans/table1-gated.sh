@@ -7,15 +7,7 @@
 # time after the build, so the next machine restores the built extension instead of compiling it (~3.5 min).
 T1_LIMIT_S=${T1_LIMIT_S:-1080}
 sed "s/^time_limit_s = .*/time_limit_s = $T1_LIMIT_S/" suites/presets/recall/mamba-table1.toml > "$SESSION/mamba-table1.toml"
-if command -v nvidia-cuda-mps-control >/dev/null; then
-  export CUDA_MPS_PIPE_DIRECTORY=/tmp/mps-pipe CUDA_MPS_LOG_DIRECTORY=/tmp/mps-log
-  mkdir -p "$CUDA_MPS_PIPE_DIRECTORY" "$CUDA_MPS_LOG_DIRECTORY"
-  nvidia-cuda-mps-control -d && echo "MPS started"
-fi
-background() {  # background NAME COMMAND...: the command's output in $SESSION/logs/NAME.log
-  local name=$1; shift
-  "$@" > "$SESSION/logs/$name.log" 2>&1 &
-}
+mps_start
 stage start
 background t1-s4 seqbench run recall --preset "$SESSION/mamba-table1.toml" --name s4/cufft \
   --setting curriculum-gated --results "$SESSION/runs/t1-s4"
@@ -28,4 +20,4 @@ for setting in decay-matrices decay-matrices-fp32; do
     --name mamba/reference --setting "$setting" --seq-len 256 --results "$SESSION/runs/diag-$setting"
 done
 wait
-command -v nvidia-cuda-mps-control >/dev/null && echo quit | nvidia-cuda-mps-control
+mps_stop
