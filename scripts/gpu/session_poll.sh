@@ -10,6 +10,11 @@ tail -n 3 "$SESSION/logs/chain.log" | cut -c1-200
 for log in "$SESSION"/logs/*.log; do
   [ "$log" = "$SESSION/logs/chain.log" ] || echo "$(basename "$log"): $(tail -n 1 "$log" | cut -c1-160)"
 done
+# each training's last evaluation (its worker log: suites/recall/train.py and classify print one per evaluation)
+find "$SESSION/runs" -name worker.log 2>/dev/null | while read -r log; do
+  label=${log#"$SESSION"/runs/}
+  echo "${label%%/*}: $(grep -E '^step ' "$log" | tail -n 1 | cut -c1-150)"
+done
 nvidia-smi --query-gpu=utilization.gpu,memory.used,power.draw --format=csv,noheader
 if [ -n "${OUT:-}" ]; then
   tar -czf "$OUT/session.tgz" -C "$SESSION" runs logs $( [ -d "$SESSION/check" ] && echo check )

@@ -141,7 +141,7 @@ def run_job(
     device: str = "auto",
     dtype: str | None = None,
     setting: str = "",
-    progress: bool = False,
+    progress: bool = True,  # a line per evaluation on stdout (the worker's log): how a long training goes
     data_dir: str | None = None,  # the reviews' folder; None: $SEQBENCH_IMDB, which the plan sets for its workers
     layer_pattern: list[str] | None = None,  # a hybrid: every layer's implementation (suites/mixers.py)
     layer_configs: dict[str, dict[str, Any]] | None = None,  # a hybrid: each of those implementations' config
@@ -240,7 +240,11 @@ def run_job(
             }
         )
         if progress:
-            print(f"step {step}/{total_steps} train loss {train_loss:.4f} test acc {result['accuracy']:.4f}")
+            print(
+                f"step {step}/{total_steps} {loop.elapsed_s():.0f} s train loss {train_loss:.4f} "
+                f"test acc {result['accuracy']:.4f}",
+                flush=True,
+            )
         if settings.select == "last" or chosen is None or result["accuracy"] > chosen["accuracy"]:
             chosen, chosen_step = result, step
         if loop.out_of_time:

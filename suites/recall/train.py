@@ -311,7 +311,7 @@ def run_job(
     device: str = "auto",
     dtype: str | None = None,
     setting: str = "",
-    progress: bool = False,
+    progress: bool = True,  # a line per evaluation on stdout (the worker's log): how a long training goes
     layer_pattern: list[str] | None = None,  # a hybrid: every layer's implementation (suites/mixers.py)
     layer_configs: dict[str, dict[str, Any]] | None = None,  # a hybrid: each of those implementations' config
     **columns: Any,  # the job's column mirrors (seq_len, vocab_size, mode): checked, not used
@@ -459,7 +459,12 @@ def run_job(
                     fresh.end_stage(step)
             curve.append(point)
             if progress:
-                print(f"step {step}/{total_steps} train loss {train_loss:.4f} test acc {accuracy:.4f}", flush=True)
+                stage_text = f" stage acc {point['stage_accuracy']:.4f}" if "stage_accuracy" in point else ""
+                print(
+                    f"step {step}/{total_steps} {point['wall_s']:.0f} s L {point['train_seq_len']} "
+                    f"train loss {train_loss:.4f} test acc {accuracy:.4f}{stage_text}",
+                    flush=True,
+                )
             if settings.select == "accuracy":
                 better = accuracy > best["accuracy"]
             else:
