@@ -19,7 +19,7 @@ import random
 import time
 from collections.abc import Callable
 from functools import cache
-from typing import Any
+from typing import Any, Protocol
 
 import numpy as np
 import torch
@@ -294,6 +294,55 @@ def make_train_step(
         device=device,
         step_mode=mode,
         compile=compile,
+    )
+
+
+class LoopSettings(Protocol):
+    """What make_training_loop reads of a suite's training settings (recall's and classify's have it all)."""
+
+    decay: str
+    grad_clip: float
+    step_mode: str
+    compile: bool
+    time_limit_s: float
+    schedule_unit: str
+
+
+def make_training_loop(
+    loss_fn: LossFn,
+    model: nn.Module,
+    settings: LoopSettings,
+    *,
+    lr: float,
+    weight_decay: float,
+    autocast_dtype: torch.dtype | None,
+    device: torch.device,
+    schedule: Callable[[int], float],
+    total_steps: int,
+    eval_every: int,
+) -> TrainingLoop:
+    """The step (make_train_step) and the loop around it, as a suite's training settings ask."""
+    train_step = make_train_step(
+        loss_fn,
+        model,
+        lr=lr,
+        weight_decay=weight_decay,
+        decay=settings.decay,
+        grad_clip=settings.grad_clip,
+        autocast_dtype=autocast_dtype,
+        device=device,
+        step_mode=settings.step_mode,
+        compile=settings.compile,
+    )
+    return TrainingLoop(
+        train_step,
+        lr=lr,
+        schedule=schedule,
+        total_steps=total_steps,
+        eval_every=eval_every,
+        time_limit_s=settings.time_limit_s,
+        device=device,
+        schedule_over_time=settings.schedule_unit == "time",
     )
 
 

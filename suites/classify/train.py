@@ -33,12 +33,11 @@ from suites.mixers import model_layers
 from suites.training import (
     DECAY_POLICIES,
     STEP_MODES,
-    TrainingLoop,
     autocast,
     default_dtype,
     epoch_order,
     lr_schedule,
-    make_train_step,
+    make_training_loop,
     matmul_tflops,
     resolve_device,
     seed_everything,
@@ -185,28 +184,19 @@ def run_job(
     def loss_of(tokens: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
         return nn.functional.cross_entropy(net(tokens).float(), labels)
 
-    train_step = make_train_step(
+    loop = make_training_loop(
         loss_of,
         net,
+        settings,
         lr=lr,
         weight_decay=weight_decay,
-        decay=settings.decay,
-        grad_clip=settings.grad_clip,
         autocast_dtype=autocast_dtype,
         device=run_device,
-        step_mode=settings.step_mode,
-        compile=settings.compile,
-    )
-    loop = TrainingLoop(
-        train_step,
-        lr=lr,
         schedule=lr_schedule(total_steps, settings.warmup_frac, settings.min_lr_frac),
         total_steps=total_steps,
         eval_every=settings.eval_every or steps_per_epoch,
-        time_limit_s=settings.time_limit_s,
-        device=run_device,
-        schedule_over_time=settings.schedule_unit == "time",
     )
+    train_step = loop.train_step
     eval_batch = settings.eval_batch or batch
     order_generator = torch.Generator().manual_seed(seed)
 

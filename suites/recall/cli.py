@@ -314,7 +314,9 @@ SUITE_RECORD = register(
             "steps_per_s": FLOAT,  # optimizer steps per second of training wall time after the first (compiling) step
             "decay": STRING,  # which parameters AdamW decayed: all | matrices
             "curriculum": STRING,  # JSON list of the length-curriculum stages trained first ([] without)
-            "curve": STRING,  # JSON list, one point per evaluation: step, wall_s, train_seq_len, lr, losses, accuracy
+            # JSON list, one point per evaluation: step, wall_s, train_seq_len, lr, losses, accuracy, and a gated
+            # curriculum stage's stage_accuracy (its own test set)
+            "curve": STRING,
             "step_mode": STRING,  # how the steps ran: graph (replayed from a CUDA graph) | eager
             "step_mode_note": STRING,  # why eager where a graph was asked, or uncompiled where compile was
             "compiled": BOOL,  # the loss ran through torch.compile (TrainSettings.compile, and it compiled)

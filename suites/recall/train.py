@@ -37,11 +37,10 @@ from suites.training import (
     DECAY_POLICIES,
     SCHEDULE_UNITS,
     STEP_MODES,
-    TrainingLoop,
     autocast,
     default_dtype,
     epoch_order,
-    make_train_step,
+    make_training_loop,
     matmul_tflops,
     resolve_device,
     seed_everything,
@@ -383,29 +382,20 @@ def run_job(
         logits = net(inputs, positions)  # the head only where there is something to predict
         return nn.functional.cross_entropy(logits.float(), labels.reshape(-1), ignore_index=IGNORE)
 
-    train_step = make_train_step(
+    eval_every = settings.eval_every or (steps_per_epoch if not online else max(1, total_steps // 10))
+    loop = make_training_loop(
         loss_of,
         net,
+        settings,
         lr=lr,
         weight_decay=weight_decay,
-        decay=settings.decay,
-        grad_clip=settings.grad_clip,
         autocast_dtype=autocast_dtype,
         device=run_device,
-        step_mode=settings.step_mode,
-        compile=settings.compile,
-    )
-    eval_every = settings.eval_every or (steps_per_epoch if not online else max(1, total_steps // 10))
-    loop = TrainingLoop(
-        train_step,
-        lr=lr,
         schedule=lr_schedule(settings, total_steps, steps_per_epoch),
         total_steps=total_steps,
         eval_every=eval_every,
-        time_limit_s=settings.time_limit_s,
-        device=run_device,
-        schedule_over_time=settings.schedule_unit == "time",
     )
+    train_step = loop.train_step
     eval_batch = settings.eval_batch or batch
     evaluate = Evaluator(net, autocast_dtype, run_device, settings.average)
     order_generator = torch.Generator().manual_seed(seed)
