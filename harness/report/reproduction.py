@@ -46,21 +46,22 @@ LEARNED_PERCENT = 90.0  # accuracy at the training length below which a length t
 MAX_SERIES_PER_AXIS = MAX_SERIES
 LINESTYLES = ("-", "--", ":", "-.")
 
+# The measurement and its verdict first (a reader scans ours against published), where it comes from last.
 TABLE_COLUMNS = [
-    "source",
-    "task",
     "model",
     "implementation",
     "setting",
-    "seq_len",
     "eval_seq_len",
-    "published",
     "ours",
-    "bar",
+    "published",
     "verdict",
+    "bar",
     "gap_points",
     "train_s",
     "steps",
+    "seq_len",
+    "task",
+    "source",
 ]
 
 
