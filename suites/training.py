@@ -14,10 +14,11 @@ back to eager; `TrainStep.mode` and `TrainStep.note` say which ran and why, and 
 
 from __future__ import annotations
 
+import json
 import math
 import random
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from functools import cache
 from typing import Any, Protocol
 
@@ -295,6 +296,31 @@ def make_train_step(
         step_mode=mode,
         compile=compile,
     )
+
+
+def job_columns(
+    *,
+    layer_names: Sequence[str],
+    device: torch.device,
+    dtype: str,
+    batch: int,
+    lr: float,
+    weight_decay: float,
+    seed: int,
+) -> dict[str, Any]:
+    """The columns every training suite's row starts from: the model's layers and how it was trained."""
+    return {
+        "n_layers": len(layer_names),
+        "layer_pattern": json.dumps(list(layer_names)),  # every layer's implementation, in order
+        "mode": "train",
+        "level": "layer",
+        "device": str(device),
+        "dtype": dtype,
+        "batch": batch,
+        "lr": float(lr),
+        "weight_decay": float(weight_decay),
+        "seed": int(seed),
+    }
 
 
 class LoopSettings(Protocol):
