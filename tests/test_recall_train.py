@@ -454,6 +454,6 @@ def test_an_unknown_setting_is_a_one_line_error() -> None:
     )
     assert result.exit_code == 2
     assert result.output == (
-        "Error: --setting 'nope': the selected cells are named curriculum, curriculum-gated, no-curriculum, "
-        "paper-recipe\n"
+        "Error: --setting 'nope': the selected cells are named curriculum, curriculum-gated, "
+        "curriculum-gated-fp32, no-curriculum, paper-recipe\n"
     )

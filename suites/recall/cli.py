@@ -14,6 +14,7 @@ learning rates and seeds, as Zoology and MAD report) is printed, with MAD scores
 from __future__ import annotations
 
 import json
+from pathlib import Path
 from typing import Any
 
 import click
@@ -148,6 +149,7 @@ def plan(
     settings: tuple[str, ...] = (),
     step_mode: str | None = None,
     compile_loss: bool | None = None,
+    save_models: bool = False,
 ) -> SuitePlan:
     """One job per cell of the preset the options name (default recall-cpu), with the overrides given."""
     from suites.recall.presets import DEFAULT_PRESET, build_jobs, check_preset
@@ -188,7 +190,20 @@ def plan(
         if unknown:
             raise UserError(f"--setting {unknown[0]!r}: the selected cells are named {', '.join(known) or 'nothing'}")
         jobs = [job for job in jobs if job.params["setting"] in settings]
-    return SuitePlan(SUITE, device, jobs, after=lambda summary: _print_best(summary.rows))
+    return SuitePlan(
+        SUITE,
+        device,
+        jobs,
+        worker_env=_checkpoint_env if save_models else None,
+        after=lambda summary: _print_best(summary.rows),
+    )
+
+
+def _checkpoint_env(results_dir: Path, run_id: str) -> dict[str, str]:
+    """Where the run's trainings save their models (suites/recall/checkpoint.py)."""
+    from suites.recall.checkpoint import CHECKPOINT_DIR_ENV, checkpoint_root
+
+    return {CHECKPOINT_DIR_ENV: str(checkpoint_root(results_dir, run_id))}
 
 
 @click.command(SUITE)
@@ -225,6 +240,12 @@ def plan(
     default=None,
     help="torch.compile the loss before the step is captured or run (replaces the preset's).",
 )
+@click.option(
+    "--save-models",
+    is_flag=True,
+    help="Save each training's tested weights under RESULTS-logs/checkpoints/<run>/<job>.pt, to test them "
+    "again later (scripts/retest_recall.py: other lengths, dtypes, the family's reference).",
+)
 @click.option("--dry-run", is_flag=True, help="List the jobs as JSON lines; run nothing.")
 def command(
     options: RunOptions,
@@ -239,6 +260,7 @@ def command(
     settings: tuple[str, ...],
     step_mode: str | None,
     compile_loss: bool | None,
+    save_models: bool,
     dry_run: bool,
 ) -> None:
     """Synthetic recall: MQAR, selective copying, induction heads and the MAD tasks, trained on any mixer.
@@ -262,6 +284,7 @@ def command(
         settings=settings,
         step_mode=step_mode,
         compile_loss=compile_loss,
+        save_models=save_models,
     )
     if dry_run:
         for job in recall_plan.jobs:

@@ -46,11 +46,9 @@ from harness.interface import parse_dtype
 from suites.mixers import BACKEND_PREFERENCE, merge_config, mixer_config, pick_implementation, pick_mixer
 from suites.recall.model import ModelSettings
 from suites.recall.tasks import get_task
-from suites.recall.train import TrainSettings, default_dtype, resolve_device
+from suites.recall.train import SUITE, TARGET, TrainSettings, default_dtype, resolve_device
 
 PRESET_DIR = Path(__file__).resolve().parent.parent / "presets" / "recall"
-SUITE = "recall"
-TARGET = "suites.recall.train:run_job"
 __all__ = ["BACKEND_PREFERENCE", "build_jobs", "check_preset", "load_preset", "mixer_config", "pick_implementation"]
 
 SWEPT = ("d_model", "lr", "weight_decay", "seed")  # job-level keys that may be lists

@@ -20,6 +20,7 @@ import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -29,7 +30,7 @@ from torch import nn
 from harness.config import MixerConfig, Settings
 from harness.errors import ConfigError
 from harness.interface import parse_dtype
-from suites.mixers import model_layers
+from suites.mixers import ModelLayers, model_layers
 from suites.recall.data import IGNORE, Examples, default_cache_dir
 from suites.recall.model import ModelSettings, RecallModel, count_parameters, resolve_position
 from suites.recall.tasks import Task, get_task
@@ -50,6 +51,8 @@ from suites.training import (
 from suites.training import cosine_with_warmup as cosine_with_warmup  # re-exported: tests import it from here
 from suites.training import lr_schedule as shared_lr_schedule
 
+SUITE = "recall"
+TARGET = f"{__name__}:run_job"  # the runner's name for the worker's entry point below
 SPLIT_SEED_TAG = {"train": 1, "test": 2, "extrapolate": 3}
 PREFETCH_BATCHES = 8  # fresh batches generated ahead of the step that needs them
 STAGE_KEYS = ("steps", "until_accuracy")  # a curriculum stage's own keys; the others are task parameters
@@ -294,7 +297,44 @@ class Evaluator:
         return accuracy, loss_sum / counted
 
 
-def run_job(
+def build_model(
+    spec: Task,
+    params: dict[str, Any],
+    implementation: str,
+    config: dict[str, Any],
+    n_layers: int,
+    model: dict[str, Any],
+    layer_pattern: list[str] | None,
+    layer_configs: dict[str, dict[str, Any]] | None,
+    max_seq_len: int,
+) -> tuple[RecallModel, ModelLayers, ModelSettings]:
+    """A job's model, freshly initialised (on the CPU, in float32), its layers and its resolved settings:
+    what training builds and what a saved checkpoint (suites/recall/checkpoint.py) is loaded into."""
+    model_settings = ModelSettings.from_dict({**model, "n_layers": n_layers})
+    layers = model_layers(implementation, config, n_layers, layer_pattern, layer_configs)
+    # A hybrid with any recurrent layer gets no positions on 'auto' (as Jamba): suites.backbone.resolve_position.
+    model_settings = resolve_position(model_settings, layers.families, layers.rope)
+    net = RecallModel(
+        spec.vocab_size(params),
+        MixerConfig.from_dict(config).d_model,
+        layers.makers(),
+        model_settings,
+        head=spec.head,
+        max_seq_len=max_seq_len,
+    )
+    return net, layers, model_settings
+
+
+def run_job(**job: Any) -> list[dict[str, Any]]:
+    """The worker's entry point: `job` is exactly the job's params. Trains and tests (train_and_test);
+    where `seqbench run recall` names a checkpoint folder (SEQBENCH_RECALL_CHECKPOINT_DIR), the tested
+    weights are saved there as <job_id>.pt (suites/recall/checkpoint.py)."""
+    from suites.recall.checkpoint import job_checkpoint_path
+
+    return train_and_test(**job, checkpoint_path=job_checkpoint_path(SUITE, TARGET, job))
+
+
+def train_and_test(
     *,
     task: str,
     task_params: dict[str, Any],
@@ -314,6 +354,7 @@ def run_job(
     progress: bool = True,  # a line per evaluation on stdout (the worker's log): how a long training goes
     layer_pattern: list[str] | None = None,  # a hybrid: every layer's implementation (suites/mixers.py)
     layer_configs: dict[str, dict[str, Any]] | None = None,  # a hybrid: each of those implementations' config
+    checkpoint_path: Path | None = None,  # where to save the tested weights (None: nowhere)
     **columns: Any,  # the job's column mirrors (seq_len, vocab_size, mode): checked, not used
 ) -> list[dict[str, Any]]:
     """Train one cell and return its rows: one at the training length (eval_seq_len = seq_len), then
@@ -326,11 +367,6 @@ def run_job(
         if name in columns and columns[name] != params[name]:
             raise ConfigError(name, f"job column says {columns[name]} but the task parameters say {params[name]}")
     settings = TrainSettings.from_dict(train)
-    model_settings = ModelSettings.from_dict({**model, "n_layers": n_layers})
-    mixer_config = MixerConfig.from_dict(config)
-    layers = model_layers(implementation, config, n_layers, layer_pattern, layer_configs)
-    # A hybrid with any recurrent layer gets no positions on 'auto' (as Jamba): suites.backbone.resolve_position.
-    model_settings = resolve_position(model_settings, layers.families, layers.rope)
     run_device = resolve_device(device)
     dtype = dtype or default_dtype(device)
     compute_dtype = parse_dtype(dtype)
@@ -359,14 +395,10 @@ def run_job(
     if train_set is not None:
         train_set = train_set.to(run_device)
 
-    net = RecallModel(
-        spec.vocab_size(params),
-        mixer_config.d_model,
-        layers.makers(),
-        model_settings,
-        head=spec.head,
-        max_seq_len=max_seq_len,
-    ).to(run_device)
+    net, layers, model_settings = build_model(
+        spec, params, implementation, config, n_layers, model, layer_pattern, layer_configs, max_seq_len
+    )
+    net = net.to(run_device)
     n_params = count_parameters(net)
     if settings.curriculum and not online:
         raise ConfigError("curriculum", "a length curriculum needs fresh batches (n_train = 0)")
@@ -538,6 +570,28 @@ def run_job(
     ]
     if longer and best["state"] is not None:
         net.load_state_dict(best["state"])
+    if checkpoint_path is not None:  # the weights the rows were tested with: the best, else the last
+        from suites.recall.checkpoint import save_checkpoint
+
+        job = {
+            "task": task,
+            "task_params": task_params,
+            "implementation": implementation,
+            "config": config,
+            "n_layers": n_layers,
+            "model": model,
+            "layer_pattern": layer_pattern,
+            "layer_configs": layer_configs,
+            "seed": seed,
+            "data_seed": int(data_seed),
+            "dtype": dtype,
+            "setting": setting,
+            "n_test": int(n_test),
+            "extrapolate": extrapolate,
+            "extrapolate_tokens": settings.extrapolate_tokens,
+        }
+        state = best["state"] if best["state"] is not None else net.state_dict()
+        save_checkpoint(checkpoint_path, job, max_seq_len, state, step=best["step"], accuracy=best["accuracy"])
     for index, longer_params in enumerate(longer):
         row = {
             **common,
