@@ -10,6 +10,8 @@ lr, seed) cell. `command` is `seqbench run recall`; `plan` its jobs (for `seqben
     presets.py     TOML presets in suites/presets/recall/ -> runner jobs
     analysis.py    best accuracy per cell (Zoology), MAD scores
     references.py  published numbers with their sources
+    checkpoint.py  a training's tested weights, saved beside the results (`--save-models`)
+    retest.py      a saved model tested again (scripts/retest_recall.py), a selective SSM's decay horizons
 """
 
 from suites.recall.cli import command, plan
