@@ -18,6 +18,7 @@ import torch
 from harness.errors import UserError
 from suites.recall.checkpoint import load_checkpoint
 from suites.recall.retest import decay_horizons, rebuild, retest, test_sets
+from suites.training import resolve_device
 
 
 @click.command()
@@ -56,9 +57,11 @@ def main(
                 )
                 rows.append({"checkpoint": str(path), "implementation": name, "dtype": dtype, **row})
             if horizons:
-                net = rebuild(checkpoint, implementation).double()
+                run_device = resolve_device(device)
+                net = rebuild(checkpoint, implementation).to(device=run_device, dtype=torch.float64)
                 for seq_len, examples in test_sets(checkpoint, list(seq_lens)):
-                    for layer in decay_horizons(net, examples.inputs[:horizon_examples].to(torch.long)):
+                    tokens = examples.inputs[:horizon_examples].to(device=run_device, dtype=torch.long)
+                    for layer in decay_horizons(net, tokens):
                         click.echo(
                             f"  L {seq_len:>8} layer {layer['layer']}: longest horizon "
                             f"{layer['max_horizon_tokens']:,.0f} tokens, median channel's "

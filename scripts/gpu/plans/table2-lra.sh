@@ -1,0 +1,24 @@
+# Table 2's fall-off (issue 20) and LRA Text's S4 alone (issue 25) in one session, under MPS. Table 2:
+# Mamba's `long` cell again (18 minutes, bf16) and `long-wd0` (the same without weight decay), both saving
+# their models (--save-models); then each saved model retested through the Mamba reference in float64 at
+# 2^8, 2^14 and 2^16 with its decay horizons (scripts/retest_recall.py): whether the fall-off is numerical,
+# and whether the layers' longest memory ends where the accuracy falls. LRA Text: S4 on its own preset,
+# 20 minutes (bar >= 85%), beside the two light L 256 trainings. Carry [".whl", ".carry", ".data"].
+mkdir -p /tmp/imdb && tar xJf .data/aclImdb-labelled.tar.xz -C /tmp/imdb
+export SEQBENCH_IMDB=/tmp/imdb
+mps_start
+stage start
+background lra-s4 seqbench run classify --preset lra-text --family s4 --seq-len 4096 --results "$SESSION/runs/lra-s4"
+stage kernels; time seqbench kernels build
+stage table2
+for setting in long long-wd0; do
+  background "t2-$setting" seqbench run recall --preset mamba-table2 --name mamba/mamba_ssm --setting "$setting" \
+    --save-models --results "$SESSION/runs/t2-$setting"
+done
+wait
+mps_stop
+stage retest
+for checkpoint in "$SESSION"/runs/t2-*-logs/checkpoints/*/*.pt; do
+  timeout 240 python scripts/retest_recall.py "$checkpoint" --seq-len 256 --seq-len 16384 --seq-len 65536 \
+    --name mamba/reference --dtype float64 --device cuda --horizons --json "${checkpoint%.pt}.retest.jsonl"
+done
