@@ -11,14 +11,18 @@ stage start
 background lra-s4 seqbench run classify --preset lra-text --family s4 --seq-len 4096 --results "$SESSION/runs/lra-s4"
 stage kernels; time seqbench kernels build
 stage table2
-for setting in long long-wd0; do
-  background "t2-$setting" seqbench run recall --preset mamba-table2 --name mamba/mamba_ssm --setting "$setting" \
-    --save-models --results "$SESSION/runs/t2-$setting"
-done
+table2_then_retest() {  # the two trainings, then their retests, while LRA's S4 may still be training
+  for setting in long long-wd0; do
+    seqbench run recall --preset mamba-table2 --name mamba/mamba_ssm --setting "$setting" --save-models \
+      --results "$SESSION/runs/t2-$setting" > "$SESSION/logs/t2-$setting.log" 2>&1 &
+  done
+  wait
+  stage retest
+  for checkpoint in "$SESSION"/runs/t2-*-logs/checkpoints/*/*.pt; do
+    timeout 180 python scripts/retest_recall.py "$checkpoint" --seq-len 256 --seq-len 16384 --seq-len 65536 \
+      --name mamba/reference --dtype float64 --device cuda --horizons --json "${checkpoint%.pt}.retest.jsonl"
+  done
+}
+table2_then_retest > "$SESSION/logs/t2-chain.log" 2>&1 &
 wait
 mps_stop
-stage retest
-for checkpoint in "$SESSION"/runs/t2-*-logs/checkpoints/*/*.pt; do
-  timeout 240 python scripts/retest_recall.py "$checkpoint" --seq-len 256 --seq-len 16384 --seq-len 65536 \
-    --name mamba/reference --dtype float64 --device cuda --horizons --json "${checkpoint%.pt}.retest.jsonl"
-done
