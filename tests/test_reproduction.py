@@ -101,6 +101,23 @@ def test_learning_curves_come_from_the_rows() -> None:
     assert plot.png.startswith(b"\x89PNG") and plot.slug == "curves-selective-copying"
 
 
+def test_two_runs_of_one_cell_draw_one_curve_the_tables_training() -> None:
+    """Two trainings of one cell: their evaluations never interleave into one line; the curve drawn is the
+    training the reproduction table reads (the best at its training length)."""
+    early = [{"step": s, "test_accuracy": 0.14} for s in (500, 1000, 1500)]
+    later = [{"step": s, "test_accuracy": a} for s, a in ((700, 0.2), (1400, 0.7))]
+    rows = pd.DataFrame(
+        [
+            _row("mamba/mamba_ssm", 0.14, run_id="run-1", curve=json.dumps(early)),
+            _row("mamba/mamba_ssm", 0.70, run_id="run-2", curve=json.dumps(later)),
+        ]
+    )
+    points = curve_points(rows)
+    assert points["step"].tolist() == [700, 1400] and points["test_accuracy"].tolist() == [0.2, 0.7]
+    table = reproduction_table(rows, normalise(REFERENCE_POINTS))
+    assert table["ours"].tolist() == [70.0]
+
+
 def test_length_tests_come_from_one_training_the_best_at_its_training_length() -> None:
     """Two trainings of one cell (two runs): the table reads every length from the one with the best
     accuracy at the training length (the longer on a tie), never the best of both per length; a cell

@@ -45,6 +45,7 @@ VERDICT_TOLERANCE_POINTS = 5.0  # percentage points: a published number within t
 LEARNED_PERCENT = 90.0  # accuracy at the training length below which a length test shows nothing
 MAX_SERIES_PER_AXIS = MAX_SERIES
 LINESTYLES = ("-", "--", ":", "-.")
+SETTING_MARKERS = ("", "o", "s", "^")
 
 # The measurement and its verdict first (a reader scans ours against published), where it comes from last.
 TABLE_COLUMNS = [
@@ -201,15 +202,24 @@ def reproduction_table(rows: pd.DataFrame, references: pd.DataFrame | None) -> p
 
 def curve_points(rows: pd.DataFrame) -> pd.DataFrame:
     """The learning curves of rows at their training length, one row per evaluation: task, seq_len,
-    implementation, setting, step, wall_s, train_seq_len, lr, train_loss, test_loss, test_accuracy."""
+    implementation, setting, step, wall_s, train_seq_len, lr, train_loss, test_loss, test_accuracy. One
+    training per (task, length, implementation, setting): the one the reproduction table reads (the best
+    at its training length, ties to more steps), so that two runs of a cell never merge into one line."""
     rows = ok_rows(rows)
     if rows.empty or "curve" not in rows.columns:
         return pd.DataFrame()
     at_training_length = numeric(rows, "eval_seq_len").isna() | (
         numeric(rows, "eval_seq_len") == numeric(rows, "seq_len")
     )
+    rows = rows[at_training_length]
+    keys = [c for c in ("task", "seq_len", "implementation", "setting") if c in rows.columns]
+    ranked = rows.assign(
+        _cell=rows[keys].apply(lambda row: "|".join(key_text(v) for v in row), axis=1),
+        _acc=numeric(rows, "accuracy"),
+        _steps=numeric(rows, "steps").fillna(0),
+    ).sort_values(["_acc", "_steps"], ascending=False, na_position="last")
     records = []
-    for _, row in rows[at_training_length].iterrows():
+    for _, row in ranked.drop_duplicates("_cell").iterrows():
         text = row.get("curve")
         if not isinstance(text, str) or not text:
             continue
@@ -244,6 +254,12 @@ def reproduction_grids(table: pd.DataFrame) -> list[tuple[str, pd.DataFrame]]:
     return grids
 
 
+def setting_style(index: int) -> tuple[str, str]:
+    """(line style, marker) of the index-th setting: the four line styles, then each again with a marker
+    (a figure compares up to 16 recipes before two look alike)."""
+    return LINESTYLES[index % len(LINESTYLES)], SETTING_MARKERS[(index // len(LINESTYLES)) % len(SETTING_MARKERS)]
+
+
 def learning_curves(rows: pd.DataFrame, palette: Palette | None = None) -> list[Plot]:
     """Test accuracy against optimizer step, one figure per task, one panel per training length, a line per
     (implementation, setting); a panel with more than MAX_SERIES_PER_AXIS lines is split by family."""
@@ -268,17 +284,20 @@ def learning_curves(rows: pd.DataFrame, palette: Palette | None = None) -> list[
         figure = new_figure(max(6.0, 4.2 * columns), 3.3 * n_rows + 1.0)
         axes = np.atleast_1d(figure.subplots(n_rows, columns, squeeze=False)).ravel()
         legend: dict[str, object] = {}
+        # One style per setting across the figure, so a legend entry means the same line in every panel.
+        settings = sorted(task_points["setting"].unique())
         for axis, (title, panel) in zip(axes, panels, strict=False):
-            # A line style per setting within the panel (at most four recipes are compared in one).
-            settings = sorted(panel["setting"].unique())
             for (implementation, setting), group in sorted(panel.groupby(["implementation", "setting"])):
                 label = f"{implementation} · {setting}" if setting and setting != "baseline" else implementation
-                style = LINESTYLES[settings.index(setting) % len(LINESTYLES)]
+                linestyle, marker = setting_style(settings.index(setting))
                 group = group.sort_values("step")
                 (line,) = axis.plot(
                     group["step"],
                     group["test_accuracy"],
-                    style,
+                    linestyle=linestyle,
+                    marker=marker,
+                    markevery=max(1, len(group) // 8),
+                    markersize=4,
                     color=palette(implementation),
                     lw=1.4,
                     label=plain(label),
@@ -297,7 +316,8 @@ def learning_curves(rows: pd.DataFrame, palette: Palette | None = None) -> list[
             Plot(
                 slug=slugify("curves", task),
                 title=f"Learning curves: {task}",
-                caption="Test accuracy at the training length after each evaluation; line style = the preset "
+                caption="Test accuracy at the training length after each evaluation, one training per "
+                "implementation and preset cell (the one the table above reads); line style and marker = the "
                 "cell (recipe). The numbers are in the learning-curve table below.",
                 png=render(figure),
                 series=series_count(figure),
