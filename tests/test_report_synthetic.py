@@ -40,8 +40,9 @@ def _row(run_id: str, suite: str, implementation: str, mode: str, seq_len: int, 
     row = {
         "schema_version": results.SCHEMA_VERSION,
         "run_id": run_id,
+        # a training's tests at several lengths are rows of one job, as the recall suite writes them
         "job_id": f"{suite}-{implementation}-{mode}-{seq_len}-{batch}-{extra.get('task', '')}"
-        f"-{extra.get('d_model', '')}-{extra.get('lr', '')}-{extra.get('seed', '')}-{extra.get('eval_seq_len', '')}",
+        f"-{extra.get('d_model', '')}-{extra.get('lr', '')}-{extra.get('seed', '')}",
         "timestamp": "2026-11-22T18:00:00+00:00",
         "suite": suite,
         "family": family,

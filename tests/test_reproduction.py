@@ -155,3 +155,38 @@ def test_length_tests_come_from_one_training_the_best_at_its_training_length() -
     scaled = table.loc[("MHA-Abs", 1024)]
     assert scaled["setting"] == "MHA-Abs-scaled" and scaled["verdict"].startswith("not comparable")
     assert "MHA-xPos" not in table.index.get_level_values(0)
+
+
+def test_extrapolation_lines_are_one_training_each_and_settings_apart() -> None:
+    """Table 2's shape: MHA-Abs and MHA-RoPE (two settings of one implementation) are two lines, and of two
+    runs of one cell the line is the run best at its training length, every length from it (not the best
+    of the runs per length, which would mix a run's 2^9 with another's 2^10)."""
+    from harness.report.pages.recall import recall_extrapolation
+
+    def training(setting: str, run_id: str, accuracies: dict[int, float]) -> list[dict]:
+        return [
+            _row(
+                "attention/sdpa_flash",
+                a,
+                task="induction-heads",
+                seq_len=256,
+                eval_seq_len=length,
+                setting=setting,
+                run_id=run_id,
+            )
+            for length, a in accuracies.items()
+        ]
+
+    rows = pd.DataFrame(
+        training("MHA-Abs", "run-1", {256: 0.9, 512: 0.5, 1024: 0.1})
+        + training("MHA-Abs", "run-2", {256: 0.8, 512: 0.6, 1024: 0.3})  # worse at 256, better beyond
+        + training("MHA-RoPE", "run-1", {256: 1.0, 512: 0.8, 1024: 0.3})
+    )
+    (plot,) = recall_extrapolation(rows)
+    lines = {
+        series: group.set_index("eval_seq_len")["accuracy"].to_dict() for series, group in plot.table.groupby("series")
+    }
+    assert lines == {
+        "attention/sdpa_flash · MHA-Abs": {256.0: 0.9, 512.0: 0.5, 1024.0: 0.1},
+        "attention/sdpa_flash · MHA-RoPE": {256.0: 1.0, 512.0: 0.8, 1024.0: 0.3},
+    }

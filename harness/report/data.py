@@ -184,7 +184,7 @@ def series_labels(frame: pd.DataFrame, extra_fields: Sequence[str] = ()) -> pd.S
         varies = (texts.groupby(implementation).nunique() > 1).any() if has_implementation else texts.nunique() > 1
         if varies:
             short = name.removeprefix("opt_")
-            shown = texts if name in ("level", "device", "dtype") else short + "=" + texts
+            shown = texts if name in ("level", "device", "dtype", "setting") else short + "=" + texts
             labels = labels + " · " + shown
     return labels
 

@@ -106,7 +106,7 @@ def variant_of(setting: str, variants: set[str]) -> str:
     return max(prefixes, key=len, default="")
 
 
-def _training_key(rows: pd.DataFrame) -> pd.Series:
+def training_key(rows: pd.DataFrame) -> pd.Series:
     """Which training a row belongs to: its run and job (a training's tests at several lengths share both)."""
     run = rows["run_id"].map(key_text) if "run_id" in rows.columns else ""
     job = rows["job_id"].map(key_text) if "job_id" in rows.columns else pd.Series(rows.index.astype(str), rows.index)
@@ -114,7 +114,7 @@ def _training_key(rows: pd.DataFrame) -> pd.Series:
 
 
 def best_training(rows: pd.DataFrame) -> str:
-    """The training key (_training_key) with the best accuracy at its training length; ties go to the one
+    """The training key (training_key) with the best accuracy at its training length; ties go to the one
     trained longer (more steps). `rows` hold one (implementation, setting, task, training length)."""
     at_training_length = rows[rows["_eval"] == rows["_seq_len"]]
     pool = at_training_length if not at_training_length.empty else rows
@@ -136,7 +136,7 @@ def reproduction_table(rows: pd.DataFrame, references: pd.DataFrame | None) -> p
         _eval=numeric(rows, "eval_seq_len").fillna(numeric(rows, "seq_len")),
         _setting=rows["setting"].map(key_text) if "setting" in rows.columns else "",
     )
-    rows = rows.assign(_training=_training_key(rows))
+    rows = rows.assign(_training=training_key(rows))
     out = []
     for _, point in points.iterrows():
         eval_len = point["eval_seq_len"] if not pd.isna(point["eval_seq_len"]) else point["seq_len"]

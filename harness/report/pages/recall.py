@@ -116,7 +116,7 @@ def _short_source(source: object) -> str:
 def _references_for(references: pd.DataFrame | None, task: str, extrapolation: bool) -> pd.DataFrame:
     """The task's published points, either those at their training length or those tested beyond it."""
     if references is None or references.empty or "task" not in references.columns:
-        return pd.DataFrame()
+        return pd.DataFrame(columns=["task", "model", "accuracy", "seq_len", "eval_seq_len", "source"])
     points = references[references["task"].map(key_text) == task]
     beyond = numeric(points, "eval_seq_len").notna() & (numeric(points, "eval_seq_len") != numeric(points, "seq_len"))
     return points[beyond] if extrapolation else points[~beyond]
@@ -224,17 +224,26 @@ def recall_extrapolation(
     frame: pd.DataFrame, references: pd.DataFrame | None = None, palette: plots.Palette | None = None
 ) -> list[plots.Plot]:
     """Accuracy against evaluation length for models trained at one length (induction-heads style), with the
-    published curves of the same task drawn dashed beside ours."""
+    published curves of the same task drawn dashed beside ours. A line per (implementation, setting and what
+    else differs within the task), every point of it from one training: the one the reproduction table
+    reads (the best at its training length), never the best of several trainings per length."""
     palette = palette or plots.palette_for(frame)
     rows = ok_rows(frame)
     if not (has_values(rows, "eval_seq_len") and has_values(rows, "accuracy")):
         return []
     rows = rows[numeric(rows, "eval_seq_len").notna()]
     rows = rows.assign(
-        _label=series_labels(rows, extra_fields=("seq_len",)),
         _task=rows.get("task", pd.Series("", index=rows.index)).map(key_text),
         _eval=numeric(rows, "eval_seq_len"),
+        _seq_len=numeric(rows, "seq_len"),
         _accuracy=numeric(rows, "accuracy"),
+        _training=reproduction.training_key(rows),
+    )
+    # labels name what differs within a task's rows (another task's widths say nothing here)
+    labels = [series_labels(group, extra_fields=("seq_len", "setting")) for _, group in rows.groupby("_task")]
+    rows = rows.assign(_label=pd.concat(labels))
+    rows = pd.concat(
+        group[group["_training"] == reproduction.best_training(group)] for _, group in rows.groupby(["_task", "_label"])
     )
     # A curve needs several test lengths: a model tested only at its training length is no extrapolation
     # (the accuracy plot shows it), and a line of one point says nothing.
@@ -251,7 +260,7 @@ def recall_extrapolation(
         task_rows = rows[rows["_task"] == task]
         styles = plots.SeriesStyles(palette, task_rows)
         for label, group in sorted(task_rows.groupby("_label"), key=lambda item: str(item[0])):
-            curve = group.groupby("_eval")["_accuracy"].max().sort_index()
+            curve = group.groupby("_eval")["_accuracy"].first().sort_index()  # one training: one row a length
             style = styles(plots.implementation_of(group), label)
             (line,) = axis.plot(curve.index, curve.to_numpy(), ms=4, label=plots.plain(label), **style)
             legend.setdefault(plots.plain(label), line)
@@ -285,7 +294,7 @@ def recall_extrapolation(
             png=plots.render(figure),
             series=plots.series_count(figure),
             table=rows.groupby(["_task", "_label", "_eval"])["_accuracy"]
-            .max()
+            .first()
             .reset_index()
             .set_axis(["task", "series", "eval_seq_len", "accuracy"], axis=1),
         )
