@@ -493,7 +493,8 @@ def train_and_test(
             else:
                 better = math.isnan(best["loss"]) or test_loss < best["loss"]
             if better:
-                state = {k: v.detach().clone() for k, v in net.state_dict().items()} if longer else None
+                keep = longer or checkpoint_path is not None  # the best weights are tested again, or saved
+                state = {k: v.detach().clone() for k, v in net.state_dict().items()} if keep else None
                 best.update(accuracy=accuracy, loss=test_loss, step=step, state=state)
             if accuracy >= settings.target_accuracy:
                 stop_reason = "target accuracy reached"
@@ -570,7 +571,7 @@ def train_and_test(
     ]
     if longer and best["state"] is not None:
         net.load_state_dict(best["state"])
-    if checkpoint_path is not None:  # the weights the rows were tested with: the best, else the last
+    if checkpoint_path is not None:  # the weights the rows were tested with: the best evaluation's
         from suites.recall.checkpoint import save_checkpoint
 
         job = {
