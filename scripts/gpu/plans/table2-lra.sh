@@ -1,6 +1,7 @@
 # Table 2's fall-off (issue 20) and LRA Text's S4 alone (issue 25) in one session, under MPS. Table 2:
-# Mamba's `long` cell again (18 minutes, bf16) and `long-wd0` (the same without weight decay), both saving
-# their models (--save-models); then each saved model retested through the Mamba reference in float64 at
+# Mamba's `long` cell again (18 minutes, bf16), `long-wd0` (the same without weight decay) and `long-dtmin`
+# (dt initialised down to 1e-4), all saving their models (--save-models); then each saved model retested
+# through the Mamba reference in float64 at
 # 2^8, 2^14 and 2^16 with its decay horizons (scripts/retest_recall.py): whether the fall-off is numerical,
 # and whether the layers' longest memory ends where the accuracy falls. LRA Text: S4 on its own preset,
 # 20 minutes (bar >= 85%), beside the two light L 256 trainings. Carry [".whl", ".carry", ".data"].
@@ -12,7 +13,7 @@ background lra-s4 seqbench run classify --preset lra-text --family s4 --seq-len 
 stage kernels; time seqbench kernels build
 stage table2
 table2_then_retest() {  # the two trainings, then their retests, while LRA's S4 may still be training
-  for setting in long long-wd0; do
+  for setting in long long-wd0 long-dtmin; do
     seqbench run recall --preset mamba-table2 --name mamba/mamba_ssm --setting "$setting" --save-models \
       --results "$SESSION/runs/t2-$setting" > "$SESSION/logs/t2-$setting.log" 2>&1 &
   done
