@@ -40,7 +40,13 @@ def main(
     horizon_examples: int,
     json_path: Path | None,
 ) -> None:
-    rows = []
+    out = json_path.open("w") if json_path is not None else None  # a line per row as it comes: a timeout keeps them
+
+    def record(row: dict) -> None:
+        if out is not None:
+            out.write(json.dumps(row) + "\n")
+            out.flush()
+
     try:
         for path in checkpoints:
             checkpoint = load_checkpoint(path)
@@ -51,28 +57,30 @@ def main(
                 f"L {job['task_params'].get('seq_len')}, saved at step {checkpoint.step} "
                 f"({100 * checkpoint.accuracy:.1f}%); tested through {name} in {dtype} on {device}"
             )
-            for row in retest(checkpoint, list(seq_lens), implementation, device, dtype):
+            run_device = resolve_device(device)
+            for seq_len in seq_lens:  # a length at a time, each recorded as it comes
+                (row,) = retest(checkpoint, [seq_len], implementation, device, dtype)
                 click.echo(
-                    f"  L {row['seq_len']:>8}: {100 * row['accuracy']:6.2f}%  loss {row['loss']:.4f}  n {row['n_test']}"
+                    f"  L {seq_len:>8}: {100 * row['accuracy']:6.2f}%  loss {row['loss']:.4f}  n {row['n_test']}"
                 )
-                rows.append({"checkpoint": str(path), "implementation": name, "dtype": dtype, **row})
-            if horizons:
-                run_device = resolve_device(device)
+                record({"checkpoint": str(path), "implementation": name, "dtype": dtype, **row})
+                if not horizons:
+                    continue
                 net = rebuild(checkpoint, implementation).to(device=run_device, dtype=torch.float64)
-                for seq_len, examples in test_sets(checkpoint, list(seq_lens)):
-                    tokens = examples.inputs[:horizon_examples].to(device=run_device, dtype=torch.long)
-                    for layer in decay_horizons(net, tokens):
-                        click.echo(
-                            f"  L {seq_len:>8} layer {layer['layer']}: longest horizon "
-                            f"{layer['max_horizon_tokens']:,.0f} tokens, median channel's "
-                            f"{layer['median_channel_horizon_tokens']:,.0f}; "
-                            f"kept over L: {layer['kept_over_length']:.3g}"
-                        )
-                        rows.append({"checkpoint": str(path), "implementation": name, "kind": "horizon", **layer})
+                ((_, examples),) = test_sets(checkpoint, [seq_len])
+                tokens = examples.inputs[:horizon_examples].to(device=run_device, dtype=torch.long)
+                for layer in decay_horizons(net, tokens):
+                    click.echo(
+                        f"  L {seq_len:>8} layer {layer['layer']}: longest horizon "
+                        f"{layer['max_horizon_tokens']:,.0f} tokens, median channel's "
+                        f"{layer['median_channel_horizon_tokens']:,.0f}; kept over L: {layer['kept_over_length']:.3g}"
+                    )
+                    record({"checkpoint": str(path), "implementation": name, "kind": "horizon", **layer})
     except UserError as exc:
         raise click.ClickException(str(exc)) from None
-    if json_path is not None:
-        json_path.write_text("\n".join(json.dumps(row) for row in rows) + "\n")
+    finally:
+        if out is not None:
+            out.close()
 
 
 if __name__ == "__main__":

@@ -143,3 +143,34 @@ def test_save_models_from_the_command_line(tmp_path: Path) -> None:
     from harness.results import read_results
 
     assert saved[0].stem == read_results(results)["job_id"].iloc[0]  # named by the job whose rows they are
+
+
+def test_the_retest_script_records_a_row_per_length_and_layer(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    import importlib.util
+    import json
+
+    spec = importlib.util.spec_from_file_location(
+        "retest_recall", Path(__file__).parents[1] / "scripts/retest_recall.py"
+    )
+    script = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(script)
+    monkeypatch.setenv(CHECKPOINT_DIR_ENV, str(tmp_path))
+    job = {**_job(), "train": {**_job()["train"], "max_steps": 2}}
+    run_job(**job)
+    path = job_checkpoint_path(SUITE, TARGET, job)
+    out = tmp_path / "retest.jsonl"
+    result = CliRunner().invoke(
+        script.main, [str(path), "--seq-len", "32", "--seq-len", "64", "--horizons", "--json", str(out)]
+    )
+    assert result.exit_code == 0, result.output
+    lines = [json.loads(line) for line in out.read_text().splitlines()]
+    # per length: its accuracy row, then one horizon row per Mamba layer (2)
+    assert [(r.get("kind", "accuracy"), r["seq_len"]) for r in lines] == [
+        ("accuracy", 32), ("horizon", 32), ("horizon", 32), ("accuracy", 64), ("horizon", 64), ("horizon", 64)
+    ]  # fmt: skip
+    missing = CliRunner().invoke(script.main, [str(tmp_path / "none.pt"), "--seq-len", "32"])
+    assert (
+        missing.exit_code == 1
+        and missing.output.strip().startswith("Error: ")
+        and "no such checkpoint" in missing.output
+    )

@@ -32,6 +32,7 @@ from suites.recall.train import Evaluator, build_model, split_seed
 from suites.training import resolve_device
 
 EVAL_TOKENS_PER_BATCH = 65536  # an evaluation batch's tokens (memory bound, not speed)
+NEW_LENGTH_SEED_BASE = 1_000_000  # seed index base for a length training did not test (its own are 0, 1, ...)
 
 
 def rebuild(checkpoint: Checkpoint, implementation: str | None = None) -> RecallModel:
@@ -76,14 +77,14 @@ def test_sets(checkpoint: Checkpoint, seq_lens: list[int]) -> list[tuple[int, Ex
     data_seed, n_test, cache = int(job["data_seed"]), int(job["n_test"]), default_cache_dir()
     tokens = int(job.get("extrapolate_tokens") or 0)
     out = []
-    for new_index, seq_len in enumerate(seq_lens):
+    for seq_len in seq_lens:
         if seq_len < 1:
             raise UserError(f"--seq-len must be a positive integer, got {seq_len}")
         if seq_len == train_params["seq_len"]:
             examples = spec.examples("test", train_params, n_test, split_seed(data_seed, "test"), cache)
         else:
             known = [i for i, p in enumerate(longer) if p["seq_len"] == seq_len]
-            index = known[0] if known else len(longer) + new_index
+            index = known[0] if known else NEW_LENGTH_SEED_BASE + seq_len  # one seed per length, in any call
             params = longer[known[0]] if known else spec.params(**{**job["task_params"], "seq_len": seq_len})
             n = min(n_test, max(16, tokens // seq_len)) if tokens else n_test
             examples = spec.examples("test", params, n, split_seed(data_seed, "extrapolate", index), cache)
