@@ -18,7 +18,7 @@ from harness.errors import UserError
 from suites.backbone import ModelSettings
 from suites.classify.data import PAD
 from suites.classify.model import ClassifyModel, masked_mean
-from suites.classify.presets import build_jobs, load_preset
+from suites.classify.presets import build_jobs, check_preset, load_preset
 from suites.classify.train import run_job
 from tests.imdb_fixture import make_separable_imdb
 
@@ -126,6 +126,20 @@ def test_the_presets_build_their_jobs_and_ids_do_not_depend_on_the_data_folder()
     # every preset's mixers can be built at its config (on the CPU: the references)
     for job in jobs + words:
         registry.get(job.implementation).create(MixerConfig.from_dict(job.params["config"]))
+
+
+def test_a_family_may_train_in_its_own_dtype() -> None:
+    """dtype_by_family (lra-text's LSTM: cuDNN's LSTM takes no bf16 here) replaces the preset's dtype for
+    that family's jobs alone; unknown families and dtypes are one-line errors."""
+    preset = {**load_preset("cpu"), "mixers": ["lstm", "attention"], "dtype": "float32"}
+    jobs = build_jobs({**preset, "dtype_by_family": {"lstm": "float64"}}, device="cpu")
+    dtypes = {registry.get(job.implementation).family: job.params["dtype"] for job in jobs}
+    assert dtypes == {"lstm": "float64", "attention": "float32"}
+    assert build_jobs(preset, device="cpu")[0].job_id != jobs[0].job_id  # the dtype is part of the job
+    with pytest.raises(UserError, match="unknown family 'lstn'"):
+        check_preset({**preset, "dtype_by_family": {"lstn": "float32"}})
+    with pytest.raises(UserError, match=r"dtype_by_family\.lstm: unknown dtype 'float17'"):
+        check_preset({**preset, "dtype_by_family": {"lstm": "float17"}})
 
 
 def _invoke(*args: str) -> tuple[int, str]:

@@ -13,6 +13,8 @@
     timeout_s = 1800                           # per job
     dtype = "bfloat16"                         # default: bf16 autocast on a GPU, fp32 on the CPU
     lr_by_family = { s4 = 1e-2 }               # a family's own learning rate, replacing the sweep's
+    dtype_by_family = { lstm = "float32" }     # a family's own dtype, replacing `dtype` (cuDNN's LSTM has no
+                                               # bf16 here, and fp16 training would need loss scaling)
     [data]                                     # suites.classify.data.DataSettings
     encoding = "bytes"
     seq_len = [1024, 4096]
@@ -61,6 +63,7 @@ TOP_LEVEL = frozenset(
         "timeout_s",
         "dtype",
         "lr_by_family",
+        "dtype_by_family",
         "data",
         "model",
         "train",
@@ -81,14 +84,21 @@ def load_preset(name_or_path: str) -> dict[str, Any]:
 
 
 def check_preset(preset: dict[str, Any]) -> None:
-    """Unknown keys (top level, a family under [config.families] or lr_by_family) are one-line errors."""
+    """Unknown keys (top level, a family under [config.families], lr_by_family or dtype_by_family) and
+    unknown dtypes are one-line errors."""
     where = f"classify preset {preset['name']!r}"
     check_keys(where, preset, TOP_LEVEL)
     families = set(registry.families())
-    for table in (preset.get("config", {}).get("families", {}), preset.get("lr_by_family", {})):
+    by_family = ("lr_by_family", "dtype_by_family")
+    for table in (preset.get("config", {}).get("families", {}), *(preset.get(key, {}) for key in by_family)):
         unknown = sorted(set(table) - families)
         if unknown:
             raise UserError(f"{where}: unknown family {unknown[0]!r} (families: {', '.join(sorted(families))})")
+    for family, dtype in preset.get("dtype_by_family", {}).items():
+        try:
+            parse_dtype(dtype)
+        except UserError as exc:  # its message names the dtypes it knows
+            raise UserError(f"{where}: dtype_by_family.{family}: {exc}") from None
     for key in ("batch", *SWEPT):
         if key not in preset:
             raise UserError(f"{where}: no {key}")
@@ -126,11 +136,15 @@ def build_jobs(
     entries = list(mixers) or _as_list(spec.get("mixers", []))
     if not entries:
         raise UserError(f"{where}: no mixers (give --name or --family)")
-    choices = [pick_mixer(entry, device, parse_dtype(dtype_name)) for entry in entries]
+    choices = []  # (mixer, its dtype): a family of dtype_by_family is picked for its own dtype
+    for entry in entries:
+        choice = pick_mixer(entry, device, parse_dtype(dtype_name))
+        own = spec.get("dtype_by_family", {}).get(choice.family)
+        choices.append((pick_mixer(entry, device, parse_dtype(own)), own) if own else (choice, dtype_name))
     lengths = _as_list(spec.get("data", {}).get("seq_len", DataSettings().seq_len))
     timeout = float(spec.get("timeout_s", DEFAULT_TIMEOUT_S))
     jobs = []
-    for choice in choices:
+    for choice, choice_dtype in choices:
         for seq_len, d_model, lr, weight_decay, seed in itertools.product(lengths, *(_as_list(spec[k]) for k in SWEPT)):
             data = DataSettings(**data_base, seq_len=int(seq_len)).to_dict()
             lr = spec.get("lr_by_family", {}).get(choice.family, lr)  # a hybrid's family is "hybrid"
@@ -148,7 +162,7 @@ def build_jobs(
                 "batch": int(spec["batch"]),
                 "train": train,
                 "device": device,
-                "dtype": dtype_name,
+                "dtype": choice_dtype,
                 "mode": "train",
                 "level": "layer",
             }
