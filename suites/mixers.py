@@ -16,7 +16,7 @@ import torch
 from harness import registry
 from harness.config import MixerConfig
 from harness.errors import ConfigError, UserError
-from harness.interface import Implementation, Mixer
+from harness.interface import Implementation, Mixer, parse_dtype
 from harness.job import HYBRID_FAMILY
 from suites import config_params
 from suites.training import resolve_device
@@ -190,6 +190,32 @@ def pick_mixer(entry: str, device: str, dtype: torch.dtype | None = None) -> Mix
         except UserError as exc:
             raise UserError(f"{entry}: {exc}") from exc
     return MixerChoice(tuple(period), hybrid=True)
+
+
+def pick_mixers(
+    entries: list[str], device: str, dtype_name: str, dtype_by_family: dict[str, str] | None = None
+) -> list[tuple[MixerChoice, str]]:
+    """Each entry's mixer and the dtype its jobs train in: the preset's, or its family's own from
+    `dtype_by_family` (a preset key of the training suites: cuDNN's LSTM, say, takes no bf16), the mixer then
+    picked for that dtype (in bf16 the LSTM family resolves to its reference, in float32 to cuDNN's)."""
+    picked = []
+    for entry in entries:
+        choice = pick_mixer(entry, device, parse_dtype(dtype_name))
+        own = (dtype_by_family or {}).get(choice.family)
+        picked.append((pick_mixer(entry, device, parse_dtype(own)), own) if own else (choice, dtype_name))
+    return picked
+
+
+def check_dtype_by_family(where: str, table: dict[str, Any]) -> None:
+    """A preset's dtype_by_family: known families, known dtypes; else a one-line error."""
+    families = set(registry.families())
+    for family, dtype in table.items():
+        if family not in families:
+            raise UserError(f"{where}: unknown family {family!r} (families: {', '.join(sorted(families))})")
+        try:
+            parse_dtype(dtype)
+        except UserError as exc:  # its message names the dtypes it knows
+            raise UserError(f"{where}: dtype_by_family.{family}: {exc}") from None
 
 
 @dataclass(frozen=True)

@@ -448,6 +448,23 @@ def test_settings_that_need_another_kind_of_training_are_refused(train: dict, me
         _train("selective-copying", TINY_COPY, "attention/reference", max_steps=2, **train)
 
 
+def test_a_family_may_train_in_its_own_dtype() -> None:
+    """dtype_by_family (recall-quick's LSTM) at the top level or in a [[grid]]: that family's jobs alone."""
+    preset = load_preset("recall-cpu")
+    grid = {**preset["grid"][0], "mixers": ["lstm", "attention"], "dtype_by_family": {"lstm": "float64"}}
+    jobs = build_jobs({**preset, "grid": [grid]}, device="cpu")
+    assert {registry.get(j.implementation).family: j.params["dtype"] for j in jobs} == {
+        "lstm": "float64",
+        "attention": "float32",
+    }
+    from harness.errors import UserError
+    from suites.recall.presets import check_preset
+
+    with pytest.raises(UserError, match=r"dtype_by_family\.lstm: unknown dtype 'bf17'"):
+        check_preset({**preset, "dtype_by_family": {"lstm": "bf17"}})
+    assert load_preset("recall-quick")["dtype_by_family"] == {"lstm": "float32"}
+
+
 def test_an_unknown_setting_is_a_one_line_error() -> None:
     result = CliRunner().invoke(
         cli, ["run", "recall", "--preset", "mamba-table1", "--device", "cpu", "--setting", "nope"]

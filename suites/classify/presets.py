@@ -37,12 +37,11 @@ from typing import Any
 
 from harness import presets, registry
 from harness.errors import ConfigError, UserError
-from harness.interface import parse_dtype
 from suites import check_keys
 from suites.backbone import ModelSettings
 from suites.classify.data import DataSettings
 from suites.classify.train import TrainSettings
-from suites.mixers import pick_mixer
+from suites.mixers import check_dtype_by_family, pick_mixers
 from suites.training import default_dtype, resolve_device
 
 PRESET_DIR = Path(__file__).resolve().parent.parent / "presets" / "classify"
@@ -89,16 +88,11 @@ def check_preset(preset: dict[str, Any]) -> None:
     where = f"classify preset {preset['name']!r}"
     check_keys(where, preset, TOP_LEVEL)
     families = set(registry.families())
-    by_family = ("lr_by_family", "dtype_by_family")
-    for table in (preset.get("config", {}).get("families", {}), *(preset.get(key, {}) for key in by_family)):
+    for table in (preset.get("config", {}).get("families", {}), preset.get("lr_by_family", {})):
         unknown = sorted(set(table) - families)
         if unknown:
             raise UserError(f"{where}: unknown family {unknown[0]!r} (families: {', '.join(sorted(families))})")
-    for family, dtype in preset.get("dtype_by_family", {}).items():
-        try:
-            parse_dtype(dtype)
-        except UserError as exc:  # its message names the dtypes it knows
-            raise UserError(f"{where}: dtype_by_family.{family}: {exc}") from None
+    check_dtype_by_family(where, preset.get("dtype_by_family", {}))
     for key in ("batch", *SWEPT):
         if key not in preset:
             raise UserError(f"{where}: no {key}")
@@ -136,11 +130,7 @@ def build_jobs(
     entries = list(mixers) or _as_list(spec.get("mixers", []))
     if not entries:
         raise UserError(f"{where}: no mixers (give --name or --family)")
-    choices = []  # (mixer, its dtype): a family of dtype_by_family is picked for its own dtype
-    for entry in entries:
-        choice = pick_mixer(entry, device, parse_dtype(dtype_name))
-        own = spec.get("dtype_by_family", {}).get(choice.family)
-        choices.append((pick_mixer(entry, device, parse_dtype(own)), own) if own else (choice, dtype_name))
+    choices = pick_mixers(entries, device, dtype_name, spec.get("dtype_by_family"))
     lengths = _as_list(spec.get("data", {}).get("seq_len", DataSettings().seq_len))
     timeout = float(spec.get("timeout_s", DEFAULT_TIMEOUT_S))
     jobs = []

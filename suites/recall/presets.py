@@ -12,6 +12,9 @@ A preset holds defaults at the top level and one or more `[[grid]]` tables that 
     weight_decay = 0.1
     batch = 64
     timeout_s = 3600                           # per job (one training run)
+    dtype = "bfloat16"                         # default: bf16 autocast on a GPU, fp32 on the CPU
+    [dtype_by_family]                          # a family's own dtype (cuDNN's LSTM takes no bf16 here)
+    lstm = "float32"
     [model]                                    # suites.recall.model.ModelSettings
     n_layers = 2
     [train]                                    # suites.recall.train.TrainSettings
@@ -42,8 +45,14 @@ from typing import Any
 
 from harness import presets, registry
 from harness.errors import ConfigError, UserError
-from harness.interface import parse_dtype
-from suites.mixers import BACKEND_PREFERENCE, merge_config, mixer_config, pick_implementation, pick_mixer
+from suites.mixers import (
+    BACKEND_PREFERENCE,
+    check_dtype_by_family,
+    merge_config,
+    mixer_config,
+    pick_implementation,
+    pick_mixers,
+)
 from suites.recall.model import ModelSettings
 from suites.recall.tasks import get_task
 from suites.recall.train import SUITE, TARGET, TrainSettings, default_dtype, resolve_device
@@ -65,6 +74,7 @@ TOP_LEVEL = {
     "train",
     "timeout_s",
     "dtype",
+    "dtype_by_family",
     "grid",
     "task",
     "task_params",
@@ -103,6 +113,8 @@ def check_preset(preset: dict[str, Any]) -> None:
     unknown = sorted(set(preset.get("config", {}).get("families", {})) - set(registry.families()))
     if unknown:
         raise UserError(f"{where}: [config.families] names unknown family {unknown[0]!r}")
+    for table in (preset, *preset.get("grid", [])):
+        check_dtype_by_family(where, table.get("dtype_by_family", {}))
 
 
 # ---------------------------------------------------------------------------------------------
@@ -184,11 +196,10 @@ def build_jobs(
         if chosen_tasks and task.name not in chosen_tasks:
             continue
         dtype_name = spec.get("dtype") or default_dtype(device)
-        dtype = parse_dtype(dtype_name)
         entries = list(mixers) or _as_list(spec.get("mixers", []))
         if not entries:
             raise UserError(f"{preset.get('name')}: no mixers for task {task.name} (give --mixer)")
-        choices = [pick_mixer(entry, device, dtype) for entry in entries]
+        choices = pick_mixers(entries, device, dtype_name, spec.get("dtype_by_family"))
         for cell in spec.get("cells") or [{}]:
             parts = _split_cell(cell, set(task.defaults))
             task_params = task.params(**{**spec.get("task_params", {}), **parts["task"], **(task_overrides or {})})
@@ -203,7 +214,7 @@ def build_jobs(
             for overrides_ in extrapolate:
                 task.params(**{**task_params, **overrides_})  # bad longer settings fail now, not in a worker
             swept = [_as_list(job_values[k]) for k in SWEPT]
-            for choice in choices:
+            for choice, choice_dtype in choices:
                 for d_model, lr, weight_decay, seed in itertools.product(*swept):
                     params = {
                         "task": task.name,
@@ -224,7 +235,7 @@ def build_jobs(
                         "train": train,
                         "extrapolate": extrapolate,
                         "device": device,
-                        "dtype": dtype_name,
+                        "dtype": choice_dtype,
                         "mode": "train",
                         "level": "layer",
                     }
