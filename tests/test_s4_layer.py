@@ -22,6 +22,8 @@ VARIANTS = [
     pytest.param(S4D, {"init": "inv"}, id="s4d-inv-zoh"),
     pytest.param(S4D, {"init": "legs", "discretization": "bilinear"}, id="s4d-legs-bilinear"),
     pytest.param(S4D, {"discretization": "bilinear", "alpha": 1.0}, id="s4d-lin-backward-euler"),
+    pytest.param(S4, {"output": "glu"}, id="s4-glu"),
+    pytest.param(S4D, {"output": "glu"}, id="s4d-lin-glu"),
 ]
 
 
@@ -188,3 +190,27 @@ def test_cuda_matches_cpu_float64(cls: type[SSMLayer], options: dict) -> None:
         expected = mixer(x)
         gpu = mixer.to("cuda", torch.float32)
         assert rms_ratio(gpu(x.to("cuda", torch.float32)), expected) < 1e-4
+
+
+@pytest.mark.parametrize("cls", [S4, S4D])
+def test_the_glu_output_with_a_closed_gate_is_half_the_gelu_output(cls: type[SSMLayer]) -> None:
+    """output = "glu": GLU(W' GELU(.) + b') with W' = [W; 0], b' = [b; 0] is (W GELU(.) + b) sigmoid(0), half
+    the default output from the same SSM: the gate and its wiring against a closed form."""
+    gelu, glu = build(cls, {}), build(cls, {"output": "glu"})
+    assert glu.out_proj.weight.shape == (24, 12)
+    with torch.no_grad():
+        state = {k: v for k, v in gelu.state_dict().items() if not k.startswith("out_proj.")}
+        glu.load_state_dict(state, strict=False)
+        glu.out_proj.weight.copy_(torch.cat([gelu.out_proj.weight, torch.zeros_like(gelu.out_proj.weight)]))
+        glu.out_proj.bias.copy_(torch.cat([gelu.out_proj.bias, torch.zeros_like(gelu.out_proj.bias)]))
+        x = torch.randn(2, 20, 12, dtype=F64)
+        torch.testing.assert_close(glu(x), 0.5 * gelu(x), rtol=0, atol=1e-14)
+    with pytest.raises(ConfigError, match="output: must be one of gelu, glu, got 'relu'"):
+        build(cls, {"output": "relu"})
+
+
+def test_the_glu_output_in_the_cost_model() -> None:
+    """Per token the GLU adds a second H x H projection (2 H^2 FLOPs), its bias (H) and the gate (2 H)."""
+    config = MixerConfig(d_model=12, d_state=8)
+    extra = s4_flops(config.with_options(output="glu"), 3, 40, "fwd") - s4_flops(config, 3, 40, "fwd")
+    assert extra == pytest.approx(3 * 40 * (2 * 12 * 12 + 12 + 2 * 12))

@@ -6,6 +6,9 @@ single-output SSMs, one per channel (S4 arXiv 2111.00396, Sec. 3.4, "architectur
     u        = x, channel by channel                              (H channels; no input projection)
     y_ssm    = K * u + D u                                        K: each channel's SSM kernel (S4 eq. 5), D: skip
     y        = W GELU(y_ssm) + b                                   the output projection mixes the channels
+             (option output = "glu": y = GLU(W' GELU(y_ssm) + b'), W' (2H, H), GLU(a, g) = a sigmoid(g): the
+             S4 repository's postact "glu", its LRA recipe; a multiplicative gate, so not the Mamba paper's
+             "S4 (no gate)")
 
 Each channel's SSM has N = d_state states, stored as N/2 complex modes (one of each conjugate pair, as in
 the S4 code: d_state = 64 means 32 complex numbers of state per channel) and a learnable step size
@@ -22,7 +25,7 @@ The three forms compute one function:
     step      the recurrence x_k = A-bar x_{k-1} + B-bar u_k, y_k = 2 Re(C x_k) + D u_k (decoding),
     prefill   forward's output plus the state after the prompt, computed without a loop over time
               (S4: by the generating function; S4D: by a transposed Vandermonde product).
-Options (MixerConfig.options): dt_min, dt_max (both layers); S4D also init = lin | inv | legs,
+Options (MixerConfig.options): dt_min, dt_max, output = gelu | glu (both layers); S4D also init = lin | inv | legs,
 discretization = zoh | bilinear, and alpha (the GBT's alpha, default 1/2, with discretization = bilinear).
 
 Truncating the kernel at the sequence's own length L (C~ = C (I - A-bar^L), S4 Algorithm 1, step 1) is
@@ -58,8 +61,9 @@ from implementations.s4.ssm_kernel import (
     vandermonde_kernel,
 )
 
-S4_OPTIONS: set[str] = {"dt_min", "dt_max"}
-S4D_OPTIONS: set[str] = {"dt_min", "dt_max", "init", "discretization", "alpha"}
+S4_OPTIONS: set[str] = {"dt_min", "dt_max", "output"}
+S4D_OPTIONS: set[str] = {"dt_min", "dt_max", "output", "init", "discretization", "alpha"}
+OUTPUTS = ("gelu", "glu")  # W GELU(.) + b, or GLU(W' GELU(.) + b')
 S4D_INITS = ("lin", "inv", "legs")
 S4D_DISCRETIZATIONS = ("zoh", "bilinear")
 
@@ -114,7 +118,10 @@ class SSMLayer(Mixer):
         self.log_dt = nn.Parameter((math.log(dt_min) + uniform * (math.log(dt_max) - math.log(dt_min))).float())
         self.C = _complex_parameter(torch.randn(self.H, self.M, dtype=torch.complex128))  # E|C_n|^2 = 1
         self.D = nn.Parameter(torch.randn(self.H))
-        self.out_proj = nn.Linear(self.H, self.H)
+        self.output = str(config.option("output", "gelu"))
+        if self.output not in OUTPUTS:
+            raise ConfigError("output", f"must be one of {', '.join(OUTPUTS)}, got {self.output!r}")
+        self.out_proj = nn.Linear(self.H, 2 * self.H if self.output == "glu" else self.H)
         no_weight_decay(self.log_dt)
 
     # ---- the SSM, defined by subclasses -------------------------------------------------------
@@ -168,11 +175,13 @@ class SSMLayer(Mixer):
         return causal_fft_convolution(u, self.kernel(u.shape[-1]))
 
     def _output(self, y_ssm: torch.Tensor, u: torch.Tensor, dtype: torch.dtype) -> torch.Tensor:
-        """W GELU(y_ssm + D u) + b, for y_ssm and u with channels at dim 1: (batch, H) or (batch, H, L)."""
+        """W GELU(y_ssm + D u) + b (or its GLU), for y_ssm and u with channels at dim 1: (batch, H) or
+        (batch, H, L)."""
         D = self.D.view(-1, *([1] * (u.dim() - 2)))
         y = F.gelu(y_ssm + D * u).movedim(1, -1)
         with part("projection"):
-            return self.out_proj(y.to(self.out_proj.weight.dtype)).to(dtype)
+            y = self.out_proj(y.to(self.out_proj.weight.dtype))
+            return (F.glu(y, dim=-1) if self.output == "glu" else y).to(dtype)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         u = self._channels_first(x)

@@ -112,9 +112,16 @@ def _step_flops(variant: str, config: MixerConfig, batch: int) -> float:
     return batch * h * m * per_row + h * m * per_channel
 
 
+def _outputs(config: MixerConfig) -> int:
+    """The output projection's width: H, or 2H under output = "glu" (its two halves, value and gate)."""
+    return 2 * config.d_model if config.option("output", "gelu") == "glu" else config.d_model
+
+
 def _flops(variant: str, config: MixerConfig, batch: int, seq_len: int, mode: str, core: bool) -> float:
-    h = config.d_model
-    outside = 0.0 if core else 2.0 * batch * h * h + 3.0 * batch * h  # projection, bias, D skip (per token)
+    h, out = config.d_model, _outputs(config)
+    glu = 2.0 * batch * h if out > h else 0.0  # the gate: a sigmoid and a product per channel
+    # per token: the projection and its bias, the D skip, the GLU
+    outside = 0.0 if core else 2.0 * batch * h * out + batch * out + 2.0 * batch * h + glu
     if mode == "decode":
         return _step_flops(variant, config, batch) + outside
     forward = _kernel_flops(variant, config, seq_len) + fft_convolution_flops(config, batch, seq_len)
@@ -143,7 +150,7 @@ def _bytes(
     if core:  # u in and y out in the SSM's dtype; the projection and its weights are outside
         activation, weights = batch * h * w, ssm_weights
     else:
-        activation, weights = batch * h * s, ssm_weights + (h * h + h) * s
+        activation, weights = batch * h * s, ssm_weights + (h * _outputs(config) + _outputs(config)) * s
     if mode == "decode":
         return 2 * activation + weights + 2 * state
     sequence = activation * seq_len
