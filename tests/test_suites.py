@@ -339,3 +339,24 @@ def test_a_run_into_a_folder_another_run_writes_is_one_line(tmp_path: Path) -> N
         f"Error: another seqbench run is writing to {tmp_path} (it holds {tmp_path / results.LOCK_NAME}); "
         "wait for it to finish, or give another --results folder\n"
     )
+
+
+def test_a_family_may_be_timed_in_its_own_dtypes() -> None:
+    """dtypes_by_family (the quick presets' LSTM in float16: cuDNN's LSTM takes no bf16 here) replaces the
+    preset's dtypes for that family alone; --dtype replaces both; an unknown family is a one-line error."""
+    from harness.errors import UserError
+
+    preset = throughput_preset(dtypes_by_family={"lstm": ["float64"]})
+    chosen = options(names=("lstm/reference", "attention/reference"))
+    jobs = throughput_suite.build_jobs(preset, chosen, "cpu")
+    assert {(j.implementation, j.params["dtype"]) for j in jobs} == {
+        ("lstm/reference", "float64"),
+        ("attention/reference", "float32"),
+    }
+    forced = throughput_suite.build_jobs(preset, options(names=chosen.names, dtypes=("float32",)), "cpu")
+    assert {j.params["dtype"] for j in forced} == {"float32"}
+    with pytest.raises(UserError, match="dtypes_by_family names unknown family 'lstn'"):
+        throughput_suite.build_jobs(throughput_preset(dtypes_by_family={"lstn": ["float16"]}), chosen, "cpu")
+    for suite in ("throughput", "memory", "profile"):
+        quick = load_preset(suite, "quick")
+        assert quick["dtypes"] == ["bfloat16"] and quick["dtypes_by_family"] == {"lstm": ["float16"]}
