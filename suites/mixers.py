@@ -200,10 +200,16 @@ def pick_mixers(
     picked for that dtype (in bf16 the LSTM family resolves to its reference, in float32 to cuDNN's)."""
     picked = []
     for entry in entries:
-        choice = pick_mixer(entry, device, parse_dtype(dtype_name))
-        own = (dtype_by_family or {}).get(choice.family)
-        picked.append((pick_mixer(entry, device, parse_dtype(own)), own) if own else (choice, dtype_name))
+        dtype = (dtype_by_family or {}).get(entry_family(entry), dtype_name)
+        picked.append((pick_mixer(entry, device, parse_dtype(dtype)), dtype))
     return picked
+
+
+def entry_family(entry: str) -> str:
+    """The family a mixer entry names: a pattern's is "hybrid", "family/name"'s its implementation's."""
+    if parse_pattern(entry) is not None:
+        return HYBRID_FAMILY
+    return registry.get(entry).family if "/" in entry else entry.partition(":")[0]
 
 
 def check_dtype_by_family(where: str, table: dict[str, Any]) -> None:
