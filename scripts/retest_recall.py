@@ -13,12 +13,10 @@ import json
 from pathlib import Path
 
 import click
-import torch
 
 from harness.errors import UserError
 from suites.recall.checkpoint import load_checkpoint
-from suites.recall.retest import decay_horizons, rebuild, retest, test_sets
-from suites.training import resolve_device
+from suites.recall.retest import retest
 
 
 @click.command()
@@ -57,25 +55,21 @@ def main(
                 f"L {job['task_params'].get('seq_len')}, saved at step {checkpoint.step} "
                 f"({100 * checkpoint.accuracy:.1f}%); tested through {name} in {dtype} on {device}"
             )
-            run_device = resolve_device(device)
-            for seq_len in seq_lens:  # a length at a time, each recorded as it comes
-                (row,) = retest(checkpoint, [seq_len], implementation, device, dtype)
-                click.echo(
-                    f"  L {seq_len:>8}: {100 * row['accuracy']:6.2f}%  loss {row['loss']:.4f}  n {row['n_test']}"
-                )
-                record({"checkpoint": str(path), "implementation": name, "dtype": dtype, **row})
-                if not horizons:
-                    continue
-                net = rebuild(checkpoint, implementation).to(device=run_device, dtype=torch.float64)
-                ((_, examples),) = test_sets(checkpoint, [seq_len])
-                tokens = examples.inputs[:horizon_examples].to(device=run_device, dtype=torch.long)
-                for layer in decay_horizons(net, tokens):
+            examples_for_horizons = horizon_examples if horizons else 0
+            for row in retest(checkpoint, list(seq_lens), implementation, device, dtype, examples_for_horizons):
+                if row.get("kind") == "horizon":
                     click.echo(
-                        f"  L {seq_len:>8} layer {layer['layer']}: longest horizon "
-                        f"{layer['max_horizon_tokens']:,.0f} tokens, median channel's "
-                        f"{layer['median_channel_horizon_tokens']:,.0f}; kept over L: {layer['kept_over_length']:.3g}"
+                        f"  L {row['seq_len']:>8} layer {row['layer']}: longest horizon "
+                        f"{row['max_horizon_tokens']:,.0f} tokens, median channel's "
+                        f"{row['median_channel_horizon_tokens']:,.0f}; kept over L: {row['kept_over_length']:.3g}"
                     )
-                    record({"checkpoint": str(path), "implementation": name, "kind": "horizon", **layer})
+                else:
+                    click.echo(
+                        f"  L {row['seq_len']:>8}: {100 * row['accuracy']:6.2f}%  loss {row['loss']:.4f}  "
+                        f"n {row['n_test']}"
+                    )
+                    row = {"dtype": dtype, **row}
+                record({"checkpoint": str(path), "implementation": name, **row})  # as it comes: a timeout keeps it
     except UserError as exc:
         raise click.ClickException(str(exc)) from None
     finally:

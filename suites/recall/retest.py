@@ -16,6 +16,7 @@ it, the value written is e^(-S/H) of its size and the read-out must find it amon
 from __future__ import annotations
 
 import math
+from collections.abc import Iterator
 from typing import Any
 
 import torch
@@ -67,8 +68,9 @@ def rebuild(checkpoint: Checkpoint, implementation: str | None = None) -> Recall
     return net
 
 
-def test_sets(checkpoint: Checkpoint, seq_lens: list[int]) -> list[tuple[int, Examples]]:
-    """(seq_len, examples) per length: training's own test sets where it tested that length."""
+def test_sets(checkpoint: Checkpoint, seq_lens: list[int]) -> Iterator[tuple[int, Examples]]:
+    """(seq_len, examples) per length, made as they are asked for: training's own test sets where it tested
+    that length."""
     job = checkpoint.job
     spec = get_task(job["task"])
     train_params = spec.params(**job["task_params"])
@@ -76,7 +78,6 @@ def test_sets(checkpoint: Checkpoint, seq_lens: list[int]) -> list[tuple[int, Ex
     longer = [spec.params(**{**job["task_params"], **overrides}) for overrides in extrapolate]
     data_seed, n_test, cache = int(job["data_seed"]), int(job["n_test"]), default_cache_dir()
     tokens = int(job.get("extrapolate_tokens") or 0)
-    out = []
     for seq_len in seq_lens:
         if seq_len < 1:
             raise UserError(f"--seq-len must be a positive integer, got {seq_len}")
@@ -88,8 +89,7 @@ def test_sets(checkpoint: Checkpoint, seq_lens: list[int]) -> list[tuple[int, Ex
             params = longer[known[0]] if known else spec.params(**{**job["task_params"], "seq_len": seq_len})
             n = min(n_test, max(16, tokens // seq_len)) if tokens else n_test
             examples = spec.examples("test", params, n, split_seed(data_seed, "extrapolate", index), cache)
-        out.append((seq_len, examples))
-    return out
+        yield seq_len, examples
 
 
 def retest(
@@ -98,22 +98,26 @@ def retest(
     implementation: str | None = None,
     device: str = "cpu",
     dtype: str = "float32",
-) -> list[dict[str, Any]]:
-    """Accuracy and loss at each length: one dict per length (seq_len, accuracy, loss, n_test)."""
-    net = rebuild(checkpoint, implementation)
+    horizon_examples: int = 0,
+) -> Iterator[dict[str, Any]]:
+    """Per length, as each is done: its accuracy row (seq_len, accuracy, loss, n_test); with horizon_examples,
+    then each selective SSM layer's decay horizons (decay_horizons, in float64) over that many of the
+    length's test examples, as rows of kind "horizon". The model is built once for all lengths."""
+    if checkpoint.max_seq_len < max(seq_lens) and checkpoint.job["model"].get("position") == "learned":
+        raise UserError(f"learned positions stop at {checkpoint.max_seq_len} tokens; test at most that")
     run_device = resolve_device(device)
     compute_dtype = parse_dtype(dtype)
     autocast_dtype = compute_dtype if compute_dtype in (torch.bfloat16, torch.float16) else None
     weights_dtype = compute_dtype if autocast_dtype is None else torch.float32
-    if checkpoint.max_seq_len < max(seq_lens) and checkpoint.job["model"].get("position") == "learned":
-        raise UserError(f"learned positions stop at {checkpoint.max_seq_len} tokens; test at most that")
-    net = net.to(device=run_device, dtype=weights_dtype)
-    evaluate = Evaluator(net, autocast_dtype, run_device)
-    rows = []
+    built = rebuild(checkpoint, implementation)
+    evaluate = Evaluator(built.to(device=run_device, dtype=weights_dtype), autocast_dtype, run_device)
+    exact = rebuild(checkpoint, implementation).to(device=run_device, dtype=torch.float64) if horizon_examples else None
     for seq_len, examples in test_sets(checkpoint, seq_lens):
         accuracy, loss = evaluate(examples, max(1, EVAL_TOKENS_PER_BATCH // seq_len))
-        rows.append({"seq_len": seq_len, "accuracy": accuracy, "loss": loss, "n_test": len(examples)})
-    return rows
+        yield {"seq_len": seq_len, "accuracy": accuracy, "loss": loss, "n_test": len(examples)}
+        if exact is not None:
+            tokens = examples.inputs[:horizon_examples].to(device=run_device, dtype=torch.long)
+            yield from ({"kind": "horizon", **layer} for layer in decay_horizons(exact, tokens))
 
 
 @torch.no_grad()
