@@ -131,6 +131,9 @@ def test_bad_checkpoints_are_one_line_errors(tmp_path: Path, monkeypatch: pytest
         run_job(**attention)
         saved = load_checkpoint(job_checkpoint_path(SUITE, TARGET, attention))
         decay_horizons(rebuild(saved), torch.zeros(1, 8, dtype=torch.long))
+    assert saved.job["model"] == {} and saved.max_seq_len == 32  # attention alone: learned positions ("auto")
+    with pytest.raises(UserError, match="learned positions stop at 32 tokens"):
+        next(retest(saved, [64]))
 
 
 def test_save_models_from_the_command_line(tmp_path: Path) -> None:

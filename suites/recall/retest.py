@@ -103,13 +103,14 @@ def retest(
     """Per length, as each is done: its accuracy row (seq_len, accuracy, loss, n_test); with horizon_examples,
     then each selective SSM layer's decay horizons (decay_horizons, in float64) over that many of the
     length's test examples, as rows of kind "horizon". The model is built once for all lengths."""
-    if checkpoint.max_seq_len < max(seq_lens) and checkpoint.job["model"].get("position") == "learned":
+    built = rebuild(checkpoint, implementation)
+    # the resolved setting: "auto" is learned positions for attention alone (suites.backbone.resolve_position)
+    if built.settings.position == "learned" and checkpoint.max_seq_len < max(seq_lens):
         raise UserError(f"learned positions stop at {checkpoint.max_seq_len} tokens; test at most that")
     run_device = resolve_device(device)
     compute_dtype = parse_dtype(dtype)
     autocast_dtype = compute_dtype if compute_dtype in (torch.bfloat16, torch.float16) else None
     weights_dtype = compute_dtype if autocast_dtype is None else torch.float32
-    built = rebuild(checkpoint, implementation)
     evaluate = Evaluator(built.to(device=run_device, dtype=weights_dtype), autocast_dtype, run_device)
     exact = rebuild(checkpoint, implementation).to(device=run_device, dtype=torch.float64) if horizon_examples else None
     for seq_len, examples in test_sets(checkpoint, seq_lens):
