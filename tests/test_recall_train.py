@@ -411,6 +411,26 @@ def test_mad_recipe_options() -> None:
     assert rows[0]["accuracy"] == best["test_accuracy"]
 
 
+def test_select_keeps_the_later_of_equal_accuracies_and_last_keeps_the_last() -> None:
+    from suites.recall.train import replaces_best
+
+    nan = float("nan")
+    # a training at 100% from its first perfect evaluation on: the later, better-fitted weights replace the
+    # first (with ">" alone, an 18-minute training tested its weights from step 3000 at every longer length)
+    assert replaces_best("accuracy", 1.0, 0.001, 1.0, 0.003)
+    assert not replaces_best("accuracy", 1.0, 0.004, 1.0, 0.003)
+    assert not replaces_best("accuracy", 0.9, 0.0001, 1.0, 0.003)  # accuracy first, then loss
+    assert not replaces_best("loss", 1.0, nan, 0.5, 0.7)  # a diverged evaluation never wins on loss
+    assert replaces_best("loss", 0.0, nan, -1.0, nan)  # but the first one is kept: there is no other
+    assert replaces_best("last", 0.1, 9.0, 1.0, 0.001)
+
+    rows = _train("mqar", TINY_MQAR, "attention/reference", max_steps=6, eval_every=2, n_test=32,
+                  target_accuracy=2.0, select="last")  # fmt: skip
+    curve = json.loads(rows[0]["curve"])
+    assert rows[0]["best_step"] == curve[-1]["step"] == 6
+    assert rows[0]["accuracy"] == curve[-1]["test_accuracy"] and rows[0]["loss"] == curve[-1]["test_loss"]
+
+
 @pytest.mark.parametrize(
     ("train", "field"),
     [
@@ -419,7 +439,7 @@ def test_mad_recipe_options() -> None:
         ({"curriculum": [{"steps": 5, "until_accuracy": 1.5}]}, "until_accuracy"),
         ({"schedule_unit": "minute"}, "schedule_unit"),
         ({"schedule_unit": "time"}, "needs a time limit"),
-        ({"select": "best"}, "select"),
+        ({"select": "best"}, "select"),  # classify's name; recall's are accuracy, loss, last
         ({"average": "weighted"}, "average"),
         ({"step_mode": "compiled"}, "step_mode"),
         ({"compile": "yes"}, "compile"),  # a string, not true/false

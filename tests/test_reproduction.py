@@ -47,7 +47,7 @@ def test_table1_and_the_attention_variants_of_table2() -> None:
     references = normalise(REFERENCE_POINTS)
     rows = pd.DataFrame(
         [
-            _row("mamba/mamba_ssm", 0.999),
+            _row("mamba/mamba_ssm", 0.999, best_step=3000),  # weights of step 3,000 of 20,000 tested
             _row("mamba/mamba_ssm", 0.074, setting="paper-recipe"),
             _row("s4/cufft", 0.26),
             _row("attention/sdpa_flash", 0.95),  # attention is not in Table 1: no row
@@ -63,6 +63,7 @@ def test_table1_and_the_attention_variants_of_table2() -> None:
     table = reproduction_table(rows, references)
     table1 = table[table["task"] == "selective-copying"].set_index(["implementation", "setting"])
     assert table1.loc[("mamba/mamba_ssm", "curriculum"), "verdict"] == "reproduced"
+    assert table1.loc[("mamba/mamba_ssm", "curriculum"), ["steps", "tested_step"]].tolist() == [20000, 3000]
     assert table1.loc[("mamba/mamba_ssm", "paper-recipe"), "verdict"].startswith("not reproduced")
     assert table1.loc[("s4/cufft", "curriculum"), "published"] == 18.3
     assert "attention/sdpa_flash" not in table1.index.get_level_values(0)

@@ -60,6 +60,7 @@ TABLE_COLUMNS = [
     "gap_points",
     "train_s",
     "steps",
+    "tested_step",  # the step whose weights were tested (the training's select): below steps, an earlier model
     "seq_len",
     "task",
     "source",
@@ -192,6 +193,7 @@ def reproduction_table(rows: pd.DataFrame, references: pd.DataFrame | None) -> p
                     "gap_points": round(gap, 2),
                     "train_s": round(float(best.get("wall_s", math.nan)), 1),
                     "steps": best.get("steps", math.nan),
+                    "tested_step": best.get("best_step", math.nan),
                 }
             )
     table = pd.DataFrame(out, columns=TABLE_COLUMNS)

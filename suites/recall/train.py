@@ -56,6 +56,7 @@ TARGET = f"{__name__}:run_job"  # the runner's name for the worker's entry point
 SPLIT_SEED_TAG = {"train": 1, "test": 2, "extrapolate": 3}
 PREFETCH_BATCHES = 8  # fresh batches generated ahead of the step that needs them
 STAGE_KEYS = ("steps", "until_accuracy")  # a curriculum stage's own keys; the others are task parameters
+SELECTS = ("accuracy", "loss", "last")  # TrainSettings.select: which evaluation's weights a row reports
 
 
 @dataclass(frozen=True)
@@ -95,7 +96,10 @@ class TrainSettings(Settings):
     schedule_unit: str = "step"
     shuffle: bool = True  # a new batch order every epoch; False: the set's own order (Zoology's loader)
     # Which evaluation's weights the row reports (and tests at longer lengths): "accuracy", the best test
-    # accuracy (Zoology); "loss", the lowest test loss, i.e. perplexity (MAD's ModelCheckpoint).
+    # accuracy (Zoology), ties going to the lower test loss; "loss", the lowest test loss, i.e. perplexity
+    # (MAD's ModelCheckpoint); "last", the last evaluation's (a paper that reports after a fixed budget).
+    # Ties matter: at 100% on the training length the first perfect evaluation would otherwise be kept,
+    # and a longer training would test the same early weights at every longer length.
     select: str = "accuracy"
     average: str = "micro"  # token accuracy over positions; "macro": over classes (MAD's torchmetrics)
     # How the step runs (suites.training.TrainStep): "graph", captured in a CUDA graph and replayed (GPU
@@ -107,8 +111,8 @@ class TrainSettings(Settings):
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "curriculum", tuple(dict(stage) for stage in self.curriculum))
-        if self.select not in ("accuracy", "loss"):
-            raise ConfigError("select", f"must be accuracy or loss, got {self.select!r}")
+        if self.select not in SELECTS:
+            raise ConfigError("select", f"must be one of {', '.join(SELECTS)}, got {self.select!r}")
         if self.average not in ("micro", "macro"):
             raise ConfigError("average", f"must be micro or macro, got {self.average!r}")
         if self.schedule_unit not in SCHEDULE_UNITS:
@@ -143,6 +147,16 @@ class TrainSettings(Settings):
             raise ConfigError("warmup_frac", f"must be in [0, 1), got {self.warmup_frac!r}")
         if not 0.0 <= self.min_lr_frac <= 1.0:
             raise ConfigError("min_lr_frac", f"must be in [0, 1], got {self.min_lr_frac!r}")
+
+
+def replaces_best(select: str, accuracy: float, loss: float, best_accuracy: float, best_loss: float) -> bool:
+    """Whether an evaluation's weights replace the kept ones (TrainSettings.select); none kept yet: a best
+    accuracy below 0. A NaN loss (a diverged model) never wins on loss."""
+    if select == "last" or best_accuracy < 0:
+        return True
+    if select == "loss":
+        return loss < best_loss
+    return accuracy > best_accuracy or (accuracy == best_accuracy and loss < best_loss)
 
 
 def split_seed(data_seed: int, split: str, index: int = 0) -> int:
@@ -488,11 +502,7 @@ def train_and_test(
                     f"train loss {train_loss:.4f} test acc {accuracy:.4f}{stage_text}",
                     flush=True,
                 )
-            if settings.select == "accuracy":
-                better = accuracy > best["accuracy"]
-            else:
-                better = math.isnan(best["loss"]) or test_loss < best["loss"]
-            if better:
+            if replaces_best(settings.select, accuracy, test_loss, best["accuracy"], best["loss"]):
                 keep = longer or checkpoint_path is not None  # the best weights are tested again, or saved
                 state = {k: v.detach().clone() for k, v in net.state_dict().items()} if keep else None
                 best.update(accuracy=accuracy, loss=test_loss, step=step, state=state)
