@@ -443,6 +443,7 @@ def test_select_keeps_the_later_of_equal_accuracies_and_last_keeps_the_last() ->
         ({"average": "weighted"}, "average"),
         ({"step_mode": "compiled"}, "step_mode"),
         ({"compile": "yes"}, "compile"),  # a string, not true/false
+        ({"next_token_loss": 1}, "next_token_loss"),
         ({"no_such_setting": 1}, "no_such_setting"),
     ],
 )
@@ -494,3 +495,26 @@ def test_an_unknown_setting_is_a_one_line_error() -> None:
         "Error: --setting 'nope': the selected cells are named curriculum, curriculum-gated, "
         "curriculum-gated-fp32, no-curriculum, paper-recipe\n"
     )
+
+
+def test_next_token_loss_trains_every_position_and_tests_the_answer_alone() -> None:
+    import torch
+
+    from suites.recall.data import IGNORE
+    from suites.recall.train import next_token_targets
+
+    inputs = torch.tensor([[3, 0, 5, 7, 0], [4, 4, 0, 9, 0]])
+    targets = torch.full_like(inputs, IGNORE)
+    targets[:, -1] = torch.tensor([5, 9])  # induction heads: the token after the first trigger 0
+    filled = next_token_targets(inputs, targets)
+    assert filled.tolist() == [[0, 5, 7, 0, 5], [4, 0, 9, 0, 9]]  # shifted inputs, the answer kept last
+    assert (targets[:, :-1] == IGNORE).all()  # the input is not changed
+
+    params = {"vocab_size": 16, "seq_len": 32}
+    rows = _train("induction-heads", params, "mamba/reference", max_steps=2, n_test=16, next_token_loss=True,
+                  eval_every=2, target_accuracy=2.0)  # fmt: skip
+    assert rows[0]["next_token_loss"] is True and rows[0]["select"] == "accuracy"
+    # tests score the answer alone: n_test answers, so accuracy is a multiple of 1/16
+    assert math.isclose(rows[0]["accuracy"] * 16, round(rows[0]["accuracy"] * 16))
+    # the training loss covers 32 positions, 31 of them random tokens: near log(16) at initialisation
+    assert abs(rows[0]["train_loss"] - math.log(16)) < 0.5

@@ -336,6 +336,8 @@ SUITE_RECORD = register(
             "setting": STRING,  # the preset cell's name (a recipe or variant), "baseline" when it has none
             "steps_per_s": FLOAT,  # optimizer steps per second of training wall time after the first (compiling) step
             "decay": STRING,  # which parameters AdamW decayed: all | matrices
+            "select": STRING,  # whose weights the row tested: accuracy (best, ties to lower loss) | loss | last
+            "next_token_loss": BOOL,  # trained on the next token at positions without a target too
             "curriculum": STRING,  # JSON list of the length-curriculum stages trained first ([] without)
             # JSON list, one point per evaluation: step, wall_s, train_seq_len, lr, losses, accuracy, and a gated
             # curriculum stage's stage_accuracy (its own test set)

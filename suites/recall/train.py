@@ -108,6 +108,11 @@ class TrainSettings(Settings):
     # torch.compile the loss (forward and backward, inductor) before the step is captured or run: fewer,
     # fused kernels (suites.training.TrainStep). The rows say whether it compiled.
     compile: bool = False
+    # Train on the next token at every position without a target too (the targets where there are). The
+    # H3/safari induction-head loader, whose setup the Mamba paper's Table 2 follows, trains so (a language
+    # model's loss over the whole sequence) and tests the answer alone; tests here always score the
+    # targets alone.
+    next_token_loss: bool = False
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "curriculum", tuple(dict(stage) for stage in self.curriculum))
@@ -120,8 +125,9 @@ class TrainSettings(Settings):
             raise ConfigError("schedule_unit", f"must be one of {units}, got {self.schedule_unit!r}")
         if self.schedule_unit == "time" and self.time_limit_s <= 0:
             raise ConfigError("schedule_unit", "a schedule over time needs a time limit (time_limit_s > 0)")
-        if not isinstance(self.compile, bool):
-            raise ConfigError("compile", f"must be true or false, got {self.compile!r}")
+        for name in ("compile", "next_token_loss"):
+            if not isinstance(getattr(self, name), bool):
+                raise ConfigError(name, f"must be true or false, got {getattr(self, name)!r}")
         if self.step_mode not in STEP_MODES:
             raise ConfigError("step_mode", f"must be one of {', '.join(STEP_MODES)}, got {self.step_mode!r}")
         if self.decay not in DECAY_POLICIES:
@@ -157,6 +163,14 @@ def replaces_best(select: str, accuracy: float, loss: float, best_accuracy: floa
     if select == "loss":
         return loss < best_loss
     return accuracy > best_accuracy or (accuracy == best_accuracy and loss < best_loss)
+
+
+def next_token_targets(inputs: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
+    """(B, L) targets with the next input token wherever a position has none (TrainSettings.next_token_loss);
+    the last position keeps its own (it has no next token)."""
+    filled = targets.clone()
+    filled[:, :-1] = torch.where(targets[:, :-1] == IGNORE, inputs[:, 1:], targets[:, :-1])
+    return filled
 
 
 def split_seed(data_seed: int, split: str, index: int = 0) -> int:
@@ -197,9 +211,10 @@ class FreshBatches:
         data_seed: int,
         total_steps: int,
         device: torch.device,
+        next_token_loss: bool = False,
     ) -> None:
         self.spec, self.stages, self.batch, self.data_seed = spec, list(stages), batch, data_seed
-        self.device, self.total_steps = device, total_steps
+        self.device, self.total_steps, self.next_token_loss = device, total_steps, next_token_loss
         self.width = 0
         self._start(0)
 
@@ -235,7 +250,8 @@ class FreshBatches:
             )
             # Targets as fixed-width (positions, labels), the width the widest batch so far: a CUDA graph
             # replays one shape, and the width depends on the batches before only, never on timing.
-            positions, labels = target_positions(fresh.targets, self.width)
+            targets = next_token_targets(fresh.inputs, fresh.targets) if self.next_token_loss else fresh.targets
+            positions, labels = target_positions(targets, self.width)
             self.width = positions.shape[1]
             batch = (fresh.inputs, positions, labels)
             if self.device.type == "cuda":
@@ -446,7 +462,11 @@ def train_and_test(
     eval_batch = settings.eval_batch or batch
     evaluate = Evaluator(net, autocast_dtype, run_device, settings.average)
     order_generator = torch.Generator().manual_seed(seed)
-    fresh = FreshBatches(spec, stages, batch, data_seed, total_steps, run_device) if online else None
+    fresh = (
+        FreshBatches(spec, stages, batch, data_seed, total_steps, run_device, settings.next_token_loss)
+        if online
+        else None
+    )
     # A test set of each gated stage's own parameters: the stage ends when the model meets its target there.
     stage_tests = {
         index: spec.examples("test", stage_params, n_test, split_seed(data_seed, "test", index + 1), cache_dir)
@@ -455,7 +475,10 @@ def train_and_test(
     }
     train_positions = train_labels = None
     if train_set is not None:  # resident on the device, targets as fixed-width (positions, labels)
-        train_positions, train_labels = (t.to(run_device) for t in target_positions(train_set.targets.cpu()))
+        train_targets = train_set.targets.cpu()
+        if settings.next_token_loss:
+            train_targets = next_token_targets(train_set.inputs.cpu(), train_targets)
+        train_positions, train_labels = (t.to(run_device) for t in target_positions(train_targets))
 
     best = {"accuracy": -1.0, "loss": float("nan"), "step": 0, "state": None}
     # One point per evaluation: the learning curve the report draws (steps, seconds, losses, accuracy).
@@ -564,6 +587,8 @@ def train_and_test(
         "matmul_tflops": floor_tflops,
         "step_floor_ms": step_flops / (floor_tflops * 1e12) * 1e3,
         "decay": settings.decay,
+        "select": settings.select,
+        "next_token_loss": settings.next_token_loss,
         "curriculum": json.dumps(list(settings.curriculum), sort_keys=True),
         "curve": json.dumps(curve),
     }
