@@ -103,18 +103,30 @@ def epoch_order(n: int, generator: torch.Generator, shuffle: bool, device: torch
 def parameter_groups(model: nn.Module, weight_decay: float, decay: str) -> list[dict[str, Any]]:
     """AdamW's parameter groups under a decay policy (a tied head counts once). "all": every parameter,
     as Zoology's and MAD's optimisers do; "matrices": weight matrices and embeddings only, as nanoGPT and
-    mamba_ssm's training do; biases, norms and what a mixer marks `_no_weight_decay` are left alone."""
+    mamba_ssm's training do; biases, norms and what a mixer marks `_no_weight_decay` are left alone.
+    A parameter a mixer gives its own learning rate (`_lr`, S4's option ssm_lr, as the S4 repository
+    registers its SSM parameters) goes to a group of its own with `own_lr` (make_adamw scales it)."""
     if decay not in DECAY_POLICIES:
         raise ConfigError("decay", f"must be one of {', '.join(DECAY_POLICIES)}, got {decay!r}")
     unique = list({id(p): p for p in model.parameters() if p.requires_grad}.values())
     if decay == "all":
-        return [{"params": unique, "weight_decay": weight_decay}]
-    decayed = [p for p in unique if p.ndim >= 2 and not getattr(p, "_no_weight_decay", False)]
-    kept = {id(p) for p in decayed}
-    return [
-        {"params": decayed, "weight_decay": weight_decay},
-        {"params": [p for p in unique if id(p) not in kept], "weight_decay": 0.0},
-    ]
+        by_decay = [(unique, weight_decay)]
+    else:
+        decayed = [p for p in unique if p.ndim >= 2 and not getattr(p, "_no_weight_decay", False)]
+        kept = {id(p) for p in decayed}
+        by_decay = [(decayed, weight_decay), ([p for p in unique if id(p) not in kept], 0.0)]
+    # the plain groups first, in that order (callers unpack them), then one per (decay, own lr)
+    groups = [{"params": [p for p in params if _own_lr(p) is None], "weight_decay": wd} for params, wd in by_decay]
+    for params, wd in by_decay:
+        for own_lr in sorted({_own_lr(p) for p in params} - {None}):
+            marked = [p for p in params if _own_lr(p) == own_lr]
+            groups.append({"params": marked, "weight_decay": wd, "own_lr": own_lr})
+    return groups
+
+
+def _own_lr(parameter: nn.Parameter) -> float | None:
+    own = getattr(parameter, "_lr", None)
+    return None if own is None else float(own)
 
 
 def resolve_step_mode(mode: str, device: torch.device) -> str:
@@ -130,11 +142,15 @@ def resolve_step_mode(mode: str, device: torch.device) -> str:
 def make_adamw(groups: list[dict[str, Any]], lr: float, device: torch.device, step_mode: str) -> torch.optim.AdamW:
     """Fused AdamW on a GPU. For a CUDA graph it is also capturable (its step counter lives on the device)
     and its learning rate is a device tensor, filled by the host before each replay (a Python float
-    would be baked into the graph)."""
+    would be baked into the graph). A group with its own lr (parameter_groups' `own_lr`) keeps the ratio
+    own_lr / lr as `lr_scale`: the schedule moves every group by one factor (TrainStep.set_lr), as the S4
+    repository's schedulers scale each group's initial lr."""
+    scales = [group["own_lr"] / lr if "own_lr" in group else 1.0 for group in groups]
+    groups = [{**group, "lr_scale": scale, "lr": lr * scale} for group, scale in zip(groups, scales, strict=True)]
     if device.type != "cuda":
         return torch.optim.AdamW(groups, lr=lr)
     if step_mode == "graph":
-        groups = [{**group, "lr": torch.tensor(lr, dtype=torch.float32, device=device)} for group in groups]
+        groups = [{**group, "lr": torch.tensor(group["lr"], dtype=torch.float32, device=device)} for group in groups]
         return torch.optim.AdamW(groups, lr=lr, fused=True, capturable=True)
     return torch.optim.AdamW(groups, lr=lr, fused=True)
 
@@ -201,10 +217,11 @@ class TrainStep:
 
     def set_lr(self, value: float) -> None:
         for group in self.optimizer.param_groups:
+            group_lr = value * group.get("lr_scale", 1.0)  # a group with its own peak lr (make_adamw)
             if isinstance(group["lr"], torch.Tensor):
-                group["lr"].fill_(value)  # a launch, no synchronisation
+                group["lr"].fill_(group_lr)  # a launch, no synchronisation
             else:
-                group["lr"] = value
+                group["lr"] = group_lr
 
     def _forward_backward_update(self, batch: Batch) -> torch.Tensor:
         with autocast(self.device, self.autocast_dtype, cache_enabled=self.mode != "graph"):

@@ -119,7 +119,11 @@ def test_the_presets_build_their_jobs_and_ids_do_not_depend_on_the_data_folder()
     families = {registry.get(job.implementation).family for job in jobs}
     assert families == {"s4", "attention", "mamba", "mamba2", "rwkv", "xlstm", "lstm"}
     assert {job.params["seq_len"] for job in jobs} == {4096, 1024}
-    assert {job.params["lr"] for job in jobs if job.implementation.startswith("s4/")} == {4e-3}
+    assert {job.params["lr"] for job in jobs if job.implementation.startswith("s4/")} == {1e-2}
+    # S4's recipe: its SSM parameters at 1e-3 (the S4 option), the rest at 1e-2
+    assert {job.params["config"]["options"].get("ssm_lr") for job in jobs if job.implementation.startswith("s4/")} == {
+        1e-3
+    }
     assert all("data_dir" not in job.params for job in jobs)
     words = build_jobs(load_preset("imdb-s4-mamba"), device="cpu")
     assert {job.params["encoding"] for job in words} == {"words"}

@@ -88,6 +88,35 @@ def test_decay_policy_groups_and_cpu_optimizer() -> None:
         parameter_groups(model, 0.1, "some")
 
 
+def test_a_parameter_with_its_own_lr_moves_by_it_and_follows_the_schedule() -> None:
+    # Adam's first step moves every parameter by lr * g / (|g| + eps) = lr in size (bias-corrected moments
+    # of one gradient): a closed form for which learning rate each parameter got.
+    from harness.config import MixerConfig
+    from implementations.s4.reference import S4D
+
+    torch.manual_seed(0)
+    layer = S4D(MixerConfig(d_model=4, d_state=4, options=(("ssm_lr", 1e-3),)))
+    assert layer.log_dt._lr == 1e-3 and not hasattr(layer.D, "_lr")  # dt, A, B marked; D and C are not
+    groups = parameter_groups(layer, 0.0, "matrices")
+    assert [g.get("own_lr") for g in groups] == [None, None, 1e-3]
+    assert {id(p) for p in groups[2]["params"]} == {id(p) for p in (layer.log_dt, layer.A_log_neg_real,
+                                                                     layer.A_imag, layer.B)}  # fmt: skip
+    optimizer = make_adamw(groups, 1e-2, torch.device("cpu"), "eager")
+    before = {name: p.detach().clone() for name, p in layer.named_parameters()}
+    layer(torch.randn(2, 16, 4, dtype=torch.float32)).square().sum().backward()
+    optimizer.step()
+    moved = {name: (p.detach() - before[name]).abs().max().item() for name, p in layer.named_parameters()}
+    assert math.isclose(moved["log_dt"], 1e-3, rel_tol=1e-3) and math.isclose(moved["D"], 1e-2, rel_tol=1e-3)
+    assert math.isclose(moved["out_proj.weight"], 1e-2, rel_tol=1e-3)
+
+    step = TrainStep(lambda: torch.zeros(()), list(layer.parameters()), optimizer, grad_clip=0.0,
+                     autocast_dtype=None, device=torch.device("cpu"), step_mode="eager")  # fmt: skip
+    step.set_lr(5e-3)  # the schedule at half its peak: every group at half its own
+    assert [g["lr"] for g in optimizer.param_groups] == pytest.approx([5e-3, 5e-3, 5e-4])
+    with pytest.raises(ConfigError, match="ssm_lr"):
+        S4D(MixerConfig(d_model=4, d_state=4, options=(("ssm_lr", 0),)))
+
+
 def test_matmul_rate_is_measured_and_positive() -> None:
     rate = matmul_tflops("cpu", "float32")
     assert 1e-4 < rate < 100  # a CPU core does between 0.1 GFLOP/s and 100 TFLOP/s of fp32

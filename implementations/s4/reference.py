@@ -25,8 +25,10 @@ The three forms compute one function:
     step      the recurrence x_k = A-bar x_{k-1} + B-bar u_k, y_k = 2 Re(C x_k) + D u_k (decoding),
     prefill   forward's output plus the state after the prompt, computed without a loop over time
               (S4: by the generating function; S4D: by a transposed Vandermonde product).
-Options (MixerConfig.options): dt_min, dt_max, output = gelu | glu (both layers); S4D also init = lin | inv | legs,
-discretization = zoh | bilinear, and alpha (the GBT's alpha, default 1/2, with discretization = bilinear).
+Options (MixerConfig.options), both layers: dt_min, dt_max, output = gelu | glu, and ssm_lr (the learning rate
+of dt, A, P, B, as the S4 repository's `register(..., lr)` gives them; default: the model's); S4D also
+init = lin | inv | legs, discretization = zoh | bilinear, and alpha (the GBT's alpha, default 1/2, with
+discretization = bilinear).
 
 Truncating the kernel at the sequence's own length L (C~ = C (I - A-bar^L), S4 Algorithm 1, step 1) is
 what makes forward equal a loop of step exactly, at every L.
@@ -61,18 +63,22 @@ from implementations.s4.ssm_kernel import (
     vandermonde_kernel,
 )
 
-S4_OPTIONS: set[str] = {"dt_min", "dt_max", "output"}
-S4D_OPTIONS: set[str] = {"dt_min", "dt_max", "output", "init", "discretization", "alpha"}
+S4_OPTIONS: set[str] = {"dt_min", "dt_max", "output", "ssm_lr"}
+S4D_OPTIONS: set[str] = {"dt_min", "dt_max", "output", "ssm_lr", "init", "discretization", "alpha"}
 OUTPUTS = ("gelu", "glu")  # W GELU(.) + b, or GLU(W' GELU(.) + b')
 S4D_INITS = ("lin", "inv", "legs")
 S4D_DISCRETIZATIONS = ("zoh", "bilinear")
 
 
-def no_weight_decay(*parameters: nn.Parameter) -> None:
+def no_weight_decay(*parameters: nn.Parameter, lr: float | None = None) -> None:
     """Mark the state-space parameters (dt, A, P, B) as the S4 repository registers them: trained without
-    weight decay (training code that decays weight matrices only reads the mark, as mamba_ssm's does)."""
+    weight decay (training code that decays weight matrices only reads the mark, as mamba_ssm's does) and,
+    with option ssm_lr, at their own learning rate (`_lr`: suites.training.parameter_groups reads it; S4's
+    recipes train them at 0.001 while the rest of the model trains at up to 0.01)."""
     for parameter in parameters:
         parameter._no_weight_decay = True
+        if lr is not None:
+            parameter._lr = lr
 
 
 def _complex_parameter(value: torch.Tensor) -> nn.Parameter:
@@ -122,7 +128,11 @@ class SSMLayer(Mixer):
         if self.output not in OUTPUTS:
             raise ConfigError("output", f"must be one of {', '.join(OUTPUTS)}, got {self.output!r}")
         self.out_proj = nn.Linear(self.H, 2 * self.H if self.output == "glu" else self.H)
-        no_weight_decay(self.log_dt)
+        ssm_lr = config.option("ssm_lr", None)
+        if ssm_lr is not None and (isinstance(ssm_lr, bool) or not isinstance(ssm_lr, int | float) or ssm_lr <= 0):
+            raise ConfigError("ssm_lr", f"the SSM parameters' learning rate must be a number > 0, got {ssm_lr!r}")
+        self.ssm_lr = None if ssm_lr is None else float(ssm_lr)
+        no_weight_decay(self.log_dt, lr=self.ssm_lr)
 
     # ---- the SSM, defined by subclasses -------------------------------------------------------
 
@@ -225,7 +235,7 @@ class S4(SSMLayer):
         self.Lambda_imag = nn.Parameter(dplr.Lambda.imag.float().repeat(self.H, 1))
         self.P = _complex_parameter(dplr.P.repeat(self.H, 1))
         self.B = _complex_parameter(dplr.B.repeat(self.H, 1))
-        no_weight_decay(self.Lambda_log_neg_real, self.Lambda_imag, self.P, self.B)
+        no_weight_decay(self.Lambda_log_neg_real, self.Lambda_imag, self.P, self.B, lr=self.ssm_lr)
 
     def ssm(self) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
         """(Lambda, P, B, C, Delta): (H, M) complex each and (H,), in the working dtype."""
@@ -290,7 +300,7 @@ class S4D(SSMLayer):
         self.A_log_neg_real = nn.Parameter(torch.log(-A.real).float().repeat(self.H, 1))
         self.A_imag = nn.Parameter(A.imag.float().repeat(self.H, 1))
         self.B = _complex_parameter(B.repeat(self.H, 1))
-        no_weight_decay(self.A_log_neg_real, self.A_imag, self.B)
+        no_weight_decay(self.A_log_neg_real, self.A_imag, self.B, lr=self.ssm_lr)
 
     def discrete(self) -> tuple[torch.Tensor, torch.Tensor]:
         """(log A-bar, B-bar), (H, M) each: the diagonal discretized by ZOH or the GBT."""
