@@ -116,8 +116,9 @@ def test_job_ids_are_stable_and_single_mixer_jobs_are_unchanged() -> None:
     assert [j.job_id for j in first] == [j.job_id for j in again]
     # pinned: a change to how a hybrid (or a single mixer) is put into its job's params changes these. The
     # first was the id the code before hybrids gave attention/reference's job of this preset, until the
-    # settings gained `compile` and `position_scale` (every recall job's params hold them: every id moved).
-    assert [j.job_id for j in first] == ["297e8453c179c736", "dcdc2175ab8e3c5f"]
+    # settings gained `compile` and `position_scale`, then `next_token_loss` (every recall job's params hold
+    # every setting: each new one moves every id).
+    assert [j.job_id for j in first] == ["7b74f53aabc89206", "0753c4579cecd567"]
     assert "layer_pattern" not in first[0].params  # single mixers: the params (and ids) they always had
     assert first[1].columns()["family"] == "hybrid" and first[1].columns()["backend"] == "reference"
     assert first[1].unavailable_reason() is None

@@ -19,3 +19,11 @@ mps_start() {  # CUDA's Multi-Process Service: the kernels of several processes 
 mps_stop() {
   command -v nvidia-cuda-mps-control >/dev/null && echo quit | nvidia-cuda-mps-control
 }
+imdb_data() {  # the labelled IMDb reviews carried as .data/aclImdb-labelled.tar.xz, unpacked for the classify suite
+  mkdir -p /tmp/imdb && tar xJf .data/aclImdb-labelled.tar.xz -C /tmp/imdb
+  export SEQBENCH_IMDB=/tmp/imdb
+}
+lra_s4_then_kernels() {  # LRA Text's S4 in the background (the kernel build does not concern it), then the build
+  background lra-s4 seqbench run classify --preset lra-text --family s4 --seq-len 4096 --results "$SESSION/runs/lra-s4"
+  stage kernels; time seqbench kernels build
+}

@@ -2,8 +2,7 @@
 # accuracy in at most 20 minutes of training), then the other mixers (MIXERS, default none) beside each other.
 # The reviews travel as .data/aclImdb-labelled.tar.xz (`mkdir -p .data && cp ../shared/data/aclImdb-labelled.tar.xz
 # .data/` on the machine that starts the session; .data/ is git-ignored; carry: [".whl", ".carry", ".data"]).
-mkdir -p /tmp/imdb && tar xJf .data/aclImdb-labelled.tar.xz -C /tmp/imdb
-export SEQBENCH_IMDB=/tmp/imdb
+imdb_data
 stage kernels; time seqbench kernels build
 stage lra-s4
 seqbench run classify --preset lra-text --family s4 --seq-len 4096 --results "$SESSION/runs/lra-s4"

@@ -7,8 +7,7 @@
 # extension starts at once; Mamba's two trainings start after `seqbench kernels build`.
 T1_LIMIT_S=${T1_LIMIT_S:-1080}
 sed "s/^time_limit_s = .*/time_limit_s = $T1_LIMIT_S/" suites/presets/recall/mamba-table1.toml > "$SESSION/mamba-table1.toml"
-mkdir -p /tmp/imdb && tar xJf .data/aclImdb-labelled.tar.xz -C /tmp/imdb
-export SEQBENCH_IMDB=/tmp/imdb
+imdb_data
 mps_start
 stage start
 background lra-s4 seqbench run classify --preset lra-text --family s4 --seq-len 4096 --results "$SESSION/runs/lra-s4"

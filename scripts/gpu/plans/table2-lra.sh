@@ -5,12 +5,10 @@
 # (scripts/retest_recall.py, at most 150 s each): whether the fall-off is numerical, and whether the
 # layers' longest memory ends where the accuracy falls. LRA Text: S4 on its own preset, 20 minutes (bar
 # >= 85%), beside the three light L 256 trainings. Carry [".whl", ".carry", ".data"].
-mkdir -p /tmp/imdb && tar xJf .data/aclImdb-labelled.tar.xz -C /tmp/imdb
-export SEQBENCH_IMDB=/tmp/imdb
+imdb_data
 mps_start
 stage start
-background lra-s4 seqbench run classify --preset lra-text --family s4 --seq-len 4096 --results "$SESSION/runs/lra-s4"
-stage kernels; time seqbench kernels build
+lra_s4_then_kernels
 stage table2
 table2_then_retest() {  # the two trainings, then their retests, while LRA's S4 may still be training
   for setting in long long-wd0 long-dtmin; do
