@@ -1,10 +1,11 @@
 """Test saved recall models again (`seqbench run recall --save-models` writes them under
 RESULTS-logs/checkpoints/<run>/<job>.pt): accuracy at each --seq-len, through --name (default: the
 implementation it trained with; another of its family gets the weights by name), in --dtype on --device;
-with --horizons, each selective SSM layer's decay horizons (suites/recall/retest.py says what they are).
+with --horizons, each selective SSM layer's decay horizons (suites/recall/retest.py says what they are);
+with --distance D (induction heads), the accuracy at each length with the answer exactly D tokens back.
 
     python scripts/retest_recall.py CHECKPOINT... --seq-len 256 --seq-len 65536 --name mamba/reference \
-        --dtype float64 --horizons [--json FILE]
+        --dtype float64 --horizons [--distance 16 --distance 4000] [--json FILE]
 """
 
 from __future__ import annotations
@@ -27,6 +28,8 @@ from suites.recall.retest import retest
 @click.option("--device", default="cpu", show_default=True)
 @click.option("--horizons", is_flag=True, help="Each selective SSM layer's decay horizons at each length.")
 @click.option("--horizon-examples", default=8, show_default=True, help="Test examples the horizons average over.")
+@click.option("--distance", "distances", type=int, multiple=True, help="Induction heads: the answer this far back.")
+@click.option("--distance-examples", default=0, show_default=True, help="Examples per distance; 0: the test set's.")
 @click.option("--json", "json_path", type=click.Path(path_type=Path), default=None, help="Also write the rows here.")
 def main(
     checkpoints: tuple[Path, ...],
@@ -36,6 +39,8 @@ def main(
     device: str,
     horizons: bool,
     horizon_examples: int,
+    distances: tuple[int, ...],
+    distance_examples: int,
     json_path: Path | None,
 ) -> None:
     out = json_path.open("w") if json_path is not None else None  # a line per row as it comes: a timeout keeps them
@@ -56,8 +61,23 @@ def main(
                 f"({100 * checkpoint.accuracy:.1f}%); tested through {name} in {dtype} on {device}"
             )
             examples_for_horizons = horizon_examples if horizons else 0
-            for row in retest(checkpoint, list(seq_lens), implementation, device, dtype, examples_for_horizons):
-                if row.get("kind") == "horizon":
+            rows = retest(
+                checkpoint,
+                list(seq_lens),
+                implementation,
+                device,
+                dtype,
+                examples_for_horizons,
+                distances,
+                distance_examples,
+            )
+            for row in rows:
+                if row.get("kind") == "distance":
+                    click.echo(
+                        f"  L {row['seq_len']:>8} distance {row['distance']:>8}: {100 * row['accuracy']:6.2f}%  "
+                        f"n {row['n_test']}"
+                    )
+                elif row.get("kind") == "horizon":
                     click.echo(
                         f"  L {row['seq_len']:>8} layer {row['layer']}: longest horizon "
                         f"{row['max_horizon_tokens']:,.0f} tokens, median channel's "

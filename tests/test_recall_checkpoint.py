@@ -15,7 +15,13 @@ from click.testing import CliRunner
 from harness.cli import cli
 from harness.errors import UserError
 from implementations.mamba.reference import inverse_softplus
-from suites.recall.checkpoint import CHECKPOINT_DIR_ENV, job_checkpoint_path, load_checkpoint, match_state_dict
+from suites.recall.checkpoint import (
+    CHECKPOINT_DIR_ENV,
+    Checkpoint,
+    job_checkpoint_path,
+    load_checkpoint,
+    match_state_dict,
+)
 from suites.recall.retest import decay_horizons, rebuild, retest
 from suites.recall.tasks import get_task
 from suites.recall.train import SUITE, TARGET, build_model, run_job
@@ -162,18 +168,39 @@ def test_the_retest_script_records_a_row_per_length_and_layer(tmp_path: Path, mo
     run_job(**job)
     path = job_checkpoint_path(SUITE, TARGET, job)
     out = tmp_path / "retest.jsonl"
-    result = CliRunner().invoke(
-        script.main, [str(path), "--seq-len", "32", "--seq-len", "64", "--horizons", "--json", str(out)]
-    )
+    arguments = ["--seq-len", "32", "--seq-len", "64", "--horizons", "--distance", "16", "--distance", "40"]
+    arguments += ["--distance-examples", "24"]
+    result = CliRunner().invoke(script.main, [str(path), *arguments, "--json", str(out)])
     assert result.exit_code == 0, result.output
     lines = [json.loads(line) for line in out.read_text().splitlines()]
-    # per length: its accuracy row, then one horizon row per Mamba layer (2)
-    assert [(r.get("kind", "accuracy"), r["seq_len"]) for r in lines] == [
-        ("accuracy", 32), ("horizon", 32), ("horizon", 32), ("accuracy", 64), ("horizon", 64), ("horizon", 64)
+    # per length: its accuracy row, one horizon row per Mamba layer (2), one row per distance that fits
+    assert [(r.get("kind", "accuracy"), r["seq_len"], r.get("distance")) for r in lines] == [
+        ("accuracy", 32, None), ("horizon", 32, None), ("horizon", 32, None), ("distance", 32, 16),
+        ("accuracy", 64, None), ("horizon", 64, None), ("horizon", 64, None), ("distance", 64, 16),
+        ("distance", 64, 40),
     ]  # fmt: skip
+    assert all(r["n_test"] == 24 for r in lines if r.get("kind") == "distance")
     missing = CliRunner().invoke(script.main, [str(tmp_path / "none.pt"), "--seq-len", "32"])
     assert (
         missing.exit_code == 1
         and missing.output.strip().startswith("Error: ")
         and "no such checkpoint" in missing.output
     )
+
+
+def test_examples_at_a_fixed_distance_put_the_answer_that_far_back() -> None:
+    from harness.errors import ConfigError
+    from suites.recall.data import IGNORE, TRIGGER_TOKEN, induction_heads_at_distance
+
+    examples = induction_heads_at_distance(50, 3, vocab_size=16, seq_len=40, distance=25)
+    inputs, targets = examples.inputs, examples.targets
+    assert (inputs[:, 40 - 1 - 25] == TRIGGER_TOKEN).all() and (inputs[:, -1] == TRIGGER_TOKEN).all()
+    assert ((inputs == TRIGGER_TOKEN).sum(dim=1) == 2).all()  # nowhere else: one answer
+    assert (targets[:, -1] == inputs[:, 40 - 25]).all() and (targets[:, :-1] == IGNORE).all()
+    for distance in (1, 40, 2.5):  # the answer would be the last token, before the start, not a position
+        with pytest.raises(ConfigError, match="distance"):
+            induction_heads_at_distance(4, 0, vocab_size=16, seq_len=40, distance=distance)
+    mqar = {**_job(), "task": "mqar", "task_params": {"vocab_size": 64, "seq_len": 32, "n_pairs": 4}}
+    mqar["train"] = {**mqar["train"], "max_steps": 1, "eval_every": 1}
+    with pytest.raises(UserError, match="induction heads"):
+        next(retest(Checkpoint(job=mqar, max_seq_len=32, state_dict={}, step=0, accuracy=0.0), [32], distances=[4]))

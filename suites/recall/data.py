@@ -258,12 +258,32 @@ def induction_heads(n_examples: int, seed: int, *, vocab_size: int = 16, seq_len
     check_induction_heads(vocab_size, seq_len)
     rng = np.random.default_rng(seed)
     inputs = rng.integers(1, vocab_size, size=(n_examples, seq_len))
-    rows = np.arange(n_examples)
     trigger = rng.integers(0, seq_len - 2, size=n_examples)  # first occurrence in [0, L-3]
+    return _place_trigger(inputs, trigger)
+
+
+def induction_heads_at_distance(
+    n_examples: int, seed: int, *, vocab_size: int, seq_len: int, distance: int
+) -> Examples:
+    """Induction heads with the first special token exactly `distance` positions before the last one (the
+    task above draws it uniformly, so distances 2 ... L-1): whether a model's accuracy at a length falls with
+    how far back the answer is (a memory that decays) or with the length itself (a state the filler
+    overruns). A diagnostic of suites/recall/retest.py, not a task of its own."""
+    check_induction_heads(vocab_size, seq_len)
+    if isinstance(distance, bool) or not isinstance(distance, int | np.integer) or not 2 <= distance <= seq_len - 1:
+        raise ConfigError("distance", f"must be an integer in [2, seq_len - 1 = {seq_len - 1}], got {distance!r}")
+    rng = np.random.default_rng(seed)
+    inputs = rng.integers(1, vocab_size, size=(n_examples, seq_len))
+    return _place_trigger(inputs, np.full(n_examples, seq_len - 1 - distance))
+
+
+def _place_trigger(inputs: np.ndarray, trigger: np.ndarray) -> Examples:
+    """The special token at each row's `trigger` and last position; the target: the token after the first."""
+    rows = np.arange(inputs.shape[0])
     answer = inputs[rows, trigger + 1]
     inputs[rows, trigger] = TRIGGER_TOKEN
     inputs[:, -1] = TRIGGER_TOKEN
-    targets = np.full((n_examples, seq_len), IGNORE, dtype=np.int64)
+    targets = np.full(inputs.shape, IGNORE, dtype=np.int64)
     targets[:, -1] = answer
     return _examples(inputs, targets)
 

@@ -26,7 +26,7 @@ from harness import registry
 from harness.errors import UserError
 from harness.interface import parse_dtype
 from suites.recall.checkpoint import Checkpoint, match_state_dict
-from suites.recall.data import Examples, default_cache_dir
+from suites.recall.data import Examples, default_cache_dir, induction_heads_at_distance
 from suites.recall.model import RecallModel
 from suites.recall.tasks import get_task
 from suites.recall.train import Evaluator, build_model, split_seed
@@ -34,6 +34,7 @@ from suites.training import resolve_device
 
 EVAL_TOKENS_PER_BATCH = 65536  # an evaluation batch's tokens (memory bound, not speed)
 NEW_LENGTH_SEED_BASE = 1_000_000  # seed index base for a length training did not test (its own are 0, 1, ...)
+DISTANCE_SEED_BASE = 2_000_000  # seed index base of the examples at a fixed trigger distance (one per distance)
 
 
 def rebuild(checkpoint: Checkpoint, implementation: str | None = None) -> RecallModel:
@@ -99,10 +100,18 @@ def retest(
     device: str = "cpu",
     dtype: str = "float32",
     horizon_examples: int = 0,
+    distances: list[int] | tuple[int, ...] = (),
+    distance_examples: int = 0,
 ) -> Iterator[dict[str, Any]]:
     """Per length, as each is done: its accuracy row (seq_len, accuracy, loss, n_test); with horizon_examples,
     then each selective SSM layer's decay horizons (decay_horizons, in float64) over that many of the
-    length's test examples, as rows of kind "horizon". The model is built once for all lengths."""
+    length's test examples, as rows of kind "horizon"; with distances (induction heads only), the accuracy
+    with the answer exactly that far back (rows of kind "distance", distance_examples examples each, default
+    as many as the length's test set; distances past the length are left out). The model is built once for
+    all lengths."""
+    job = checkpoint.job
+    if distances and job["task"] != "induction-heads":
+        raise UserError(f"--distance is induction heads' (where the answer is); this model trained on {job['task']}")
     built = rebuild(checkpoint, implementation)
     # the resolved setting: "auto" is learned positions for attention alone (suites.backbone.resolve_position)
     if built.settings.position == "learned" and checkpoint.max_seq_len < max(seq_lens):
@@ -119,6 +128,13 @@ def retest(
         if exact is not None:
             tokens = examples.inputs[:horizon_examples].to(device=run_device, dtype=torch.long)
             yield from ({"kind": "horizon", **layer} for layer in decay_horizons(exact, tokens))
+        for distance in (d for d in distances if d <= seq_len - 1):
+            params = {**job["task_params"], "seq_len": seq_len}
+            seed = split_seed(int(job["data_seed"]), "extrapolate", DISTANCE_SEED_BASE + distance)
+            at = induction_heads_at_distance(distance_examples or len(examples), seed, **params, distance=distance)
+            accuracy, loss = evaluate(at, max(1, EVAL_TOKENS_PER_BATCH // seq_len))
+            yield {"kind": "distance", "seq_len": seq_len, "distance": distance, "accuracy": accuracy,
+                   "loss": loss, "n_test": len(at)}  # fmt: skip
 
 
 @torch.no_grad()
